@@ -1,0 +1,127 @@
+//! PesaChama's HTTP server.
+//!
+//! [`app`] builds the router from an [`AppState`]; [`serve`] runs it on a listener the caller
+//! bound, until the caller's shutdown future completes. Tests bind port 0 and run many apps at
+//! once; the binary binds the configured port.
+
+pub mod error;
+pub mod keys;
+pub mod metrics;
+mod middleware;
+pub mod openapi;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// Settings the server needs at run time.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes (Supabase caps at 1 MB; so do we by default).
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<ServerConfig>,
+    pub metrics: Arc<Metrics>,
+    openapi: Arc<String>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, config: ServerConfig) -> Self {
+        Self {
+            pool,
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+            openapi: Arc::new(String::new()),
+        }
+    }
+}
+
+/// The whole application router with its middleware.
+pub fn app(mut state: AppState) -> Router {
+    let (api, document) = openapi::routes().split_for_parts();
+    state.openapi = Arc::new(
+        document
+            .to_pretty_json()
+            .unwrap_or_else(|_| "{}".to_owned()),
+    );
+    let limit = state.config.body_limit;
+
+    Router::new()
+        .merge(api)
+        .route("/metrics", axum::routing::get(metrics_text))
+        .route("/openapi.json", axum::routing::get(openapi_json))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            middleware::reject_oversized,
+        ))
+        .layer(CatchPanicLayer::custom(middleware::panic_to_error))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(middleware::RequestSpan)
+                .on_response(middleware::LogResponse),
+        )
+        .layer(PropagateRequestIdLayer::new(middleware::REQUEST_ID))
+        .layer(SetRequestIdLayer::new(
+            middleware::REQUEST_ID,
+            MakeRequestUuid,
+        ))
+        .with_state(state)
+}
+
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.pool),
+    )
+}
+
+async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.as_str().to_owned(),
+    )
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

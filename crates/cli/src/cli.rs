@@ -1,0 +1,187 @@
+//! Arguments and configuration. Every setting can come from a flag or from the environment
+//! variable named beside it (the founding plan's names where it has them); a flag wins.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pesachama",
+    version,
+    about = "PesaChama: the backend of a chama (savings group) platform on Supabase/PostgreSQL.",
+    long_about = "PesaChama: the backend of a chama (savings group) platform on Supabase/PostgreSQL.\n\n\
+        With no DATABASE_URL, every command uses an embedded PostgreSQL cluster that pesachama creates \
+        and starts itself from the PostgreSQL binaries on this machine, in the data folder (--data-dir, \
+        default .pesachama). With DATABASE_URL, it uses that database (a Supabase project or any \
+        PostgreSQL 15+)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// PostgreSQL URL of the database to use; without it, the embedded cluster is used.
+    #[arg(long, env = "DATABASE_URL", global = true, value_parser = parse_database_url, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Folder of the embedded cluster and local secrets (used when DATABASE_URL is not set).
+    #[arg(
+        long,
+        env = "PESACHAMA_DATA_DIR",
+        global = true,
+        default_value = ".pesachama"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Log filter: error, warn, info, debug, trace, or directives such as `pesachama=debug,sqlx=warn`.
+    /// Defaults to `info` for `serve` and `warn` for the other commands.
+    #[arg(long, env = "LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
+
+    /// Log line format on standard error.
+    #[arg(long, env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// The Supabase project URL (https://<ref>.supabase.co), when Supabase is the production home.
+    #[arg(long, env = "SUPABASE_URL", global = true, value_parser = parse_http_url)]
+    pub supabase_url: Option<String>,
+
+    /// The project's JWT secret (HS256). The embedded default makes one and keeps it in the data folder.
+    #[arg(
+        long,
+        env = "SUPABASE_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object a line, with the request id of the request being served.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrating the database first).
+    Serve(ServeArgs),
+    /// Database tools: apply migrations, list them, print the connection URL.
+    #[command(subcommand_required = true)]
+    Db(DbArgs),
+    /// Run the data-integrity checks; exits 1 when any is violated.
+    Check(CheckArgs),
+    /// Print the anon and service-role API keys for the configured JWT secret.
+    Keys(KeysArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on.
+    #[arg(long, short, env = "API_PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Address to listen on (0.0.0.0 to accept connections from other machines).
+    #[arg(long, env = "API_HOST", default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+
+    /// Load the demo data (a few chamas with members and contributions); safe to repeat.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Largest database pool.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 20)]
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply every migration not applied yet (a no-op when the schema is current).
+    Migrate,
+    /// List the migrations: applied (with when), pending, or present only in the database.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the connection URL of the database in use. For the embedded default, that of the
+    /// cluster of the data folder, which must be running (for example under `pesachama serve`).
+    Url,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_database_url(value: &str) -> Result<String, String> {
+    if !(value.starts_with("postgres://") || value.starts_with("postgresql://")) {
+        return Err("must start with postgres:// or postgresql://".to_owned());
+    }
+    sqlx::postgres::PgConnectOptions::from_str(value)
+        .map(|_| value.to_owned())
+        .map_err(|err| {
+            format!("not a PostgreSQL URL (postgres://user:password@host:port/database): {err}")
+        })
+}
+
+fn parse_http_url(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value).map_err(|err| format!("not a URL: {err}"))?;
+    match (url.scheme(), url.host_str()) {
+        ("http" | "https", Some(_)) => Ok(value.trim_end_matches('/').to_owned()),
+        _ => Err("must be an http:// or https:// URL with a host".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_checked_when_read() {
+        assert!(parse_database_url("postgres://u:p@localhost:5432/db").is_ok());
+        assert!(parse_database_url("postgresql://localhost/db?sslmode=require").is_ok());
+        assert!(parse_database_url("mysql://localhost/db").is_err());
+        assert!(parse_database_url("not a url").is_err());
+    }
+
+    #[test]
+    fn supabase_urls_must_be_http_with_a_host() {
+        assert_eq!(
+            parse_http_url("https://abc.supabase.co/").unwrap(),
+            "https://abc.supabase.co"
+        );
+        assert!(parse_http_url("abc.supabase.co").is_err());
+        assert!(parse_http_url("ftp://abc").is_err());
+        assert!(parse_http_url("https://").is_err());
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

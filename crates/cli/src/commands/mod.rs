@@ -1,0 +1,4 @@
+pub mod check;
+pub mod db;
+pub mod keys;
+pub mod serve;

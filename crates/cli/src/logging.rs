@@ -1,0 +1,32 @@
+//! Log lines go to standard error, as JSON by default (one object a line, with the fields of the
+//! request span such as `request_id`), so standard output stays for command results.
+
+use anyhow::Context as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, LogFormat};
+
+pub fn init(cli: &Cli) -> anyhow::Result<()> {
+    let default = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let directives = cli.global.log_level.as_deref().unwrap_or(default);
+    let filter = EnvFilter::try_new(directives).with_context(|| {
+        format!("LOG_LEVEL / --log-level {directives:?} is not a valid log filter")
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.global.log_format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .init(),
+        LogFormat::Pretty => builder.init(),
+    }
+    Ok(())
+}

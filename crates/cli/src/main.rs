@@ -1,0 +1,47 @@
+//! `pesachama`: parses arguments and configuration, then hands over to library code.
+
+mod cli;
+mod commands;
+mod database;
+mod logging;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(err) = logging::init(&cli) {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Serve(args) => commands::serve::run(&cli.global, args).await,
+            Command::Db(args) => commands::db::run(&cli.global, args).await,
+            Command::Check(args) => commands::check::run(&cli.global, args).await,
+            Command::Keys(args) => commands::keys::run(&cli.global, args),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // One line a person can act on; the chain of causes joined with ": ".
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
