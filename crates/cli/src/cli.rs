@@ -121,6 +121,9 @@ pub enum DbCommand {
     /// Print the connection URL of the database in use. For the embedded default, that of the
     /// cluster of the data folder, which must be running (for example under `pesachama serve`).
     Url,
+    /// Stop the embedded cluster of the data folder, whoever started it (for example one left
+    /// running by a `serve` that was killed).
+    Stop,
 }
 
 #[derive(Debug, Args)]

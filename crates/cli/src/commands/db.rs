@@ -11,8 +11,10 @@ use crate::database::{Database, EMBEDDED_DATABASE};
 use crate::output;
 
 pub async fn run(global: &Global, args: &DbArgs) -> anyhow::Result<ExitCode> {
-    if let DbCommand::Url = args.command {
-        return url(global).await;
+    match args.command {
+        DbCommand::Url => return url(global).await,
+        DbCommand::Stop => return stop(global).await,
+        DbCommand::Migrate | DbCommand::Status { .. } => {}
     }
     let database = Database::open(global).await?;
     let result = with_database(&database, &args.command).await;
@@ -62,8 +64,8 @@ async fn with_database(database: &Database, command: &DbCommand) -> anyhow::Resu
                 ));
             }
         }
-        // Reached only with DATABASE_URL set (see `run`): the database in use is that one.
-        DbCommand::Url => output::line(&database.url),
+        // Answered before a database is opened (see `run`).
+        DbCommand::Url | DbCommand::Stop => {}
     }
     pool.close().await;
     Ok(ExitCode::SUCCESS)
@@ -87,4 +89,27 @@ async fn url(global: &Global) -> anyhow::Result<ExitCode> {
             global.data_dir.display()
         ),
     }
+}
+
+async fn stop(global: &Global) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        global.database_url.is_none(),
+        "`db stop` stops the embedded cluster; with DATABASE_URL set there is none to stop"
+    );
+    let data_dir = global.data_dir.clone();
+    let cluster = tokio::task::spawn_blocking(move || Cluster::attach_running(&data_dir)).await??;
+    match cluster {
+        Some(cluster) => {
+            tokio::task::spawn_blocking(move || cluster.stop_now()).await??;
+            output::line(&format!(
+                "stopped the embedded PostgreSQL of {}",
+                global.data_dir.display()
+            ));
+        }
+        None => output::line(&format!(
+            "no embedded PostgreSQL is running in {}",
+            global.data_dir.display()
+        )),
+    }
+    Ok(ExitCode::SUCCESS)
 }

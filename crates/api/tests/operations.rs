@@ -1,0 +1,130 @@
+//! The operational surface over real HTTP on a real database: health, readiness, metrics, the
+//! OpenAPI document, and the error format of requests no route accepts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pesachama_api::ServerConfig;
+use pesachama_testkit::{TestApp, TestDb};
+use serde_json::Value;
+
+#[tokio::test]
+async fn health_answers_without_touching_the_database() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/health").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn ready_once_every_migration_is_applied() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/ready").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(
+        body["migrations_applied"].as_u64().unwrap() as usize,
+        pesachama_store::migrations::EMBEDDED.len()
+    );
+}
+
+#[tokio::test]
+async fn not_ready_on_a_database_without_the_schema() {
+    let app = TestApp::spawn_with(TestDb::empty().await, ServerConfig::default()).await;
+    let response = app.get("/ready").await;
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pesachama db migrate")
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_answer_the_error_format() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/no/such/route").await;
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    assert!(body["error"]["message"].is_string());
+    assert!(body["error"].as_object().unwrap().contains_key("details"));
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_405_in_the_error_format() {
+    let app = TestApp::spawn().await;
+    let response = app.client.delete(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_before_they_are_read() {
+    let config = ServerConfig { body_limit: 1024 };
+    let app = TestApp::spawn_with(TestDb::new().await, config).await;
+    let response = app
+        .client
+        .post(app.url("/health"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    assert_eq!(body["error"]["details"]["limit_bytes"], 1024);
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_keeps_the_callers() {
+    let app = TestApp::spawn().await;
+    let made = app.get("/health").await;
+    let id = made.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a uuid: {id}");
+
+    let given = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        app.get("/health").await;
+    }
+    app.get("/missing").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/health",status="200"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="<unmatched>",status="404"} 1"#)
+    );
+    assert!(
+        text.contains(r#"http_request_duration_seconds_count{method="GET",route="/health"} 3"#)
+    );
+    assert!(text.contains("db_pool_connections{state=\"idle\"}"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_routes_and_the_error_body() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["paths"]["/health"]["get"].is_object());
+    assert!(doc["paths"]["/ready"]["get"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+}

@@ -1,0 +1,167 @@
+//! `db migrate`, `db status`, `check` and `keys` against a real database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{run, stderr, stdout};
+use pesachama_testkit::TestDb;
+
+#[tokio::test]
+async fn db_migrate_applies_everything_then_nothing() {
+    let db = TestDb::empty().await;
+    let first = run(&["--database-url", &db.url, "db", "migrate"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let applied = stdout(&first)
+        .lines()
+        .filter(|line| line.starts_with("applied "))
+        .count();
+    assert_eq!(applied, pesachama_store::migrations::EMBEDDED.len());
+
+    let second = run(&["--database-url", &db.url, "db", "migrate"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stdout(&second).contains("nothing to apply"),
+        "{}",
+        stdout(&second)
+    );
+}
+
+#[tokio::test]
+async fn db_status_lists_every_migration_as_applied() {
+    let db = TestDb::new().await;
+    let output = run(&["--database-url", &db.url, "db", "status", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let status: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status.len(), pesachama_store::migrations::EMBEDDED.len());
+    assert!(
+        status
+            .iter()
+            .all(|m| m["state"] == "applied" && m["applied_at"].is_string())
+    );
+
+    let table = run(&["--database-url", &db.url, "db", "status"]);
+    assert!(stdout(&table).contains("0 pending"), "{}", stdout(&table));
+}
+
+#[tokio::test]
+async fn check_passes_on_the_demo_data() {
+    let db = TestDb::new().await;
+    pesachama_store::seed_demo(&db.pool).await.unwrap();
+    let output = run(&["--database-url", &db.url, "check"]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(stdout(&output).contains(" 0 failed"));
+}
+
+#[tokio::test]
+async fn check_fails_with_exit_1_when_a_balance_drifts_from_the_ledger() {
+    let db = TestDb::new().await;
+    pesachama_store::seed_demo(&db.pool).await.unwrap();
+    // What the founding plan's read-modify-write handler does under concurrency: a balance
+    // written by hand, no journal behind it.
+    sqlx::query("update public.chamas set balance = balance + 100 where id = (select id from public.chamas order by name limit 1)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let output = run(&["--database-url", &db.url, "check", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["passed"], false);
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["violations"].as_i64().unwrap() > 0)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 1, "exactly the drift check fails: {failed:?}");
+    assert!(failed[0].contains("balance"), "{failed:?}");
+}
+
+#[tokio::test]
+async fn check_fails_on_a_live_user_with_an_invalid_email() {
+    let db = TestDb::new().await;
+    pesachama_store::seed_demo(&db.pool).await.unwrap();
+    // The constraint would refuse it; a legacy import with the constraint dropped would not.
+    let constraint: String = sqlx::query_scalar(
+        "select conname from pg_constraint where conrelid = 'public.users'::regclass and contype = 'c' and pg_get_constraintdef(oid) ilike '%email%' and pg_get_constraintdef(oid) like '%~%' limit 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(&format!(
+        "alter table public.users drop constraint {constraint}"
+    ))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("update public.users set email = 'jane@' where id = (select id from public.users where email is not null order by email limit 1)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let output = run(&["--database-url", &db.url, "check"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("FAIL"), "{}", stdout(&output));
+}
+
+#[tokio::test]
+async fn check_on_a_database_without_the_schema_says_to_migrate() {
+    let db = TestDb::empty().await;
+    let output = run(&["--database-url", &db.url, "check"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("pesachama db migrate"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn keys_are_supabase_api_keys_for_the_configured_secret() {
+    let secret = "a-test-secret-that-is-at-least-32-characters-long";
+    let output = common::pesachama()
+        .env("SUPABASE_JWT_SECRET", secret)
+        .env("SUPABASE_URL", "https://abcdefgh.supabase.co")
+        .args(["keys"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].starts_with("anon: eyJ"));
+    assert!(lines[1].starts_with("service_role: eyJ"));
+
+    // The same secret gives the same keys, so a .env written once stays valid.
+    let again = common::pesachama()
+        .env("SUPABASE_JWT_SECRET", secret)
+        .env("SUPABASE_URL", "https://abcdefgh.supabase.co")
+        .args(["keys", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        format!("anon: {}", json["anon"].as_str().unwrap()),
+        lines[0]
+    );
+}
+
+#[test]
+fn keys_with_a_database_url_but_no_secret_name_the_missing_setting() {
+    let output = run(&[
+        "--database-url",
+        "postgres://u:p@db.example:5432/postgres",
+        "keys",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("SUPABASE_JWT_SECRET is not set"),
+        "{}",
+        stderr(&output)
+    );
+}

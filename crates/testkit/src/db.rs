@@ -1,0 +1,217 @@
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pesachama_pgcluster::{Cluster, Durability, Options};
+use pesachama_store::PgPool;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::OnceCell;
+
+/// Serialises template creation across test processes.
+const TEMPLATE_LOCK: i64 = 0x7465_7374_7470_6c00; // "testtpl"
+
+/// Test databases older than this are someone's leftovers (a killed run) and are dropped.
+const STALE_AFTER_SECONDS: u64 = 3600;
+
+static ADMIN_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// The admin URL (database `postgres`) of the server tests use, starting the shared test
+/// cluster on first use.
+pub fn admin_url() -> &'static str {
+    ADMIN_URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+            return url;
+        }
+        let euid = nix_free_euid();
+        let dir = std::env::temp_dir().join(format!("pesachama-test-cluster-{euid}"));
+        let mut options = Options::new(&dir);
+        options.durability = Durability::Throwaway;
+        options.max_connections = 400;
+        let cluster = Cluster::ensure_running(&options).unwrap_or_else(|err| {
+            panic!("cannot start the test cluster in {}: {err}", dir.display())
+        });
+        cluster.url("postgres")
+    })
+}
+
+/// The effective uid, read from /proc so the test kit needs no extra dependency for it.
+fn nix_free_euid() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .and_then(|line| line.split_whitespace().nth(2).map(str::to_owned))
+        })
+        .unwrap_or_else(|| "user".to_owned())
+}
+
+fn url_for(database: &str) -> String {
+    let admin = admin_url();
+    let (base, _) = admin.rsplit_once('/').unwrap_or((admin, ""));
+    format!("{base}/{database}")
+}
+
+/// A database of its own for one test, dropped when the test ends (set
+/// `PESACHAMA_KEEP_TEST_DBS=1` to keep them for a look after a failure).
+#[derive(Debug)]
+pub struct TestDb {
+    pub pool: PgPool,
+    pub url: String,
+    pub name: String,
+}
+
+impl TestDb {
+    /// A fresh database with every migration applied.
+    pub async fn new() -> Self {
+        let template = TEMPLATE.get_or_init(build_template).await;
+        Self::create(Some(template)).await
+    }
+
+    /// A fresh, empty database (no schema), for tests of migrating itself.
+    pub async fn empty() -> Self {
+        Self::create(None).await
+    }
+
+    async fn create(template: Option<&str>) -> Self {
+        let name = format!("test_{}_{}", now_seconds(), uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(admin_url())
+            .await
+            .expect("connect to the test server");
+        let statement = match template {
+            Some(template) => {
+                format!("create database {name} template {template} strategy file_copy")
+            }
+            None => format!("create database {name}"),
+        };
+        sqlx::raw_sql(&statement)
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let _ = admin.close().await;
+        let url = url_for(&name);
+        let pool = pesachama_store::connect(&url, 5)
+            .await
+            .expect("connect to the test database");
+        Self { pool, url, name }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var_os("PESACHAMA_KEEP_TEST_DBS").is_some() {
+            return;
+        }
+        // Drop runs inside the test's runtime, which we must not block on; a thread of its own
+        // with a small runtime does the work. FORCE ends the pool's connections server-side.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(admin_url()).await {
+                    let _ = sqlx::raw_sql(&format!("drop database if exists {name} with (force)"))
+                        .execute(&mut admin)
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Creates (once per server and schema version) the migrated template databases are cloned from.
+async fn build_template() -> String {
+    let fingerprint = {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for migration in pesachama_store::migrations::EMBEDDED {
+            hasher.update(migration.version.as_bytes());
+            hasher.update(migration.sql.as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    };
+    let template = format!("pesachama_template_{}", &fingerprint[..16]);
+
+    let mut admin = PgConnection::connect(admin_url())
+        .await
+        .expect("connect to the test server");
+    sqlx::query("select pg_advisory_lock($1)")
+        .bind(TEMPLATE_LOCK)
+        .execute(&mut admin)
+        .await
+        .expect("take the template lock");
+    drop_stale_databases(&mut admin).await;
+
+    let exists: bool =
+        sqlx::query_scalar("select exists (select from pg_database where datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut admin)
+            .await
+            .expect("look for the template");
+    if !exists {
+        let building = format!("{template}_building");
+        // One statement per query: several in one string run as one transaction, which
+        // CREATE and DROP DATABASE refuse.
+        for statement in [
+            format!("drop database if exists {building} with (force)"),
+            format!("create database {building}"),
+        ] {
+            sqlx::raw_sql(&statement)
+                .execute(&mut admin)
+                .await
+                .expect("create the template database");
+        }
+        let pool = pesachama_store::connect(&url_for(&building), 2)
+            .await
+            .expect("connect to the template");
+        pesachama_store::migrations::migrate(&pool)
+            .await
+            .unwrap_or_else(|err| panic!("migrating the template failed: {err}"));
+        pool.close().await;
+        for statement in [
+            format!("alter database {building} rename to {template}"),
+            format!("alter database {template} is_template true"),
+        ] {
+            sqlx::raw_sql(&statement)
+                .execute(&mut admin)
+                .await
+                .expect("publish the template");
+        }
+    }
+    let _ = sqlx::query("select pg_advisory_unlock($1)")
+        .bind(TEMPLATE_LOCK)
+        .execute(&mut admin)
+        .await;
+    let _ = admin.close().await;
+    template
+}
+
+async fn drop_stale_databases(admin: &mut PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar("select datname from pg_database where datname like 'test\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    let cutoff = now_seconds().saturating_sub(STALE_AFTER_SECONDS);
+    for name in names {
+        let created = name.split('_').nth(1).and_then(|ts| ts.parse::<u64>().ok());
+        if created.is_some_and(|created| created < cutoff) {
+            let _ = sqlx::raw_sql(&format!("drop database if exists {name} with (force)"))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+}
