@@ -26,6 +26,15 @@ pub enum ApiError {
     },
     #[error("not found")]
     NotFound,
+    /// The caller may not do this (RLS or a role rule refused it).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing exists already, or the state changed under the caller.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        details: Option<Value>,
+    },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -33,8 +42,21 @@ pub enum ApiError {
     /// The server cannot serve right now (database down, schema not migrated).
     #[error("{0}")]
     Unavailable(String),
+    /// An auth failure, with GoTrue's status and code.
+    #[error("{}", .0.message)]
+    Auth(crate::gotrue::AuthError),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<crate::gotrue::AuthError> for ApiError {
+    fn from(err: crate::gotrue::AuthError) -> Self {
+        if err.status.is_server_error() {
+            Self::Internal(err.to_string().into())
+        } else {
+            Self::Auth(err)
+        }
+    }
 }
 
 /// The error body every route answers with.
@@ -63,9 +85,12 @@ impl ApiError {
             Self::MalformedBody(_) => StatusCode::BAD_REQUEST,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Auth(err) => err.status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -75,16 +100,19 @@ impl ApiError {
             Self::MalformedBody(_) => "malformed_body",
             Self::Validation { .. } => "validation_failed",
             Self::NotFound => "not_found",
+            Self::Forbidden(_) => "forbidden",
+            Self::Conflict { .. } => "conflict",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unavailable(_) => "unavailable",
+            Self::Auth(err) => err.code,
             Self::Internal(_) => "internal_error",
         }
     }
 
     fn details(&self) -> Option<Value> {
         match self {
-            Self::Validation { details, .. } => details.clone(),
+            Self::Validation { details, .. } | Self::Conflict { details, .. } => details.clone(),
             Self::PayloadTooLarge { limit } => Some(serde_json::json!({ "limit_bytes": limit })),
             _ => None,
         }
@@ -113,6 +141,19 @@ impl From<StoreError> for ApiError {
             StoreError::NotMigrated | StoreError::UnknownMigration { .. } => {
                 Self::Unavailable(err.to_string())
             }
+            StoreError::Conflict { constraint } => Self::Conflict {
+                message: format!("this would duplicate an existing record ({constraint})"),
+                details: Some(serde_json::json!({ "constraint": constraint })),
+            },
+            StoreError::RuleViolated { constraint } => Self::Validation {
+                message: format!("the request breaks a rule of the data ({constraint})"),
+                details: Some(serde_json::json!({ "constraint": constraint })),
+            },
+            StoreError::Refused { message } => Self::Validation {
+                message,
+                details: None,
+            },
+            StoreError::PermissionDenied => Self::Forbidden("you may not do this".to_owned()),
             other => Self::internal(other),
         }
     }

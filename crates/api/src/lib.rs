@@ -5,6 +5,7 @@
 //! once; the binary binds the configured port.
 
 pub mod error;
+pub mod gotrue;
 pub mod keys;
 pub mod metrics;
 mod middleware;
@@ -32,12 +33,15 @@ pub use metrics::Metrics;
 pub struct ServerConfig {
     /// Largest request body accepted, in bytes (Supabase caps at 1 MB; so do we by default).
     pub body_limit: usize,
+    pub auth: gotrue::AuthSettings,
 }
 
-impl Default for ServerConfig {
-    fn default() -> Self {
+impl ServerConfig {
+    /// Defaults with the given JWT secret.
+    pub fn with_secret(jwt_secret: impl Into<String>) -> Self {
         Self {
             body_limit: 1024 * 1024,
+            auth: gotrue::AuthSettings::new(jwt_secret),
         }
     }
 }
@@ -48,15 +52,23 @@ pub struct AppState {
     pub pool: PgPool,
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<gotrue::AuthRuntime>,
     openapi: Arc<String>,
 }
 
 impl AppState {
     pub fn new(pool: PgPool, config: ServerConfig) -> Self {
+        Self::with_jwks(pool, config, pesachama_auth::Jwks::default())
+    }
+
+    /// With public keys (a Supabase project's JWKS) that also verify access tokens.
+    pub fn with_jwks(pool: PgPool, config: ServerConfig, jwks: pesachama_auth::Jwks) -> Self {
+        let auth = gotrue::AuthRuntime::new(config.auth.clone(), jwks);
         Self {
             pool,
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
+            auth: Arc::new(auth),
             openapi: Arc::new(String::new()),
         }
     }
@@ -74,6 +86,7 @@ pub fn app(mut state: AppState) -> Router {
 
     Router::new()
         .merge(api)
+        .merge(gotrue::router(state.clone()))
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/openapi.json", axum::routing::get(openapi_json))
         .fallback(|| async { ApiError::NotFound })

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ErrorBody;
-use crate::routes::health;
+use crate::routes::{health, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,11 @@ use crate::routes::health;
         description = "The backend of a chama (savings group) platform: auth, chamas, ledger, M-Pesa, USSD."
     ),
     components(schemas(ErrorBody)),
-    tags((name = "operations", description = "Health, readiness, metrics"))
+    tags(
+        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "users", description = "Profiles")
+    ),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
 
@@ -25,4 +29,25 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
+        .routes(routes!(users::get_user))
+        .routes(routes!(users::update_me))
+}
+
+/// Declares the bearer scheme the protected routes name.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
 }

@@ -31,7 +31,7 @@ async fn ready_once_every_migration_is_applied() {
 
 #[tokio::test]
 async fn not_ready_on_a_database_without_the_schema() {
-    let app = TestApp::spawn_with(TestDb::empty().await, ServerConfig::default()).await;
+    let app = TestApp::spawn_with(TestDb::empty().await, TestApp::config()).await;
     let response = app.get("/ready").await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
@@ -66,7 +66,10 @@ async fn a_wrong_method_is_405_in_the_error_format() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_are_refused_before_they_are_read() {
-    let config = ServerConfig { body_limit: 1024 };
+    let config = ServerConfig {
+        body_limit: 1024,
+        ..TestApp::config()
+    };
     let app = TestApp::spawn_with(TestDb::new().await, config).await;
     let response = app
         .client

@@ -119,6 +119,45 @@ impl Jwks {
         self.keys.is_empty()
     }
 
+    /// Verifies a token another party signed with one of these keys (an OpenID Connect ID
+    /// token, say): signature, `exp`, `aud` among `audiences`, `iss` among `issuers`.
+    pub fn verify_external<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audiences: &[String],
+        issuers: &[&str],
+    ) -> Result<T, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if !ASYMMETRIC.contains(&header.alg) {
+            return Err(TokenError::AlgorithmNotAccepted(format!(
+                "{:?}",
+                header.alg
+            )));
+        }
+        let key = self
+            .find(header.kid.as_deref(), header.alg)
+            .ok_or_else(|| TokenError::UnknownKey(header.kid.clone()))?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_audience(audiences);
+        validation.set_issuer(issuers);
+        validation.required_spec_claims = ["exp", "aud", "iss"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        jsonwebtoken::decode::<T>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|err| {
+                use jsonwebtoken::errors::ErrorKind;
+                match err.kind() {
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    ErrorKind::InvalidSignature => TokenError::BadSignature,
+                    ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                    ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                    _ => TokenError::Malformed,
+                }
+            })
+    }
+
     fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&DecodingKey> {
         self.keys
             .iter()

@@ -1,9 +1,11 @@
 //! The only crate that speaks SQL. Functions take any executor (`&PgPool`, a transaction, a
 //! connection), so the same call runs on the pool or inside the caller's transaction.
 
+pub mod auth;
 pub mod db;
 pub mod integrity;
 pub mod migrations;
+pub mod rls;
 
 pub use db::{connect, ensure_database, seed_demo};
 pub use sqlx::PgPool;
@@ -24,8 +26,50 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A unique constraint refused the write: the thing exists already.
+    #[error("unique constraint {constraint} violated")]
+    Conflict { constraint: String },
+    /// A check, not-null or foreign-key constraint refused the write: the input breaks a rule.
+    #[error("constraint {constraint} violated")]
+    RuleViolated { constraint: String },
+    /// A trigger or function refused the write with a message meant for the caller
+    /// (SQLSTATE class P0, raised with `raise exception ... using errcode = 'P0001'`).
+    #[error("{message}")]
+    Refused { message: String },
+    /// RLS or a missing privilege stopped the statement.
+    #[error("permission denied")]
+    PermissionDenied,
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Sorts database errors by SQLSTATE, so the layers above can answer 409 for a duplicate,
+    /// 422 for a broken rule and 403/404 for what RLS refused, naming the constraint.
+    fn from(err: sqlx::Error) -> Self {
+        let Some(db) = err.as_database_error() else {
+            return Self::Database(err);
+        };
+        let constraint = || db.constraint().unwrap_or("unnamed").to_owned();
+        match db.code().as_deref() {
+            Some("23505") => Self::Conflict {
+                constraint: constraint(),
+            },
+            Some("23514" | "23502" | "23503" | "23P01" | "22001" | "22003" | "22P02") => {
+                Self::RuleViolated {
+                    constraint: db
+                        .constraint()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| db.message().to_owned()),
+                }
+            }
+            Some("P0001") => Self::Refused {
+                message: db.message().to_owned(),
+            },
+            Some("42501") => Self::PermissionDenied,
+            _ => Self::Database(err),
+        }
+    }
 }
 
 impl StoreError {

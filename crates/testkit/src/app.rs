@@ -14,9 +14,17 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
 }
 
+/// The JWT secret test apps sign and verify with.
+pub const TEST_JWT_SECRET: &str = "pesachama-test-secret-with-at-least-32-characters";
+
 impl TestApp {
     pub async fn spawn() -> Self {
-        Self::spawn_with(TestDb::new().await, ServerConfig::default()).await
+        Self::spawn_with(TestDb::new().await, Self::config()).await
+    }
+
+    /// The configuration `spawn` uses, to adjust before `spawn_with`.
+    pub fn config() -> ServerConfig {
+        ServerConfig::with_secret(TEST_JWT_SECRET)
     }
 
     pub async fn spawn_with(db: TestDb, config: ServerConfig) -> Self {
@@ -47,6 +55,21 @@ impl TestApp {
             .send()
             .await
             .expect("send the request")
+    }
+
+    /// An API key (`anon` or `service_role`) signed with the test secret, as `pesachama keys` makes.
+    pub fn api_key(role: &str) -> String {
+        pesachama_api::keys::api_key(TEST_JWT_SECRET.as_bytes(), "local", role, 1_767_225_600)
+            .expect("sign an API key")
+    }
+
+    /// A request to `/auth/v1/...` with the anon key and the API version header, as supabase-js
+    /// sends it.
+    pub fn auth(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(&format!("/auth/v1{path}")))
+            .header("apikey", Self::api_key("anon"))
+            .header("x-supabase-api-version", "2024-01-01")
     }
 }
 

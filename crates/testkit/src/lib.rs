@@ -13,5 +13,5 @@
 mod app;
 mod db;
 
-pub use app::TestApp;
+pub use app::{TEST_JWT_SECRET, TestApp};
 pub use db::{TestDb, admin_url};

@@ -20,12 +20,17 @@ pub async fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> 
             )
         })?;
     let database = Database::open(global).await?;
-    let result = serve(&database, listener, args).await;
+    let result = serve(global, &database, listener, args).await;
     database.close().await;
     result.map(|()| ExitCode::SUCCESS)
 }
 
-async fn serve(database: &Database, listener: TcpListener, args: &ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    global: &Global,
+    database: &Database,
+    listener: TcpListener,
+    args: &ServeArgs,
+) -> anyhow::Result<()> {
     let pool = pesachama_store::connect(&database.url, args.pool_size)
         .await
         .with_context(|| format!("cannot connect to {}", database.describe()))?;
@@ -38,8 +43,13 @@ async fn serve(database: &Database, listener: TcpListener, args: &ServeArgs) -> 
         tracing::info!("demo data loaded");
     }
 
-    let app = pesachama_api::app(AppState::new(pool.clone(), ServerConfig::default()));
     let address = listener.local_addr()?;
+    let mut config = ServerConfig::with_secret(crate::commands::keys::jwt_secret(global)?);
+    config.auth.site_url = global
+        .supabase_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    let app = pesachama_api::app(AppState::new(pool.clone(), config));
     tracing::info!(%address, "PesaChama is listening on http://{address}");
     pesachama_api::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("shutting down");

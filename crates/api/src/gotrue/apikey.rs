@@ -1,0 +1,46 @@
+//! Every `/auth/v1` call carries `apikey: <anon or service-role key>`, as Supabase's gateway
+//! demands. The key is a JWT signed with the project's secret.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use pesachama_auth::Role;
+
+use super::AuthError;
+use crate::AppState;
+
+pub async fn require(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let key = request
+        .headers()
+        .get("apikey")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query_apikey(request.uri().query()));
+    let Some(key) = key else {
+        return AuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "no_api_key",
+            "No API key found in request",
+        )
+        .into_response();
+    };
+    match state.auth.verifier.verify(&key) {
+        Ok(claims) if matches!(claims.role, Role::Anon | Role::ServiceRole) => {
+            next.run(request).await
+        }
+        _ => AuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "Invalid API key",
+        )
+        .into_response(),
+    }
+}
+
+fn query_apikey(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("apikey="))
+        .map(str::to_owned)
+}

@@ -1,0 +1,225 @@
+//! Sign-up: `POST /auth/v1/signup` (GoTrue) and `POST /auth/register` (the app's own).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pesachama_domain::PasswordRules;
+use pesachama_store::StoreError;
+use pesachama_store::auth::{self, NewUser};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Identifier, audit, blocking, ensure_profile, json_body};
+use crate::gotrue::{AuthError, ClientIp, UserJson, ratelimit, session};
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+struct SignupBody {
+    email: Option<String>,
+    phone: Option<String>,
+    password: Option<String>,
+    data: Option<Value>,
+}
+
+pub async fn signup(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AuthError> {
+    let body: SignupBody = json_body(&body)?;
+    let data = body.data.unwrap_or_else(|| json!({}));
+    sign_up(
+        &state,
+        ip,
+        &headers,
+        body.email.as_deref(),
+        body.phone.as_deref(),
+        body.password.as_deref(),
+        data,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct RegisterBody {
+    email: Option<String>,
+    phone: Option<String>,
+    password: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    language: Option<String>,
+}
+
+/// `POST /auth/register`: sign-up with the profile's fields at the top level; the same token
+/// response, errors in the API's own format.
+pub async fn register(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: RegisterBody = json_body(&body)?;
+    if let Some(language) = &body.language
+        && language != "en"
+        && language != "sw"
+    {
+        return Err(ApiError::Validation {
+            message: "language must be \"en\" or \"sw\"".to_owned(),
+            details: Some(json!({ "field": "language" })),
+        });
+    }
+    let data = json!({ "first_name": body.first_name, "last_name": body.last_name, "language": body.language });
+    Ok(sign_up(
+        &state,
+        ip,
+        &headers,
+        body.email.as_deref(),
+        body.phone.as_deref(),
+        body.password.as_deref(),
+        data,
+    )
+    .await?)
+}
+
+async fn sign_up(
+    state: &AppState,
+    ip: ClientIp,
+    headers: &HeaderMap,
+    email: Option<&str>,
+    phone: Option<&str>,
+    password: Option<&str>,
+    data: Value,
+) -> Result<Response, AuthError> {
+    let settings = &state.auth.settings;
+    let identifier = Identifier::from_fields(email, phone)?;
+    let limits = settings.rate_limits;
+    ratelimit::hit_both(
+        &state.pool,
+        "signup",
+        ip.text().as_deref(),
+        Some(&identifier.key()),
+        limits.signup,
+        limits.window_seconds,
+    )
+    .await?;
+    if settings.disable_signup {
+        return Err(AuthError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "signup_disabled",
+            "Signups not allowed for this instance",
+        ));
+    }
+    let password = password.filter(|p| !p.is_empty()).ok_or_else(|| {
+        AuthError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "Signup requires a valid password",
+        )
+    })?;
+    PasswordRules::default().check(password).map_err(|weak| {
+        AuthError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "weak_password",
+            weak.to_string(),
+        )
+    })?;
+    if !data.is_object() {
+        return Err(AuthError::validation("data must be a JSON object"));
+    }
+
+    let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
+    if identifier.find(&mut tx).await?.is_some() {
+        return Err(already_exists(&identifier));
+    }
+    let owned = password.to_owned();
+    let hash = blocking(move || pesachama_auth::hashing::hash_password(&owned))
+        .await?
+        .map_err(|err| {
+            tracing::error!(error = %err, "hashing failed");
+            AuthError::internal()
+        })?;
+    let (email, phone, provider) = match &identifier {
+        Identifier::Email(email) => (Some(email.as_str()), None, "email"),
+        Identifier::Phone(phone) => (None, Some(phone.msisdn()), "phone"),
+    };
+    let user = auth::insert_user(
+        &mut tx,
+        &NewUser {
+            email,
+            phone,
+            password_hash: Some(&hash),
+            user_metadata: &data,
+            provider,
+            confirmed: settings.autoconfirm,
+        },
+    )
+    .await
+    .map_err(|err| match err {
+        // Someone signed up with the same address between our check and our insert.
+        StoreError::Conflict { .. } => already_exists(&identifier),
+        other => other.into(),
+    })?;
+    let identity_data = json!({
+        "sub": user.id.to_string(),
+        "email": email,
+        "phone": phone,
+        "email_verified": false,
+        "phone_verified": false,
+    });
+    auth::insert_identity(
+        &mut tx,
+        user.id,
+        provider,
+        &user.id.to_string(),
+        &identity_data,
+    )
+    .await?;
+    ensure_profile(&mut tx, &user, &data).await?;
+    audit(
+        &mut tx,
+        "auth.signup",
+        Some(user.id),
+        json!({ "provider": provider, "identifier": identifier.masked() }),
+    )
+    .await?;
+
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let answer = if settings.autoconfirm {
+        let tokens = session::start(
+            &mut tx,
+            &state.auth,
+            &user,
+            "password",
+            user_agent,
+            ip.text().as_deref(),
+        )
+        .await?;
+        Json(tokens).into_response()
+    } else {
+        let identities = auth::identities(&mut *tx, user.id).await?;
+        Json(UserJson::new(&user, &identities)).into_response()
+    };
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(user_id = %user.id, provider, "signed up");
+    Ok(answer)
+}
+
+fn already_exists(identifier: &Identifier) -> AuthError {
+    match identifier {
+        Identifier::Email(_) => AuthError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user_already_exists",
+            "User already registered",
+        ),
+        Identifier::Phone(_) => AuthError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "phone_exists",
+            "Phone number already registered by another user",
+        ),
+    }
+}

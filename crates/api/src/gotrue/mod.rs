@@ -1,0 +1,74 @@
+//! `/auth/v1`: the subset of Supabase Auth (GoTrue) that supabase-js and supabase_flutter use,
+//! with GoTrue's request and answer shapes, status codes and error codes, so the official
+//! clients work against PesaChama unchanged.
+
+mod apikey;
+mod caller;
+mod client_ip;
+pub mod error;
+mod google;
+mod handlers;
+mod ratelimit;
+mod session;
+mod settings;
+mod user;
+
+use axum::Router;
+use axum::routing::{get, post};
+use pesachama_auth::{Jwks, TokenIssuer, TokenVerifier};
+
+pub use caller::Caller;
+pub use client_ip::ClientIp;
+pub use error::AuthError;
+pub use settings::{AuthSettings, RateLimits};
+pub use user::UserJson;
+
+use crate::AppState;
+
+/// What the auth routes share: the signer, the verifier, the settings.
+#[derive(Debug)]
+pub struct AuthRuntime {
+    pub settings: AuthSettings,
+    pub issuer: TokenIssuer,
+    pub verifier: TokenVerifier,
+    google: google::GoogleKeys,
+}
+
+impl AuthRuntime {
+    pub fn new(settings: AuthSettings, extra_jwks: Jwks) -> Self {
+        let issuer = TokenIssuer::hs256(settings.jwt_secret.as_bytes(), settings.issuer());
+        let verifier = TokenVerifier::new(
+            Some(settings.jwt_secret.as_bytes()),
+            extra_jwks,
+            Some(settings.issuer()),
+        );
+        let google = google::GoogleKeys::new(settings.google_jwks_url.clone());
+        Self {
+            settings,
+            issuer,
+            verifier,
+            google,
+        }
+    }
+}
+
+/// The `/auth/v1` router (GoTrue) and the founding plan's `/auth/register` and `/auth/login`.
+pub fn router(state: AppState) -> Router<AppState> {
+    let gotrue = Router::new()
+        .route("/signup", post(handlers::signup))
+        .route("/token", post(handlers::token))
+        .route("/user", get(handlers::get_user).put(handlers::put_user))
+        .route("/logout", post(handlers::logout))
+        .route("/recover", post(handlers::recover))
+        .route("/verify", post(handlers::verify))
+        .route("/otp", post(handlers::otp))
+        .route("/settings", get(handlers::settings))
+        .route("/health", get(handlers::health))
+        .route("/.well-known/jwks.json", get(handlers::jwks))
+        .layer(axum::middleware::from_fn_with_state(state, apikey::require))
+        .layer(axum::middleware::from_fn(error::shape));
+    Router::new()
+        .nest("/auth/v1", gotrue)
+        .route("/auth/register", post(handlers::register))
+        .route("/auth/login", post(handlers::login))
+}

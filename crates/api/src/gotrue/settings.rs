@@ -1,0 +1,76 @@
+//! What the auth service is configured with.
+
+/// Auth settings, with GoTrue's defaults.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// HS256 secret shared with Supabase (`SUPABASE_JWT_SECRET`).
+    pub jwt_secret: String,
+    /// The public URL of this server or of the Supabase project: tokens carry `<site>/auth/v1`
+    /// as their issuer.
+    pub site_url: String,
+    pub access_token_ttl_seconds: i64,
+    /// A client that lost the answer to a refresh may present the old token again this long.
+    pub refresh_reuse_interval_seconds: i64,
+    /// Sign-ups are confirmed at once (the default locally, as in Supabase's local development).
+    pub autoconfirm: bool,
+    pub disable_signup: bool,
+    /// Recovery and OTP tokens expire after this long.
+    pub otp_ttl_seconds: i64,
+    /// OAuth client ids whose Google ID tokens are accepted (`aud`).
+    pub google_client_ids: Vec<String>,
+    pub google_jwks_url: String,
+    /// A JWKS URL (a Supabase project's) whose keys also verify access tokens.
+    pub jwks_url: Option<String>,
+    /// The header a trusted reverse proxy puts the client address in (`X-Forwarded-For`);
+    /// without it, the socket's peer address is the client.
+    pub trusted_proxy_header: Option<String>,
+    pub rate_limits: RateLimits,
+}
+
+/// Requests allowed per window, per client address and per identifier (email or phone).
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub window_seconds: i64,
+    pub signup: i32,
+    pub token: i32,
+    pub otp: i32,
+    pub recover: i32,
+    pub verify: i32,
+}
+
+impl Default for RateLimits {
+    /// GoTrue's defaults: 30 per 5 minutes for sign-up, OTP, recover and verify, 150 for tokens.
+    fn default() -> Self {
+        Self {
+            window_seconds: 300,
+            signup: 30,
+            token: 150,
+            otp: 30,
+            recover: 30,
+            verify: 30,
+        }
+    }
+}
+
+impl AuthSettings {
+    pub fn new(jwt_secret: impl Into<String>) -> Self {
+        Self {
+            jwt_secret: jwt_secret.into(),
+            site_url: "http://127.0.0.1:3000".to_owned(),
+            access_token_ttl_seconds: 3600,
+            refresh_reuse_interval_seconds: 10,
+            autoconfirm: true,
+            disable_signup: false,
+            otp_ttl_seconds: 3600,
+            google_client_ids: Vec::new(),
+            google_jwks_url: "https://www.googleapis.com/oauth2/v3/certs".to_owned(),
+            jwks_url: None,
+            trusted_proxy_header: None,
+            rate_limits: RateLimits::default(),
+        }
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("{}/auth/v1", self.site_url.trim_end_matches('/'))
+    }
+}

@@ -1,0 +1,151 @@
+//! Profiles: `GET /users/{id}` and `PATCH /users/me`.
+//!
+//! Both run inside a transaction with the caller's role and claims set, so RLS decides what is
+//! visible: a user sees their own profile and those of people they share an active chama with.
+//! The queries below deliberately filter by nothing but the id asked for; RLS does the rest.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use pesachama_domain::Phone;
+use pesachama_store::rls;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::gotrue::{AuthError, Caller};
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Profile {
+    pub id: Uuid,
+    pub email: Option<String>,
+    /// E.164, `+2547XXXXXXXX`.
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// `en` or `sw`.
+    pub language: String,
+    pub avatar_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const PROFILE_COLUMNS: &str =
+    "id, email, phone, first_name, last_name, language, avatar_url, created_at, updated_at";
+
+fn signed_in(caller: &Caller) -> Result<Uuid, ApiError> {
+    caller
+        .user_id()
+        .ok_or_else(|| ApiError::Auth(AuthError::no_authorization()))
+}
+
+/// A profile the caller may see; 404 for any other, so ids cannot be probed.
+#[utoipa::path(
+    get, path = "/users/{id}", tag = "users",
+    params(("id" = Uuid, Path, description = "the user's id")),
+    responses((status = 200, body = Profile), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_user(
+    State(state): State<AppState>,
+    caller: Result<Caller, AuthError>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Profile>, ApiError> {
+    let caller = caller?;
+    signed_in(&caller)?;
+    let (role, claims) = caller.db_context();
+    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let sql =
+        format!("select {PROFILE_COLUMNS} from public.users where id = $1 and deleted_at is null");
+    let profile: Option<Profile> = sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    profile.map(Json).ok_or(ApiError::NotFound)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// `en` or `sw`.
+    pub language: Option<String>,
+    pub avatar_url: Option<String>,
+    /// Any Kenyan spelling; stored as E.164.
+    pub phone: Option<String>,
+}
+
+/// Updates the caller's own profile.
+#[utoipa::path(
+    patch, path = "/users/me", tag = "users", request_body = ProfileUpdate,
+    responses((status = 200, body = Profile), (status = 401, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn update_me(
+    State(state): State<AppState>,
+    caller: Result<Caller, AuthError>,
+    body: Bytes,
+) -> Result<Json<Profile>, ApiError> {
+    let caller = caller?;
+    let me = signed_in(&caller)?;
+    let update: ProfileUpdate = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let invalid = |field: &str, message: &str| ApiError::Validation {
+        message: message.to_owned(),
+        details: Some(json!({ "field": field })),
+    };
+    if let Some(language) = &update.language
+        && language != "en"
+        && language != "sw"
+    {
+        return Err(invalid("language", "language must be \"en\" or \"sw\""));
+    }
+    for (field, value) in [
+        ("first_name", &update.first_name),
+        ("last_name", &update.last_name),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.trim().is_empty() || v.chars().count() > 100)
+        {
+            return Err(invalid(
+                field,
+                &format!("{field} must be 1 to 100 characters"),
+            ));
+        }
+    }
+    let phone = update
+        .phone
+        .as_deref()
+        .map(|p| Phone::parse(p).map_err(|err| invalid("phone", &err.to_string())))
+        .transpose()?;
+
+    let (role, claims) = caller.db_context();
+    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let sql = format!(
+        "update public.users set
+            first_name = coalesce($2, first_name),
+            last_name = coalesce($3, last_name),
+            language = coalesce($4, language),
+            avatar_url = coalesce($5, avatar_url),
+            phone = coalesce($6, phone)
+         where id = $1
+         returning {PROFILE_COLUMNS}"
+    );
+    let profile: Option<Profile> = sqlx::query_as(&sql)
+        .bind(me)
+        .bind(update.first_name.as_deref().map(str::trim))
+        .bind(update.last_name.as_deref().map(str::trim))
+        .bind(&update.language)
+        .bind(&update.avatar_url)
+        .bind(phone.as_ref().map(Phone::as_e164))
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    profile.map(Json).ok_or(ApiError::NotFound)
+}

@@ -1,0 +1,47 @@
+//! Running queries as the caller, exactly as PostgREST does.
+//!
+//! Every API request opens a transaction and, before any query, sets the database role and the
+//! JWT claims *transaction-locally* (`set_config(.., true)`). RLS policies then see the caller
+//! through `auth.uid()` and `auth.jwt()`; a query that forgets its own `WHERE user_id = ..`
+//! still cannot return another user's rows. When the transaction ends the settings vanish, so a
+//! pooled connection never carries one caller's identity into the next request.
+
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::StoreError;
+
+/// The database roles a request may take. A closed set: the role name reaches `set_config`, so
+/// it never comes from a client as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbRole {
+    Anon,
+    Authenticated,
+    /// System paths only: callbacks, USSD, workers. Bypasses RLS.
+    ServiceRole,
+}
+
+impl DbRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anon => "anon",
+            Self::Authenticated => "authenticated",
+            Self::ServiceRole => "service_role",
+        }
+    }
+}
+
+/// Begins a transaction in which every query runs as `role` with `claims`.
+pub async fn begin_as<'a>(
+    pool: &'a PgPool,
+    role: DbRole,
+    claims: &Value,
+) -> Result<Transaction<'a, Postgres>, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)")
+        .bind(role.as_str())
+        .bind(claims.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
