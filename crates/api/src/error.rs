@@ -42,6 +42,16 @@ pub enum ApiError {
     /// The server cannot serve right now (database down, schema not migrated).
     #[error("{0}")]
     Unavailable(String),
+    /// A wrong PIN; `remaining` tries are left before it locks.
+    #[error("wrong PIN; {remaining} tries left before it locks")]
+    InvalidPin { remaining: i32 },
+    /// Too many wrong PINs: locked until then.
+    #[error("the PIN is locked after too many wrong tries; try again after {until}")]
+    PinLocked {
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    #[error("no PIN is set for this account; set one first")]
+    PinNotSet,
     /// An auth failure, with GoTrue's status and code.
     #[error("{}", .0.message)]
     Auth(crate::gotrue::AuthError),
@@ -90,6 +100,9 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidPin { .. } => StatusCode::UNAUTHORIZED,
+            Self::PinLocked { .. } => StatusCode::LOCKED,
+            Self::PinNotSet => StatusCode::CONFLICT,
             Self::Auth(err) => err.status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,6 +118,9 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unavailable(_) => "unavailable",
+            Self::InvalidPin { .. } => "invalid_pin",
+            Self::PinLocked { .. } => "pin_locked",
+            Self::PinNotSet => "pin_not_set",
             Self::Auth(err) => err.code,
             Self::Internal(_) => "internal_error",
         }
@@ -114,6 +130,10 @@ impl ApiError {
         match self {
             Self::Validation { details, .. } | Self::Conflict { details, .. } => details.clone(),
             Self::PayloadTooLarge { limit } => Some(serde_json::json!({ "limit_bytes": limit })),
+            Self::InvalidPin { remaining } => {
+                Some(serde_json::json!({ "remaining_attempts": remaining }))
+            }
+            Self::PinLocked { until } => Some(serde_json::json!({ "locked_until": until })),
             _ => None,
         }
     }

@@ -37,6 +37,26 @@ pub fn api_key(
     )
 }
 
+/// Fetches the public keys of a JWKS URL (a Supabase project's
+/// `<project>/auth/v1/.well-known/jwks.json`), so access tokens signed with them verify.
+/// Symmetric keys in the set are ignored: the HS256 secret is configured, never downloaded.
+pub async fn fetch_jwks(url: &str) -> Result<pesachama_auth::Jwks, String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|err| err.to_string())?;
+    let body = client
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|err| format!("cannot fetch {url}: {err}"))?
+        .text()
+        .await
+        .map_err(|err| format!("cannot read {url}: {err}"))?;
+    pesachama_auth::Jwks::from_json(&body).map_err(|err| format!("{url} is not a JWKS: {err}"))
+}
+
 #[cfg(test)]
 mod tests {
     use jsonwebtoken::{DecodingKey, Validation};

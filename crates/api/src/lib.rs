@@ -10,6 +10,7 @@ pub mod keys;
 pub mod metrics;
 mod middleware;
 pub mod openapi;
+pub mod pins;
 pub mod routes;
 
 use std::future::Future;

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ErrorBody;
-use crate::routes::{health, users};
+use crate::routes::{health, pins, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +19,8 @@ use crate::routes::{health, users};
     components(schemas(ErrorBody)),
     tags(
         (name = "operations", description = "Health, readiness, metrics"),
-        (name = "users", description = "Profiles")
+        (name = "users", description = "Profiles"),
+        (name = "auth", description = "PINs for USSD; sign-up and sign-in are under /auth/v1 (GoTrue)")
     ),
     modifiers(&BearerAuth)
 )]
@@ -31,6 +32,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::ready))
         .routes(routes!(users::get_user))
         .routes(routes!(users::update_me))
+        .routes(routes!(pins::set_pin))
+        .routes(routes!(pins::verify_pin))
 }
 
 /// Declares the bearer scheme the protected routes name.

@@ -138,6 +138,8 @@ impl Jwks {
             .find(header.kid.as_deref(), header.alg)
             .ok_or_else(|| TokenError::UnknownKey(header.kid.clone()))?;
         let mut validation = Validation::new(header.alg);
+        // No grace after `exp` (the library's default is 60 s): an ID token lives an hour.
+        validation.leeway = 0;
         validation.set_audience(audiences);
         validation.set_issuer(issuers);
         validation.required_spec_claims = ["exp", "aud", "iss"]

@@ -100,6 +100,38 @@ pub struct ServeArgs {
     /// Largest database pool.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 20)]
     pub pool_size: u32,
+
+    /// JWKS URL whose public keys also verify access tokens (a Supabase project's
+    /// `https://<ref>.supabase.co/auth/v1/.well-known/jwks.json`); fetched at start.
+    #[arg(long, env = "SUPABASE_JWKS_URL", value_parser = parse_http_url)]
+    pub jwks_url: Option<String>,
+
+    /// OAuth client ids whose Google ID tokens sign users in (comma-separated); without
+    /// them Google sign-in is off.
+    #[arg(
+        long = "google-client-id",
+        env = "GOOGLE_CLIENT_IDS",
+        value_delimiter = ','
+    )]
+    pub google_client_ids: Vec<String>,
+
+    /// Where Google's signing keys are published.
+    #[arg(long, env = "GOOGLE_JWKS_URL", default_value = "https://www.googleapis.com/oauth2/v3/certs", value_parser = parse_http_url)]
+    pub google_jwks_url: String,
+
+    /// Header in which a trusted reverse proxy passes the client address (e.g.
+    /// X-Forwarded-For); without it the peer address is the client (rate limits use it).
+    #[arg(long, env = "TRUSTED_PROXY_HEADER")]
+    pub trusted_proxy_header: Option<String>,
+
+    /// Require sign-ups to confirm their email or phone before they can sign in
+    /// (off by default, as in Supabase's local development).
+    #[arg(long, env = "AUTH_REQUIRE_CONFIRMATION")]
+    pub require_confirmation: bool,
+
+    /// Refuse new sign-ups (existing users still sign in).
+    #[arg(long, env = "AUTH_DISABLE_SIGNUP")]
+    pub disable_signup: bool,
 }
 
 #[derive(Debug, Args)]

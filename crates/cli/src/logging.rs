@@ -12,10 +12,20 @@ pub fn init(cli: &Cli) -> anyhow::Result<()> {
     } else {
         "warn"
     };
-    let directives = cli.global.log_level.as_deref().unwrap_or(default);
-    let filter = EnvFilter::try_new(directives).with_context(|| {
-        format!("LOG_LEVEL / --log-level {directives:?} is not a valid log filter")
+    let requested = cli.global.log_level.as_deref().unwrap_or(default);
+    let filter = EnvFilter::try_new(requested).with_context(|| {
+        format!("LOG_LEVEL / --log-level {requested:?} is not a valid log filter")
     })?;
+    // PostgreSQL's notices ("schema ... already exists, skipping") are noise unless asked for.
+    let filter = if requested.contains("sqlx") {
+        filter
+    } else {
+        filter.add_directive(
+            "sqlx::postgres::notice=warn"
+                .parse()
+                .context("a built-in log filter")?,
+        )
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -165,3 +165,25 @@ fn keys_with_a_database_url_but_no_secret_name_the_missing_setting() {
         stderr(&output)
     );
 }
+
+#[tokio::test]
+async fn serve_refuses_to_start_when_the_jwks_url_cannot_be_fetched() {
+    let db = TestDb::new().await;
+    let output = run(&[
+        "--database-url",
+        &db.url,
+        "--jwt-secret",
+        "a-test-secret-that-is-long-enough-for-hs256",
+        "serve",
+        "--port",
+        "0",
+        "--jwks-url",
+        "http://127.0.0.1:9/auth/v1/.well-known/jwks.json",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("SUPABASE_JWKS_URL: cannot fetch"),
+        "{}",
+        stderr(&output)
+    );
+}

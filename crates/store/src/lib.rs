@@ -5,6 +5,7 @@ pub mod auth;
 pub mod db;
 pub mod integrity;
 pub mod migrations;
+pub mod pins;
 pub mod rls;
 
 pub use db::{connect, ensure_database, seed_demo};

@@ -28,11 +28,17 @@ impl TestApp {
     }
 
     pub async fn spawn_with(db: TestDb, config: ServerConfig) -> Self {
+        let state = AppState::new(db.pool.clone(), config);
+        Self::spawn_state(db, state).await
+    }
+
+    /// With a state built by the test (public keys from a fake JWKS, for instance).
+    pub async fn spawn_state(db: TestDb, state: AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a port");
         let address = listener.local_addr().expect("local address");
-        let app = pesachama_api::app(AppState::new(db.pool.clone(), config));
+        let app = pesachama_api::app(state);
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(pesachama_api::serve(listener, app, async {
             let _ = rx.await;

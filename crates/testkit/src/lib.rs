@@ -12,6 +12,7 @@
 
 mod app;
 mod db;
+pub mod fake;
 
 pub use app::{TEST_JWT_SECRET, TestApp};
 pub use db::{TestDb, admin_url};

@@ -20,6 +20,7 @@ use pesachama_auth::{Jwks, TokenIssuer, TokenVerifier};
 pub use caller::Caller;
 pub use client_ip::ClientIp;
 pub use error::AuthError;
+pub(crate) use handlers::blocking;
 pub use settings::{AuthSettings, RateLimits};
 pub use user::UserJson;
 

@@ -49,7 +49,32 @@ async fn serve(
         .supabase_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
-    let app = pesachama_api::app(AppState::new(pool.clone(), config));
+    config.auth.google_client_ids = args
+        .google_client_ids
+        .iter()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+        .collect();
+    config.auth.google_jwks_url = args.google_jwks_url.clone();
+    config.auth.trusted_proxy_header = args.trusted_proxy_header.clone();
+    config.auth.autoconfirm = !args.require_confirmation;
+    config.auth.disable_signup = args.disable_signup;
+    config.auth.jwks_url = args.jwks_url.clone();
+    let jwks = match &args.jwks_url {
+        Some(url) => {
+            let jwks = pesachama_api::keys::fetch_jwks(url)
+                .await
+                .map_err(|err| anyhow::anyhow!("SUPABASE_JWKS_URL: {err}"))?;
+            tracing::info!(
+                url,
+                keys = jwks.len(),
+                "access tokens signed with these keys are accepted"
+            );
+            jwks
+        }
+        None => pesachama_auth::Jwks::default(),
+    };
+    let app = pesachama_api::app(AppState::with_jwks(pool.clone(), config, jwks));
     tracing::info!(%address, "PesaChama is listening on http://{address}");
     pesachama_api::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("shutting down");
