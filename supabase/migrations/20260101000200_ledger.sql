@@ -9,8 +9,11 @@
 -- * chamas.balance mirrors the chama's cash account; chama_members.contributed_total mirrors
 --   the member's equity account (credit-normal, so it is the negated balance).
 
+-- SECURITY DEFINER: being deferred, it runs at COMMIT under whatever role the transaction
+-- has by then (`authenticated`, for a request), which may not read `internal`.
 create function internal.check_journal_balanced() returns trigger
   language plpgsql
+  security definer
   set search_path = ''
   as $$
 declare
@@ -51,6 +54,11 @@ create trigger postings_append_only before update or delete on internal.postings
   for each row execute function internal.refuse_change();
 create trigger journals_append_only before update or delete on internal.journals
   for each row execute function internal.refuse_change();
+-- TRUNCATE skips row triggers, and service_role holds every privilege in `internal`.
+create trigger postings_no_truncate before truncate on internal.postings
+  for each statement execute function internal.refuse_change();
+create trigger journals_no_truncate before truncate on internal.journals
+  for each statement execute function internal.refuse_change();
 
 -- The account of a kind for a chama (or a member's equity account), created on first use.
 create function internal.ensure_account(p_chama_id uuid, p_kind text, p_user_id uuid default null)

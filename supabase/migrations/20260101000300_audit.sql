@@ -211,6 +211,13 @@ create function internal.verify_audit_chain()
     from internal.audit_chain_heads h
    where h.last_seq > coalesce((select max(a.chain_seq) from public.audit_logs a
                                  where a.chain_key = h.chain_key), 0)
+  union all
+  -- The newest entry rewritten with a recomputed hash: no later entry links to it, but the
+  -- head remembers its hash.
+  select h.chain_key, h.last_seq, a.id, 'the newest entry does not match the chain head'
+    from internal.audit_chain_heads h
+    join public.audit_logs a on a.chain_key = h.chain_key and a.chain_seq = h.last_seq
+   where a.hash <> h.last_hash
 $$;
 
 revoke all on function internal.audit_append(text, text, text, uuid, uuid, jsonb, jsonb, jsonb) from public;

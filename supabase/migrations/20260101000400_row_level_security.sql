@@ -52,7 +52,9 @@ create function public.is_platform_admin() returns boolean
   select coalesce((select auth.jwt()) -> 'app_metadata' ->> 'platform_role', '') = 'admin'
 $$;
 
--- Users who share an active chama with the caller.
+-- Users who share an active chama with the caller. A pending member asked to join (and so
+-- shows themselves); an invited one has not agreed to anything yet, so an invitation reveals
+-- nothing of the invitee (anyone may create a chama and invite any user id).
 create function public.shares_chama_with(p_user_id uuid) returns boolean
   language sql stable security definer
   set search_path = ''
@@ -61,7 +63,7 @@ create function public.shares_chama_with(p_user_id uuid) returns boolean
     select from public.chama_members mine
       join public.chama_members theirs on theirs.chama_id = mine.chama_id
      where mine.user_id = (select auth.uid()) and mine.status = 'active'
-       and theirs.user_id = p_user_id and theirs.status in ('active', 'invited', 'pending'))
+       and theirs.user_id = p_user_id and theirs.status in ('active', 'pending'))
 $$;
 
 -- The caller's phone in E.164 (GoTrue keeps it without '+').
@@ -124,6 +126,13 @@ begin
   -- UPDATE
   if new.role is distinct from old.role and not v_chair then
     raise exception 'only the chairperson changes roles' using errcode = '42501';
+  end if;
+  -- Nobody is made a member on someone else's say-so: only the user accepts an invitation or
+  -- asks to join; officials approve a join request or reinstate a suspended member.
+  if new.status in ('active', 'pending') and new.status is distinct from old.status
+     and old.user_id is distinct from v_me and old.status not in ('pending', 'suspended') then
+    raise exception 'only the user themselves accepts an invitation or asks to join'
+      using errcode = '42501';
   end if;
   if new.status is distinct from old.status and not v_official then
     if not (old.user_id = v_me and (
@@ -210,9 +219,13 @@ create policy chama_invitations_select on public.chama_invitations for select to
   using (public.is_chama_official(chama_id) or phone = public.caller_phone());
 create policy chama_invitations_insert on public.chama_invitations for insert to authenticated
   with check (public.is_chama_official(chama_id) and invited_by = (select auth.uid()) and status = 'pending');
+-- The invitee answers a pending, unexpired invitation, for themselves only.
 create policy chama_invitations_update on public.chama_invitations for update to authenticated
-  using (public.is_chama_official(chama_id) or phone = public.caller_phone())
-  with check (public.is_chama_official(chama_id) or phone = public.caller_phone());
+  using (public.is_chama_official(chama_id)
+         or (phone = public.caller_phone() and status = 'pending' and expires_at > now()))
+  with check (public.is_chama_official(chama_id)
+              or (phone = public.caller_phone() and status in ('accepted', 'declined')
+                  and (user_id is null or user_id = (select auth.uid()))));
 
 -- transactions: a member sees their own and the chama's own entries, officials see all;
 -- money is written only by the ledger functions (server side) ------------------------------------
@@ -231,7 +244,11 @@ create policy disbursement_requests_select on public.disbursement_requests for s
   using (public.is_chama_member(chama_id));
 create policy disbursement_requests_insert on public.disbursement_requests for insert to authenticated
   with check (public.is_chama_member(chama_id) and requested_by = (select auth.uid())
-              and status = 'pending' and approvals_count = 0 and rejections_count = 0);
+              and status = 'pending' and approvals_count = 0 and rejections_count = 0
+              -- k of n: a request cannot ask for fewer approvals than its chama requires
+              and disbursement_requests.required_approvals >= (
+                    select c.required_approvals from public.chamas c
+                     where c.id = disbursement_requests.chama_id));
 
 -- disbursement_approvals: members see them; an official decides once, never on their own request
 grant select on public.disbursement_approvals to authenticated;

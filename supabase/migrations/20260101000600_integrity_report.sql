@@ -122,6 +122,16 @@ begin
            where t.mpesa_receipt is not null
            group by t.mpesa_receipt having count(*) > 1) d;
 
+  -- Access ----------------------------------------------------------------------------------------
+  return query
+  select 'rls_on_every_public_table', 'every table in public has row-level security enabled and policies',
+         count(*), (array_agg(c.relname::text order by c.relname))[1:5]
+    from pg_catalog.pg_class c
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+   where n.nspname = 'public' and c.relkind in ('r', 'p')
+     and (not c.relrowsecurity
+          or not exists (select from pg_catalog.pg_policy p where p.polrelid = c.oid));
+
   -- Audit ---------------------------------------------------------------------------------------
   return query
   select 'audit_chain_intact', 'the audit log''s hash chains are unbroken (nothing edited or removed)',

@@ -173,7 +173,16 @@ impl From<StoreError> for ApiError {
                 message,
                 details: None,
             },
-            StoreError::PermissionDenied => Self::Forbidden("you may not do this".to_owned()),
+            StoreError::NotFound { .. } => Self::NotFound,
+            StoreError::InFlight { message } => Self::Conflict {
+                message,
+                details: None,
+            },
+            StoreError::Invalid { message } => Self::Validation {
+                message,
+                details: None,
+            },
+            StoreError::PermissionDenied { message } => Self::Forbidden(message),
             other => Self::internal(other),
         }
     }

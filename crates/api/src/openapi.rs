@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ErrorBody;
-use crate::routes::{health, pins, users};
+use crate::routes::{chamas, health, pins, transactions, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,8 @@ use crate::routes::{health, pins, users};
     tags(
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "users", description = "Profiles"),
+        (name = "chamas", description = "Chamas and membership"),
+        (name = "money", description = "Contributions and the ledger; amounts are whole cents"),
         (name = "auth", description = "PINs for USSD; sign-up and sign-in are under /auth/v1 (GoTrue)")
     ),
     modifiers(&BearerAuth)
@@ -34,6 +36,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::update_me))
         .routes(routes!(pins::set_pin))
         .routes(routes!(pins::verify_pin))
+        .routes(routes!(chamas::create_chama, chamas::list_chamas))
+        .routes(routes!(chamas::get_chama))
+        .routes(routes!(transactions::record_contribution))
 }
 
 /// Declares the bearer scheme the protected routes name.

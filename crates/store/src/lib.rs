@@ -37,9 +37,18 @@ pub enum StoreError {
     /// (SQLSTATE class P0, raised with `raise exception ... using errcode = 'P0001'`).
     #[error("{message}")]
     Refused { message: String },
+    /// A function answered "no such thing" (SQLSTATE PX404), or RLS hides it.
+    #[error("{message}")]
+    NotFound { message: String },
+    /// The same idempotency key is still being processed (SQLSTATE PX409).
+    #[error("{message}")]
+    InFlight { message: String },
+    /// A function refused its input (SQLSTATE PX422); the message names the problem.
+    #[error("{message}")]
+    Invalid { message: String },
     /// RLS or a missing privilege stopped the statement.
-    #[error("permission denied")]
-    PermissionDenied,
+    #[error("{message}")]
+    PermissionDenied { message: String },
     #[error(transparent)]
     Database(sqlx::Error),
 }
@@ -67,7 +76,18 @@ impl From<sqlx::Error> for StoreError {
             Some("P0001") => Self::Refused {
                 message: db.message().to_owned(),
             },
-            Some("42501") => Self::PermissionDenied,
+            Some("PX404") => Self::NotFound {
+                message: db.message().to_owned(),
+            },
+            Some("PX409") => Self::InFlight {
+                message: db.message().to_owned(),
+            },
+            Some("PX422") => Self::Invalid {
+                message: db.message().to_owned(),
+            },
+            Some("42501") => Self::PermissionDenied {
+                message: db.message().to_owned(),
+            },
             _ => Self::Database(err),
         }
     }
