@@ -166,7 +166,8 @@ begin
   for t in select tablename from pg_tables where schemaname = 'public' loop
     execute format('alter table public.%I enable row level security', t);
     execute format('revoke all on public.%I from public, anon, authenticated', t);
-    execute format('grant all on public.%I to service_role', t);
+    -- Not `all`: TRUNCATE would skip the audit triggers and TRIGGER could disable them.
+    execute format('grant select, insert, update, delete on public.%I to service_role', t);
     -- anon: explicitly nothing, for every table.
     execute format('create policy anon_none on public.%I as restrictive for all to anon using (false) with check (false)', t);
     execute format('create policy service_all on public.%I for all to service_role using (true) with check (true)', t);
@@ -175,7 +176,9 @@ end
 $$;
 
 -- users: yourself, people you share a chama with, and platform admins -----------------------------
-grant select, insert on public.users to authenticated;
+grant select on public.users to authenticated;
+-- legacy_id, deleted_at and the timestamps are the server's to set.
+grant insert (id, email, phone, first_name, last_name, id_number, avatar_url, language) on public.users to authenticated;
 grant update (first_name, last_name, id_number, avatar_url, language, phone) on public.users to authenticated;
 create policy users_select on public.users for select to authenticated
   using (id = (select auth.uid()) or public.shares_chama_with(id) or public.is_platform_admin());

@@ -130,3 +130,83 @@ revoke all on function public.record_manual_contribution(uuid, uuid, bigint, tex
 grant execute on function public.record_manual_contribution(uuid, uuid, bigint, text, text, text, text, text) to authenticated, service_role;
 revoke all on function internal.idempotency_claim(text, text, text), internal.idempotency_store(text, text, text, integer, jsonb),
   internal.transaction_json(uuid) from public;
+
+-- Reverses a wrong entry: a new journal with every posting of the original negated, a
+-- `reversal` transactions row with the reason, the original marked `reversed`. By an official.
+-- Money already spent cannot be reversed away: the cash account's no-overdraft rule refuses it.
+create function public.reverse_transaction(
+  p_transaction_id uuid,
+  p_reason text,
+  p_idempotency_key text,
+  p_request_hash text
+) returns jsonb
+  language plpgsql
+  security definer
+  set search_path = ''
+  as $$
+declare
+  v_me uuid := auth.uid();
+  v_scope text := 'reversal:' || coalesce(auth.uid()::text, '');
+  v_original public.transactions;
+  v_stored jsonb;
+  v_postings jsonb;
+  v_journal uuid;
+  v_tx uuid;
+  v_row jsonb;
+begin
+  if v_me is null then
+    raise exception 'sign in to reverse a transaction' using errcode = '42501';
+  end if;
+  select * into v_original from public.transactions where id = p_transaction_id;
+  if not found or not public.is_chama_member(v_original.chama_id) then
+    raise exception 'transaction not found' using errcode = 'PX404';
+  end if;
+  if not public.is_chama_official(v_original.chama_id) then
+    raise exception 'only an official (chairperson, treasurer, secretary) reverses a transaction'
+      using errcode = '42501';
+  end if;
+  v_stored := internal.idempotency_claim(v_scope, p_idempotency_key, p_request_hash);
+  if v_stored is not null then
+    return jsonb_build_object('replayed', true, 'transaction', v_stored);
+  end if;
+  if p_reason is null or char_length(btrim(p_reason)) not between 3 and 500 then
+    raise exception 'reason must be 3 to 500 characters' using errcode = 'PX422';
+  end if;
+  if v_original.type <> 'contribution' then
+    raise exception 'only contributions can be reversed here; this is a %', v_original.type
+      using errcode = 'PX422';
+  end if;
+  -- Lock the original, then check its state: two officials reversing at once get one reversal.
+  select * into v_original from public.transactions where id = p_transaction_id for update;
+  if v_original.status <> 'completed' then
+    raise exception 'this transaction is % and cannot be reversed', v_original.status
+      using errcode = 'P0001';
+  end if;
+
+  select jsonb_agg(jsonb_build_object('account_id', p.account_id, 'amount', -p.amount))
+    into v_postings
+    from internal.postings p where p.journal_id = v_original.journal_id;
+  v_journal := internal.post_journal(v_original.chama_id, 'reversal', btrim(p_reason), v_postings,
+                                     v_me, v_original.journal_id);
+  insert into public.transactions (chama_id, user_id, type, amount, status, payment_method,
+                                   description, journal_id, reverses_id, reason, created_by)
+    values (v_original.chama_id, v_original.user_id, 'reversal', v_original.amount, 'completed',
+            'internal', 'Reversal of ' || coalesce(v_original.reference, v_original.id::text),
+            v_journal, v_original.id, btrim(p_reason), v_me)
+    returning id into v_tx;
+  update public.transactions set status = 'reversed' where id = v_original.id;
+  if v_original.user_id is not null then
+    insert into public.notifications (user_id, chama_id, type, title, body, data)
+      values (v_original.user_id, v_original.chama_id, 'transaction', 'Contribution reversed',
+              format('KES %s was reversed: %s',
+                     to_char(v_original.amount / 100.0, 'FM999,999,999,990.00'), btrim(p_reason)),
+              jsonb_build_object('transaction_id', v_tx, 'reverses_id', v_original.id));
+  end if;
+  v_row := internal.transaction_json(v_tx);
+  perform internal.idempotency_store(v_scope, p_idempotency_key, p_request_hash, 201, v_row);
+  return jsonb_build_object('replayed', false, 'transaction', v_row);
+end
+$$;
+
+revoke all on function public.reverse_transaction(uuid, text, text, text) from public, anon;
+grant execute on function public.reverse_transaction(uuid, text, text, text) to authenticated, service_role;

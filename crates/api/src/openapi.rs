@@ -39,6 +39,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(chamas::create_chama, chamas::list_chamas))
         .routes(routes!(chamas::get_chama))
         .routes(routes!(transactions::record_contribution))
+        .routes(routes!(transactions::reverse_transaction))
 }
 
 /// Declares the bearer scheme the protected routes name.

@@ -421,3 +421,125 @@ async fn many_concurrent_contributions_end_with_exact_balances() {
     );
     assert_ledger_balanced(&app.db).await;
 }
+
+async fn reverse(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    key: &str,
+    reason: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/transactions/{id}/reverse")))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&json!({ "reason": reason }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_official_reverses_a_wrong_contribution_once_with_a_reason() {
+    let app = demo_app().await;
+    let treasurer = token(&app, AKINYI_TREASURER, "password123").await;
+    let member = token(&app, CHEBET_MEMBER, "password123").await;
+    let outsider = sign_up(&app, "outsider@example.co.ke").await;
+    let before = balance(&app.db, UMOJA).await;
+    let recorded: Value = contribute(
+        &app,
+        &treasurer,
+        Some("typo-1"),
+        json!({ "chama_id": UMOJA, "member_id": NAFULA_MEMBER, "amount": 1_000_000, "payment_method": "cash" }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = recorded["id"].as_str().unwrap();
+    assert_eq!(balance(&app.db, UMOJA).await, before + 1_000_000);
+
+    assert_eq!(reverse(&app, &member, id, "r0", "typo").await.status(), 403);
+    assert_eq!(
+        reverse(&app, &outsider, id, "r0", "typo").await.status(),
+        404
+    );
+    assert_eq!(reverse(&app, &treasurer, id, "r0", "").await.status(), 422);
+
+    let reversed = reverse(&app, &treasurer, id, "r1", "Typed 10,000 instead of 1,000").await;
+    assert_eq!(reversed.status(), 201);
+    let reversal: Value = reversed.json().await.unwrap();
+    assert_eq!(reversal["type"], "reversal");
+    assert_eq!(reversal["reverses_id"], recorded["id"]);
+    assert_eq!(reversal["amount"], 1_000_000);
+    assert_eq!(balance(&app.db, UMOJA).await, before);
+    let status: String =
+        sqlx::query_scalar("select status from public.transactions where id = $1::uuid")
+            .bind(id)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "reversed");
+
+    // A replay answers the same reversal; a second reversal under another key is refused.
+    let replay = reverse(&app, &treasurer, id, "r1", "Typed 10,000 instead of 1,000").await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let again = reverse(&app, &treasurer, id, "r2", "Once more").await;
+    assert_eq!(again.status(), 422);
+    // A reversal is not itself reversible here.
+    let reversal_id = reversal["id"].as_str().unwrap();
+    assert_eq!(
+        reverse(&app, &treasurer, reversal_id, "r3", "Undo the undo")
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(balance(&app.db, UMOJA).await, before);
+    assert_ledger_balanced(&app.db).await;
+}
+
+#[tokio::test]
+async fn money_already_spent_cannot_be_reversed_away() {
+    let app = demo_app().await;
+    let treasurer = token(&app, AKINYI_TREASURER, "password123").await;
+    let recorded: Value = contribute(
+        &app,
+        &treasurer,
+        Some("big"),
+        json!({ "chama_id": UMOJA, "member_id": NAFULA_MEMBER, "amount": 500_000, "payment_method": "bank" }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    // The chama pays out everything it holds (as a disbursement will), straight in the ledger.
+    sqlx::query(
+        "select internal.post_journal($1::uuid, 'disbursement', 'test payout', jsonb_build_array(
+            jsonb_build_object('account_id', internal.ensure_account($1::uuid, 'disbursements'), 'amount', c.balance),
+            jsonb_build_object('account_id', internal.ensure_account($1::uuid, 'cash'), 'amount', -c.balance)))
+         from public.chamas c where c.id = $1::uuid",
+    )
+    .bind(UMOJA)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(balance(&app.db, UMOJA).await, 0);
+    let refused = reverse(
+        &app,
+        &treasurer,
+        recorded["id"].as_str().unwrap(),
+        "k",
+        "Wrong member",
+    )
+    .await;
+    assert_eq!(refused.status(), 422);
+    let error: Value = refused.json().await.unwrap();
+    // The chama's balance is updated first (the lock order), so its rule speaks first; the
+    // cash account's own no-overdraft rule stands behind it.
+    assert_eq!(
+        error["error"]["details"]["constraint"],
+        "chamas_balance_not_negative"
+    );
+    assert_eq!(balance(&app.db, UMOJA).await, 0);
+    assert_ledger_balanced(&app.db).await;
+}

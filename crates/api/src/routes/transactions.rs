@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pesachama_store::rls;
@@ -63,18 +63,7 @@ pub async fn record_contribution(
 ) -> Result<Response, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| {
-            invalid(
-                "Idempotency-Key",
-                "the Idempotency-Key header is required (a unique string per contribution)",
-            )
-        })?
-        .to_owned();
+    let key = idempotency_key(&headers)?;
     let new: NewContribution = serde_json::from_slice(&body)
         .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
     let amount = cents("amount", &new.amount)?;
@@ -96,8 +85,7 @@ pub async fn record_contribution(
         }
     }
     // The request, canonically: the same key with another body must be recognised.
-    let canonical = serde_json::to_vec(&new).map_err(ApiError::internal)?;
-    let request_hash = hex::encode(sha2::Sha256::digest(&canonical));
+    let request_hash = request_hash(&new)?;
 
     let (role, claims) = caller.db_context();
     let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
@@ -115,13 +103,87 @@ pub async fn record_contribution(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
+    Ok(created(&answer))
+}
 
-    let replayed = answer["replayed"].as_bool().unwrap_or(false);
+/// The `Idempotency-Key` header every money-moving call requires.
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            invalid(
+                "Idempotency-Key",
+                "the Idempotency-Key header is required (a unique string per request)",
+            )
+        })
+}
+
+fn request_hash(request: &impl Serialize) -> Result<String, ApiError> {
+    let canonical = serde_json::to_vec(request).map_err(ApiError::internal)?;
+    Ok(hex::encode(sha2::Sha256::digest(&canonical)))
+}
+
+/// 201 with the transaction; a replay says so in `Idempotent-Replayed: true`.
+fn created(answer: &Value) -> Response {
     let mut response = (StatusCode::CREATED, Json(answer["transaction"].clone())).into_response();
-    if replayed {
+    if answer["replayed"].as_bool().unwrap_or(false) {
         response
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Ok(response)
+    response
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reversal {
+    /// Why the entry was wrong (3-500 characters); the member sees it.
+    pub reason: String,
+}
+
+/// Reverses a wrong contribution: an opposite journal, a `reversal` transaction carrying the
+/// reason, the original marked `reversed`. Officials only; idempotent like `POST /transactions`.
+#[utoipa::path(
+    post, path = "/transactions/{id}/reverse", tag = "money",
+    request_body = Reversal,
+    params(
+        ("id" = Uuid, Path, description = "the transaction to reverse"),
+        ("Idempotency-Key" = String, Header, description = "unique per reversal")
+    ),
+    responses(
+        (status = 201, description = "the reversal (or its replay)", body = Value),
+        (status = 403, description = "not an official", body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 422, description = "already reversed, not a contribution, or no reason", body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn reverse_transaction(
+    State(state): State<AppState>,
+    caller: Result<Caller, AuthError>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = caller?;
+    signed_in(&caller)?;
+    let key = idempotency_key(&headers)?;
+    let reversal: Reversal = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let hash = request_hash(&(id, &reversal))?;
+    let (role, claims) = caller.db_context();
+    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let answer: Value = sqlx::query_scalar("select public.reverse_transaction($1, $2, $3, $4)")
+        .bind(id)
+        .bind(&reversal.reason)
+        .bind(&key)
+        .bind(&hash)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(created(&answer))
 }
