@@ -518,3 +518,37 @@ async fn rls_decides_which_profiles_a_user_sees_even_when_a_query_forgets_its_wh
     assert_eq!(chamas, 2, "Umoja (chair) and Eldoret (member), not Kisumu");
     tx.rollback().await.unwrap();
 }
+
+#[tokio::test]
+async fn opaque_supabase_api_keys_are_accepted_when_configured() {
+    let mut config = TestApp::config();
+    config.auth.opaque_api_keys = vec!["sb_publishable_pesachama_test_key".to_owned()];
+    let app = TestApp::spawn_with(TestDb::new().await, config).await;
+    let with_key = |key: &'static str| {
+        app.client
+            .get(app.url("/auth/v1/settings"))
+            .header("apikey", key)
+            .send()
+    };
+    assert_eq!(
+        with_key("sb_publishable_pesachama_test_key")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        with_key("sb_publishable_pesachama_test_kez")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        with_key("sb_publishable_pesachama_test_key_")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}

@@ -124,6 +124,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TRUSTED_PROXY_HEADER")]
     pub trusted_proxy_header: Option<String>,
 
+    /// The project's anon key, when it is an opaque `sb_publishable_...` key (JWT keys signed
+    /// with the secret are accepted without being listed).
+    #[arg(long, env = "SUPABASE_ANON_KEY", hide_env_values = true)]
+    pub anon_key: Option<String>,
+
+    /// The project's service key, when it is an opaque `sb_secret_...` key.
+    #[arg(long, env = "SUPABASE_SERVICE_KEY", hide_env_values = true)]
+    pub service_key: Option<String>,
+
     /// Require sign-ups to confirm their email or phone before they can sign in
     /// (off by default, as in Supabase's local development).
     #[arg(long, env = "AUTH_REQUIRE_CONFIRMATION")]

@@ -1,5 +1,6 @@
 //! Every `/auth/v1` call carries `apikey: <anon or service-role key>`, as Supabase's gateway
-//! demands. The key is a JWT signed with the project's secret.
+//! demands. The key is a JWT signed with the project's secret (role `anon` or `service_role`),
+//! or one of the opaque keys configured (`sb_publishable_...`, `sb_secret_...`).
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -25,10 +26,17 @@ pub async fn require(State(state): State<AppState>, request: Request, next: Next
         )
         .into_response();
     };
+    let opaque = state
+        .auth
+        .settings
+        .opaque_api_keys
+        .iter()
+        .any(|known| constant_time_eq(known.as_bytes(), key.as_bytes()));
     match state.auth.verifier.verify(&key) {
         Ok(claims) if matches!(claims.role, Role::Anon | Role::ServiceRole) => {
             next.run(request).await
         }
+        _ if opaque => next.run(request).await,
         _ => AuthError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_api_key",
@@ -36,6 +44,11 @@ pub async fn require(State(state): State<AppState>, request: Request, next: Next
         )
         .into_response(),
     }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal a prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn query_apikey(query: Option<&str>) -> Option<String> {

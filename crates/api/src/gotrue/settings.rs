@@ -25,6 +25,10 @@ pub struct AuthSettings {
     /// without it, the socket's peer address is the client.
     pub trusted_proxy_header: Option<String>,
     pub rate_limits: RateLimits,
+    /// Opaque API keys accepted in `apikey` besides JWTs signed with the secret: a Supabase
+    /// project's newer `sb_publishable_...` / `sb_secret_...` keys (`SUPABASE_ANON_KEY`,
+    /// `SUPABASE_SERVICE_KEY`).
+    pub opaque_api_keys: Vec<String>,
 }
 
 /// Requests allowed per window, per client address and per identifier (email or phone).
@@ -67,6 +71,7 @@ impl AuthSettings {
             jwks_url: None,
             trusted_proxy_header: None,
             rate_limits: RateLimits::default(),
+            opaque_api_keys: Vec::new(),
         }
     }
 

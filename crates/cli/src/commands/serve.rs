@@ -60,6 +60,12 @@ async fn serve(
     config.auth.autoconfirm = !args.require_confirmation;
     config.auth.disable_signup = args.disable_signup;
     config.auth.jwks_url = args.jwks_url.clone();
+    config.auth.opaque_api_keys = [&args.anon_key, &args.service_key]
+        .into_iter()
+        .flatten()
+        .filter(|key| !key.trim().is_empty())
+        .cloned()
+        .collect();
     let jwks = match &args.jwks_url {
         Some(url) => {
             let jwks = pesachama_api::keys::fetch_jwks(url)
