@@ -4,6 +4,7 @@
 //! bound, until the caller's shutdown future completes. Tests bind port 0 and run many apps at
 //! once; the binary binds the configured port.
 
+pub mod delivery;
 pub mod error;
 pub mod gotrue;
 pub mod keys;

@@ -124,6 +124,13 @@ pub struct ServeArgs {
     #[arg(long, env = "TRUSTED_PROXY_HEADER")]
     pub trusted_proxy_header: Option<String>,
 
+    /// Deliver email and SMS messages (sign-up and recovery codes) to this JSON-lines file and
+    /// the log instead of sending them. Default with the embedded database:
+    /// `<data dir>/mailbox.jsonl`; with DATABASE_URL none (messages wait in the outbox for a
+    /// real sender).
+    #[arg(long, env = "PESACHAMA_MAILBOX")]
+    pub mailbox: Option<std::path::PathBuf>,
+
     /// The project's anon key, when it is an opaque `sb_publishable_...` key (JWT keys signed
     /// with the secret are accepted without being listed).
     #[arg(long, env = "SUPABASE_ANON_KEY", hide_env_values = true)]

@@ -42,6 +42,11 @@ impl Database {
     }
 
     /// A description for logs, without the password.
+    /// Whether this is the embedded cluster (as opposed to `DATABASE_URL`).
+    pub fn is_embedded(&self) -> bool {
+        self.cluster.is_some()
+    }
+
     pub fn describe(&self) -> String {
         match &self.cluster {
             Some(cluster) => format!(

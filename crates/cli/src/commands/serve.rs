@@ -81,9 +81,32 @@ async fn serve(
         None => pesachama_auth::Jwks::default(),
     };
     let app = pesachama_api::app(AppState::with_jwks(pool.clone(), config, jwks));
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mailbox = args.mailbox.clone().or_else(|| {
+        database
+            .is_embedded()
+            .then(|| global.data_dir.join("mailbox.jsonl"))
+    });
+    let worker = mailbox.map(|path| {
+        tracing::info!(mailbox = %path.display(), "email and SMS go to the local mailbox");
+        let worker = pesachama_api::delivery::Worker {
+            pool: pool.clone(),
+            mailbox: pesachama_api::delivery::LocalMailbox { path },
+        };
+        let mut stopped = stopped.clone();
+        tokio::spawn(worker.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
+
     tracing::info!(%address, "PesaChama is listening on http://{address}");
     pesachama_api::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("shutting down");
+    let _ = stop.send(true);
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     pool.close().await;
     Ok(())
 }

@@ -1,0 +1,108 @@
+//! The outbox worker: delivers what transactions left in `internal.outbox`.
+//!
+//! Today it knows one channel, the local mailbox of the embedded default: email and SMS
+//! messages (sign-up codes, recovery codes) are appended as JSON lines to a file and logged, so
+//! a developer can read the code and sign in. Push (FCM), SMS (Africa's Talking) and email
+//! providers are channels the notifications work adds; their messages wait in the outbox until
+//! then. Failures retry with exponential backoff and end `dead` after `max_attempts`.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pesachama_store::outbox::{self, OutboxMessage};
+use pesachama_store::{PgPool, StoreError};
+use tokio::io::AsyncWriteExt as _;
+
+/// Topics the local mailbox takes.
+pub const MAILBOX_TOPICS: [&str; 2] = ["email", "sms"];
+const BATCH: i64 = 50;
+const LEASE_SECONDS: f64 = 60.0;
+const IDLE: Duration = Duration::from_millis(500);
+
+/// Appends each message to a JSON-lines file.
+#[derive(Debug, Clone)]
+pub struct LocalMailbox {
+    pub path: PathBuf,
+}
+
+impl LocalMailbox {
+    async fn deliver(&self, message: &OutboxMessage) -> std::io::Result<()> {
+        let line = serde_json::json!({
+            "id": message.id,
+            "topic": message.topic,
+            "at": chrono::Utc::now(),
+            "message": message.payload,
+        });
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .await?;
+        file.write_all(format!("{line}\n").as_bytes()).await?;
+        file.flush().await?;
+        tracing::info!(
+            outbox_id = message.id,
+            topic = %message.topic,
+            to = message.payload.get("to").and_then(|v| v.as_str()).unwrap_or(""),
+            code = message.payload.get("code").and_then(|v| v.as_str()).unwrap_or(""),
+            text = message.payload.get("message").and_then(|v| v.as_str()).unwrap_or(""),
+            mailbox = %self.path.display(),
+            "local mailbox: message delivered"
+        );
+        Ok(())
+    }
+}
+
+/// Retry after 2^attempts seconds, at most an hour.
+pub fn backoff_seconds(attempts: i32) -> f64 {
+    2f64.powi(attempts.clamp(0, 12)).min(3600.0)
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub pool: PgPool,
+    pub mailbox: LocalMailbox,
+}
+
+impl Worker {
+    /// Claims and delivers one batch; answers how many messages it handled.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let batch = outbox::claim(&self.pool, &MAILBOX_TOPICS, BATCH, LEASE_SECONDS).await?;
+        for message in &batch {
+            match self.mailbox.deliver(message).await {
+                Ok(()) => outbox::complete(&self.pool, message.id).await?,
+                Err(err) => {
+                    let dead = outbox::fail(
+                        &self.pool,
+                        message.id,
+                        &err.to_string(),
+                        backoff_seconds(message.attempts),
+                    )
+                    .await?;
+                    tracing::warn!(outbox_id = message.id, attempts = message.attempts, dead, error = %err, "delivery failed");
+                }
+            }
+        }
+        Ok(batch.len())
+    }
+
+    /// Runs until `shutdown` completes; a database hiccup is logged and retried.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let pause = match self.run_once().await {
+                Ok(n) if n as i64 == BATCH => Duration::ZERO,
+                Ok(_) => IDLE,
+                Err(err) => {
+                    tracing::warn!(error = %err, "outbox worker cannot reach the database");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

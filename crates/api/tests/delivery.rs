@@ -1,0 +1,146 @@
+//! The outbox worker with the local mailbox: codes reach the file once, failures retry and
+//! end dead, and two workers never deliver the same message twice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pesachama_api::delivery::{LocalMailbox, Worker};
+use pesachama_testkit::{TestApp, TestDb};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn worker(db: &TestDb, path: std::path::PathBuf) -> Worker {
+    Worker {
+        pool: db.pool.clone(),
+        mailbox: LocalMailbox { path },
+    }
+}
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_recovery_code_reaches_the_local_mailbox_once() {
+    let app = TestApp::spawn().await;
+    let signup = app
+        .auth(Method::POST, "/signup")
+        .json(&json!({ "email": "wekesa@example.co.ke", "password": "tembo-na-twiga-42" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 200);
+    let recover = app
+        .auth(Method::POST, "/recover")
+        .json(&json!({ "email": "wekesa@example.co.ke" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recover.status(), 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailbox.jsonl");
+    let worker = worker(&app.db, path.clone());
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(worker.run_once().await.unwrap(), 0, "delivered once");
+
+    let delivered = lines(&path);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0]["topic"], "email");
+    assert_eq!(delivered[0]["message"]["to"], "wekesa@example.co.ke");
+    let code = delivered[0]["message"]["code"].as_str().unwrap().to_owned();
+
+    // The code in the mailbox is the one that works.
+    let verified = app
+        .auth(Method::POST, "/verify")
+        .json(&json!({ "type": "recovery", "email": "wekesa@example.co.ke", "token": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    let status: String = sqlx::query_scalar("select status from internal.outbox")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "done");
+}
+
+#[tokio::test]
+async fn a_failing_delivery_backs_off_then_ends_dead() {
+    let db = TestDb::new().await;
+    sqlx::query("insert into internal.outbox (topic, payload, max_attempts) values ('sms', '{\"to\": \"+254712345678\", \"message\": \"hello\"}', 2)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // A folder where the file should be: every write fails.
+    let dir = tempfile::tempdir().unwrap();
+    let worker = worker(&db, dir.path().to_path_buf());
+
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let (status, attempts, error, later): (String, i32, Option<String>, bool) = sqlx::query_as(
+        "select status, attempts, last_error, run_after > now() from internal.outbox",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), attempts, later), ("pending", 1, true));
+    assert!(error.is_some());
+    assert_eq!(worker.run_once().await.unwrap(), 0, "not due yet");
+
+    sqlx::query("update internal.outbox set run_after = now()")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let status: String = sqlx::query_scalar("select status from internal.outbox")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "dead");
+}
+
+#[tokio::test]
+async fn two_workers_never_deliver_the_same_message() {
+    let db = TestDb::new().await;
+    sqlx::query(
+        "insert into internal.outbox (topic, payload)
+         select 'sms', jsonb_build_object('to', '+254712345678', 'message', 'message ' || n)
+           from generate_series(1, 300) n",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailbox.jsonl");
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let worker = worker(&db, path.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut handled = 0;
+            loop {
+                let n = worker.run_once().await.unwrap();
+                if n == 0 {
+                    return handled;
+                }
+                handled += n;
+            }
+        }));
+    }
+    let mut handled = 0;
+    for task in tasks {
+        handled += task.await.unwrap();
+    }
+    assert_eq!(handled, 300);
+    let delivered = lines(&path);
+    let mut ids: Vec<i64> = delivered
+        .iter()
+        .map(|l| l["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 300);
+    assert_eq!(delivered.len(), 300);
+}
