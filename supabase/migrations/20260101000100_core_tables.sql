@@ -282,6 +282,7 @@ create table public.disbursement_requests (
   result_code integer,
   result_desc text,
   decided_at timestamptz,
+  expires_at timestamptz not null default now() + interval '14 days',
   legacy_id text,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
@@ -293,7 +294,10 @@ create table public.disbursement_requests (
   constraint disbursement_requests_journal_id_fkey foreign key (journal_id) references internal.journals (id),
   constraint disbursement_requests_amount_positive check (amount > 0),
   constraint disbursement_requests_reason_present check (char_length(btrim(reason)) between 3 and 500),
-  constraint disbursement_requests_status_known check (status in ('pending', 'approved', 'rejected', 'processing', 'disbursed', 'failed', 'cancelled')),
+  -- pending -> approved (money reserved) -> processing (payout sent) -> completed | failed
+  -- (money returned); or pending -> rejected | cancelled | expired.
+  constraint disbursement_requests_status_known check (status in ('pending', 'approved', 'rejected', 'processing', 'completed', 'failed', 'cancelled', 'expired')),
+  constraint disbursement_requests_expires_after_created check (expires_at > created_at),
   constraint disbursement_requests_required_positive check (required_approvals >= 1),
   constraint disbursement_requests_counts_valid check (approvals_count >= 0 and rejections_count >= 0),
   constraint disbursement_requests_originator_key unique (originator_conversation_id),

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ErrorBody;
-use crate::routes::{chamas, health, pins, transactions, users};
+use crate::routes::{chamas, disbursements, health, pins, transactions, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,6 +40,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(chamas::get_chama))
         .routes(routes!(transactions::record_contribution))
         .routes(routes!(transactions::reverse_transaction))
+        .routes(routes!(
+            disbursements::request_disbursement,
+            disbursements::list_disbursements
+        ))
+        .routes(routes!(disbursements::approve))
+        .routes(routes!(disbursements::reject))
+        .routes(routes!(disbursements::cancel))
+        .routes(routes!(disbursements::mark_paid))
 }
 
 /// Declares the bearer scheme the protected routes name.

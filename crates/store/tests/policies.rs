@@ -724,7 +724,7 @@ async fn column_grants_keep_ledger_maintained_and_system_columns_out_of_reach() 
         case(Member, "nor its soft-delete mark", "update public.users set deleted_at = now() where id = {member}", NoGrant),
         case(Member, "a notification can only be marked read", "update public.notifications set title = 'Changed' where user_id = {member}", NoGrant),
         case(Member, "a request cannot arrive approved", "insert into public.disbursement_requests (chama_id, requested_by, recipient_phone, amount, reason, required_approvals, approvals_count) values ({umoja}, {member}, '+254720345007', 50000, 'Pre-approved', 2, 2)", NoGrant),
-        case(Member, "nor be paid out by hand", "update public.disbursement_requests set status = 'disbursed' where id = {request}", NoGrant),
+        case(Member, "nor be paid out by hand", "update public.disbursement_requests set status = 'completed' where id = {request}", NoGrant),
         case(Member, "a request cannot ask for fewer approvals than the chama requires", "insert into public.disbursement_requests (chama_id, requested_by, recipient_phone, amount, reason, required_approvals) values ({umoja}, {member}, '+254720345007', 50000, 'Just one approver', 1)", Policy),
         case(Member, "more is allowed", "insert into public.disbursement_requests (chama_id, requested_by, recipient_phone, amount, reason, required_approvals) values ({umoja}, {member}, '+254720345007', 50000, 'Everyone should agree', 3)", Rows(1)),
         case(Member, "a request is filed in one's own chama only", "insert into public.disbursement_requests (chama_id, requested_by, recipient_phone, amount, reason, required_approvals) values ({boda}, {member}, '+254720345007', 50000, 'Not my chama', 2)", Policy),

@@ -1,4 +1,5 @@
 pub mod chamas;
+pub mod disbursements;
 pub mod health;
 pub mod pins;
 pub mod transactions;

@@ -107,7 +107,7 @@ pub async fn record_contribution(
 }
 
 /// The `Idempotency-Key` header every money-moving call requires.
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -122,7 +122,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
         })
 }
 
-fn request_hash(request: &impl Serialize) -> Result<String, ApiError> {
+pub(crate) fn request_hash(request: &impl Serialize) -> Result<String, ApiError> {
     let canonical = serde_json::to_vec(request).map_err(ApiError::internal)?;
     Ok(hex::encode(sha2::Sha256::digest(&canonical)))
 }
