@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ErrorBody;
-use crate::routes::{chamas, disbursements, health, pins, transactions, users};
+use crate::routes::{chamas, disbursements, health, notifications, pins, transactions, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use crate::routes::{chamas, disbursements, health, pins, transactions, users};
         (name = "users", description = "Profiles"),
         (name = "chamas", description = "Chamas and membership"),
         (name = "money", description = "Contributions and the ledger; amounts are whole cents"),
+        (name = "notifications", description = "In-app notifications and push devices"),
         (name = "auth", description = "PINs for USSD; sign-up and sign-in are under /auth/v1 (GoTrue)")
     ),
     modifiers(&BearerAuth)
@@ -37,7 +38,16 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pins::set_pin))
         .routes(routes!(pins::verify_pin))
         .routes(routes!(chamas::create_chama, chamas::list_chamas))
-        .routes(routes!(chamas::get_chama))
+        .routes(routes!(chamas::get_chama, chamas::update_chama))
+        .routes(routes!(chamas::list_members))
+        .routes(routes!(chamas::change_role))
+        .routes(routes!(chamas::leave))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::unread_count))
+        .routes(routes!(notifications::mark_read))
+        .routes(routes!(notifications::mark_all_read))
+        .routes(routes!(notifications::register_device))
+        .routes(routes!(notifications::forget_device))
         .routes(routes!(transactions::record_contribution))
         .routes(routes!(transactions::reverse_transaction))
         .routes(routes!(

@@ -228,3 +228,228 @@ pub async fn get_chama(
     tx.commit().await?;
     chama.map(Json).ok_or(ApiError::NotFound)
 }
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    /// `chairperson`, `treasurer`, `secretary` or `member`.
+    pub role: String,
+    /// `active`, `invited`, `pending`, `suspended`.
+    pub status: String,
+    /// Cents contributed, net of reversals (equal to the member's equity in the ledger).
+    pub contributed_total: i64,
+    pub joined_at: Option<DateTime<Utc>>,
+}
+
+/// The chama's members with their totals (members only; 404 otherwise).
+#[utoipa::path(
+    get, path = "/chamas/{id}/members", tag = "chamas",
+    params(("id" = Uuid, Path, description = "the chama")),
+    responses((status = 200, body = [Member]), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_members(
+    State(state): State<AppState>,
+    caller: Result<Caller, AuthError>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Vec<Member>>, ApiError> {
+    let caller = caller?;
+    signed_in(&caller)?;
+    let (role, claims) = caller.db_context();
+    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    if fetch(&mut tx, id).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let members = sqlx::query_as(
+        "select m.user_id, u.first_name, u.last_name, u.phone::text as phone, m.role, m.status,
+                m.contributed_total, m.joined_at
+           from public.chama_members m
+           left join public.users u on u.id = m.user_id
+          where m.chama_id = $1 and m.status not in ('left', 'declined')
+          order by case m.role when 'chairperson' then 0 when 'treasurer' then 1
+                               when 'secretary' then 2 else 3 end,
+                   u.first_name, m.user_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(members))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChamaSettings {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub chama_type: Option<String>,
+    /// Cents.
+    #[schema(value_type = Option<i64>)]
+    pub contribution_amount: Option<Value>,
+    pub contribution_frequency: Option<String>,
+    /// At least 1, at most the number of active officials.
+    pub required_approvals: Option<i32>,
+}
+
+/// Changes the chama's settings (officials only).
+#[utoipa::path(
+    patch, path = "/chamas/{id}", tag = "chamas",
+    request_body = ChamaSettings,
+    params(("id" = Uuid, Path, description = "the chama")),
+    responses((status = 200, body = Chama), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn update_chama(
+    State(state): State<AppState>,
+    caller: Result<Caller, AuthError>,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Result<Json<Chama>, ApiError> {
+    let caller = caller?;
+    signed_in(&caller)?;
+    let settings: ChamaSettings = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let name = settings.name.as_deref().map(str::trim);
+    if name.is_some_and(|n| !(2..=150).contains(&n.chars().count())) {
+        return Err(invalid("name", "name must be 2 to 150 characters"));
+    }
+    let chama_type = settings
+        .chama_type
+        .as_deref()
+        .map(|t| {
+            one_of(
+                "chama_type",
+                Some(t),
+                &["savings", "merry_go_round", "investment", "table_banking"],
+                "",
+            )
+        })
+        .transpose()?;
+    let frequency = settings
+        .contribution_frequency
+        .as_deref()
+        .map(|f| {
+            one_of(
+                "contribution_frequency",
+                Some(f),
+                &["weekly", "biweekly", "monthly"],
+                "",
+            )
+        })
+        .transpose()?;
+    let amount = settings
+        .contribution_amount
+        .as_ref()
+        .map(|a| cents("contribution_amount", a))
+        .transpose()?;
+    if settings.required_approvals.is_some_and(|k| k < 1) {
+        return Err(invalid(
+            "required_approvals",
+            "required_approvals must be at least 1",
+        ));
+    }
+
+    let (role, claims) = caller.db_context();
+    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let Some(current) = fetch(&mut tx, id).await? else {
+        return Err(ApiError::NotFound);
+    };
+    if !matches!(
+        current.my_role.as_deref(),
+        Some("chairperson" | "treasurer" | "secretary")
+    ) {
+        return Err(ApiError::Forbidden(
+            "only officials change the chama's settings".to_owned(),
+        ));
+    }
+    sqlx::query(
+        "update public.chamas set
+            name = coalesce($2, name), description = coalesce($3, description),
+            chama_type = coalesce($4, chama_type), contribution_amount = coalesce($5, contribution_amount),
+            contribution_frequency = coalesce($6, contribution_frequency),
+            required_approvals = coalesce($7, required_approvals)
+          where id = $1",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(settings.description.as_deref().map(str::trim))
+    .bind(chama_type)
+    .bind(amount)
+    .bind(frequency)
+    .bind(settings.required_approvals)
+    .execute(&mut *tx)
+    .await
+    .map_err(|err| match ApiError::from(err) {
+        ApiError::Validation { message, .. } if message.contains("required_approvals") => {
+            invalid("required_approvals", message)
+        }
+        other => other,
+    })?;
+    let chama = fetch(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(Json(chama))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    /// `chairperson` (hands the chair over), `treasurer`, `secretary` or `member`.
+    pub role: String,
+}
+
+/// The chairperson names a member's role; naming a new chairperson hands the chair over.
+#[utoipa::path(
+    put, path = "/chamas/{id}/members/{user_id}/role", tag = "chamas",
+    request_body = RoleChange,
+    params(("id" = Uuid, Path, description = "the chama"), ("user_id" = Uuid, Path, description = "the member")),
+    responses((status = 200, description = "the chama's officials after the change", body = Value), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn change_role(
+    State(state): State<AppState>,
+    caller: Result<Caller, AuthError>,
+    Path((id, user_id)): Path<(Uuid, Uuid)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller?;
+    signed_in(&caller)?;
+    let change: RoleChange = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let (role, claims) = caller.db_context();
+    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let officials: Value = sqlx::query_scalar("select public.change_member_role($1, $2, $3)")
+        .bind(id)
+        .bind(user_id)
+        .bind(&change.role)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(officials))
+}
+
+/// The caller leaves the chama, unless something blocks it (the answer says what).
+#[utoipa::path(
+    post, path = "/chamas/{id}/leave", tag = "chamas",
+    params(("id" = Uuid, Path, description = "the chama")),
+    responses((status = 200, body = Value), (status = 404, body = crate::error::ErrorBody), (status = 422, description = "what blocks leaving", body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn leave(
+    State(state): State<AppState>,
+    caller: Result<Caller, AuthError>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller?;
+    signed_in(&caller)?;
+    let (role, claims) = caller.db_context();
+    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let answer: Value = sqlx::query_scalar("select public.leave_chama($1)")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(answer))
+}

@@ -1,0 +1,439 @@
+//! Members, settings, roles, leaving, notifications and devices over HTTP as the demo's users.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pesachama_testkit::TestApp;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const UMOJA: &str = "c4a3a000-0000-4000-8000-000000000001";
+const WANJIKU_ID: &str = "5eed0000-0000-4000-8000-000000000001";
+const AKINYI_ID: &str = "5eed0000-0000-4000-8000-000000000003";
+const MWANAISHA_ID: &str = "5eed0000-0000-4000-8000-000000000005";
+const CHEBET_ID: &str = "5eed0000-0000-4000-8000-000000000009";
+
+async fn demo() -> TestApp {
+    let app = TestApp::spawn().await;
+    pesachama_store::seed_demo(&app.db.pool).await.unwrap();
+    app
+}
+
+async fn login(app: &TestApp, email: &str, password: &str) -> String {
+    let response = app
+        .auth(Method::POST, "/token?grant_type=password")
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{email}");
+    response.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    token: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn outsider(app: &TestApp, email: &str) -> (String, String) {
+    let body: Value = app
+        .auth(Method::POST, "/signup")
+        .json(&json!({ "email": email, "password": "tembo-na-twiga-42" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["user"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn members_see_the_roll_with_totals_and_officials_change_settings_within_reach() {
+    let app = demo().await;
+    let chebet = login(&app, "chebet.langat@example.co.ke", "password123").await;
+    let akinyi = login(&app, "akinyi.achieng@example.co.ke", "password123").await;
+    let (stranger, _) = outsider(&app, "stranger@example.co.ke").await;
+
+    let (status, roll) = call(
+        &app,
+        Method::GET,
+        &chebet,
+        &format!("/chamas/{UMOJA}/members"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let roll = roll.as_array().unwrap();
+    assert_eq!(roll.len(), 5);
+    assert_eq!(roll[0]["role"], "chairperson");
+    let ledger_total: i64 = sqlx::query_scalar(
+        "select -balance from internal.ledger_accounts where chama_id = $1::uuid and user_id = $2::uuid",
+    )
+    .bind(UMOJA)
+    .bind(CHEBET_ID)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let chebet_row = roll.iter().find(|m| m["user_id"] == CHEBET_ID).unwrap();
+    assert_eq!(chebet_row["contributed_total"], ledger_total);
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &stranger,
+        &format!("/chamas/{UMOJA}/members"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let path = format!("/chamas/{UMOJA}");
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &chebet,
+        &path,
+        Some(json!({ "contribution_amount": 150000 })),
+    )
+    .await;
+    assert_eq!(status, 403, "members do not change settings");
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &stranger,
+        &path,
+        Some(json!({ "contribution_amount": 150000 })),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, chama) = call(
+        &app,
+        Method::PATCH,
+        &akinyi,
+        &path,
+        Some(json!({ "contribution_amount": 150000, "required_approvals": 3 })),
+    )
+    .await;
+    assert_eq!(status, 200, "{chama}");
+    assert_eq!(
+        (
+            chama["contribution_amount"].as_i64(),
+            chama["required_approvals"].as_i64()
+        ),
+        (Some(150000), Some(3))
+    );
+    let (status, error) = call(
+        &app,
+        Method::PATCH,
+        &akinyi,
+        &path,
+        Some(json!({ "required_approvals": 4 })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(error["error"]["details"]["field"], "required_approvals");
+    for (body, field) in [
+        (json!({ "name": "x" }), "name"),
+        (json!({ "contribution_amount": -1 }), "contribution_amount"),
+        (
+            json!({ "contribution_frequency": "hourly" }),
+            "contribution_frequency",
+        ),
+        (json!({ "required_approvals": 0 }), "required_approvals"),
+    ] {
+        let (status, error) = call(&app, Method::PATCH, &akinyi, &path, Some(body)).await;
+        assert_eq!(
+            (status, error["error"]["details"]["field"].as_str()),
+            (422, Some(field))
+        );
+    }
+    let balance_untouched: i64 =
+        sqlx::query_scalar("select balance from public.chamas where id = $1::uuid")
+            .bind(UMOJA)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert!(balance_untouched > 0);
+}
+
+#[tokio::test]
+async fn the_chairperson_names_roles_and_hands_over_the_chair_keeping_exactly_one() {
+    let app = demo().await;
+    let wanjiku = login(&app, "wanjiku.kamau@example.co.ke", "password123").await;
+    let akinyi = login(&app, "akinyi.achieng@example.co.ke", "password123").await;
+    let role_path = |user: &str| format!("/chamas/{UMOJA}/members/{user}/role");
+
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &akinyi,
+        &role_path(CHEBET_ID),
+        Some(json!({ "role": "secretary" })),
+    )
+    .await;
+    assert_eq!(status, 403, "only the chairperson");
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &wanjiku,
+        &role_path(CHEBET_ID),
+        Some(json!({ "role": "boss" })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &wanjiku,
+        &role_path(WANJIKU_ID),
+        Some(json!({ "role": "member" })),
+    )
+    .await;
+    assert_eq!(status, 422, "the chair is handed over, not dropped");
+
+    // With 2 approvals required and 3 officials, demoting two would leave the threshold out of reach.
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &wanjiku,
+        &role_path(MWANAISHA_ID),
+        Some(json!({ "role": "member" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, error) = call(
+        &app,
+        Method::PUT,
+        &wanjiku,
+        &role_path(AKINYI_ID),
+        Some(json!({ "role": "member" })),
+    )
+    .await;
+    assert_eq!(status, 422, "{error}");
+
+    let (status, officials) = call(
+        &app,
+        Method::PUT,
+        &wanjiku,
+        &role_path(CHEBET_ID),
+        Some(json!({ "role": "chairperson" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{officials}");
+    let chairs: i64 = sqlx::query_scalar(
+        "select count(*) from public.chama_members where chama_id = $1::uuid and role = 'chairperson'",
+    )
+    .bind(UMOJA)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(chairs, 1);
+    let new_chair: String = sqlx::query_scalar(
+        "select user_id::text from public.chama_members where chama_id = $1::uuid and role = 'chairperson'",
+    )
+    .bind(UMOJA)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(new_chair, CHEBET_ID);
+    // Wanjiku is now a plain member and can no longer name roles.
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &wanjiku,
+        &role_path(MWANAISHA_ID),
+        Some(json!({ "role": "secretary" })),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn leaving_is_refused_with_the_reason_until_nothing_is_owed() {
+    let app = demo().await;
+    let wanjiku = login(&app, "wanjiku.kamau@example.co.ke", "password123").await;
+    let chebet = login(&app, "chebet.langat@example.co.ke", "password123").await;
+    let leave = format!("/chamas/{UMOJA}/leave");
+
+    let (status, error) = call(&app, Method::POST, &wanjiku, &leave, None).await;
+    assert_eq!(status, 422);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("chairperson"),
+        "{error}"
+    );
+    let (status, error) = call(&app, Method::POST, &chebet, &leave, None).await;
+    assert_eq!(status, 422);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("share of KES"),
+        "{error}"
+    );
+
+    // A member who joined and owes nothing either way may go.
+    let (newcomer, newcomer_id) = outsider(&app, "newcomer@example.co.ke").await;
+    sqlx::query("insert into public.chama_members (chama_id, user_id, role, status, joined_at) values ($1::uuid, $2::uuid, 'member', 'active', now())")
+        .bind(UMOJA)
+        .bind(&newcomer_id)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let (status, left) = call(&app, Method::POST, &newcomer, &leave, None).await;
+    assert_eq!((status, left["status"].as_str()), (200, Some("left")));
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &newcomer,
+        &format!("/chamas/{UMOJA}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "gone means gone");
+}
+
+#[tokio::test]
+async fn notifications_are_the_callers_own_and_devices_follow_the_last_sign_in() {
+    let app = demo().await;
+    let wanjiku = login(&app, "wanjiku.kamau@example.co.ke", "password123").await;
+    let chebet = login(&app, "chebet.langat@example.co.ke", "password123").await;
+
+    let (status, mine) = call(&app, Method::GET, &wanjiku, "/notifications", None).await;
+    assert_eq!(status, 200);
+    let mine = mine.as_array().unwrap().clone();
+    assert_eq!(mine.len(), 1, "the demo gives Wanjiku one");
+    let id = mine[0]["id"].as_str().unwrap().to_owned();
+    let (_, count) = call(
+        &app,
+        Method::GET,
+        &wanjiku,
+        "/notifications/unread-count",
+        None,
+    )
+    .await;
+    assert_eq!(count["unread"], 1);
+
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &chebet,
+        &format!("/notifications/{id}/read"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "not hers");
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &wanjiku,
+        &format!("/notifications/{id}/read"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, count) = call(
+        &app,
+        Method::GET,
+        &wanjiku,
+        "/notifications/unread-count",
+        None,
+    )
+    .await;
+    assert_eq!(count["unread"], 0);
+    let (_, unread) = call(
+        &app,
+        Method::GET,
+        &wanjiku,
+        "/notifications?unread=true",
+        None,
+    )
+    .await;
+    assert_eq!(unread, json!([]));
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &wanjiku,
+        "/notifications?limit=1000",
+        None,
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, marked) = call(&app, Method::POST, &chebet, "/notifications/read-all", None).await;
+    assert_eq!((status, marked["marked"].as_i64()), (200, Some(0)));
+
+    let token = "fcm-token-of-a-shared-phone-0123456789";
+    let register = |who: &str| {
+        let request = app
+            .client
+            .post(app.url("/devices"))
+            .bearer_auth(who.to_owned())
+            .json(&json!({ "token": token, "platform": "android" }));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(register(&wanjiku).await, 204);
+    assert_eq!(register(&wanjiku).await, 204, "again is fine");
+    assert_eq!(register(&chebet).await, 204, "the phone changed hands");
+    let owner: String =
+        sqlx::query_scalar("select user_id::text from public.device_tokens where token = $1")
+            .bind(token)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(owner, CHEBET_ID);
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &chebet,
+        "/devices",
+        Some(json!({ "token": "short", "platform": "android" })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &chebet,
+        "/devices",
+        Some(json!({ "token": token, "platform": "nokia" })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &wanjiku,
+        &format!("/devices/{token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "no longer hers");
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &chebet,
+        &format!("/devices/{token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+}
