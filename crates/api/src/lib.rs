@@ -36,6 +36,15 @@ pub struct ServerConfig {
     /// Largest request body accepted, in bytes (Supabase caps at 1 MB; so do we by default).
     pub body_limit: usize,
     pub auth: gotrue::AuthSettings,
+    /// Agora credentials for video meetings; without them meeting tokens are refused (503).
+    pub agora: Option<AgoraConfig>,
+}
+
+/// `AGORA_APP_ID` and `AGORA_APP_CERTIFICATE`, 32 hexadecimal characters each.
+#[derive(Debug, Clone)]
+pub struct AgoraConfig {
+    pub app_id: String,
+    pub app_certificate: String,
 }
 
 impl ServerConfig {
@@ -44,6 +53,7 @@ impl ServerConfig {
         Self {
             body_limit: 1024 * 1024,
             auth: gotrue::AuthSettings::new(jwt_secret),
+            agora: None,
         }
     }
 }

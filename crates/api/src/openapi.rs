@@ -8,7 +8,9 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ErrorBody;
-use crate::routes::{chamas, disbursements, health, notifications, pins, transactions, users};
+use crate::routes::{
+    chamas, disbursements, health, meetings, notifications, pins, transactions, users,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +24,7 @@ use crate::routes::{chamas, disbursements, health, notifications, pins, transact
         (name = "users", description = "Profiles"),
         (name = "chamas", description = "Chamas and membership"),
         (name = "money", description = "Contributions and the ledger; amounts are whole cents"),
+        (name = "meetings", description = "Meetings, attendance, minutes and video tokens (Agora)"),
         (name = "notifications", description = "In-app notifications and push devices"),
         (name = "auth", description = "PINs for USSD; sign-up and sign-in are under /auth/v1 (GoTrue)")
     ),
@@ -42,6 +45,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(chamas::list_members))
         .routes(routes!(chamas::change_role))
         .routes(routes!(chamas::leave))
+        .routes(routes!(meetings::schedule, meetings::list))
+        .routes(routes!(meetings::update))
+        .routes(routes!(meetings::cancel))
+        .routes(routes!(meetings::attendance))
+        .routes(routes!(meetings::video_token))
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::unread_count))
         .routes(routes!(notifications::mark_read))

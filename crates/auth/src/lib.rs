@@ -1,6 +1,7 @@
 //! Tokens and credentials the way Supabase Auth (GoTrue) makes them, so tokens flow both ways:
 //! a token Supabase issued is accepted here, and one issued here is accepted by Supabase.
 
+pub mod agora;
 pub mod claims;
 pub mod hashing;
 pub mod tokens;

@@ -73,7 +73,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (migrating the database first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Database tools: apply migrations, list them, print the connection URL.
     #[command(subcommand_required = true)]
     Db(DbArgs),
@@ -130,6 +130,15 @@ pub struct ServeArgs {
     /// real sender).
     #[arg(long, env = "PESACHAMA_MAILBOX")]
     pub mailbox: Option<std::path::PathBuf>,
+
+    /// Agora app id for video meetings (32 hexadecimal characters); with the certificate,
+    /// `POST /meetings/{id}/token` hands out RTC tokens.
+    #[arg(long, env = "AGORA_APP_ID", value_parser = parse_hex32, requires = "agora_app_certificate")]
+    pub agora_app_id: Option<String>,
+
+    /// Agora app certificate (32 hexadecimal characters).
+    #[arg(long, env = "AGORA_APP_CERTIFICATE", value_parser = parse_hex32, hide_env_values = true, requires = "agora_app_id")]
+    pub agora_app_certificate: Option<String>,
 
     /// The project's anon key, when it is an opaque `sb_publishable_...` key (JWT keys signed
     /// with the secret are accepted without being listed).
@@ -197,6 +206,17 @@ fn parse_database_url(value: &str) -> Result<String, String> {
         .map_err(|err| {
             format!("not a PostgreSQL URL (postgres://user:password@host:port/database): {err}")
         })
+}
+
+fn parse_hex32(value: &str) -> Result<String, String> {
+    if value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(value.to_owned())
+    } else {
+        Err(
+            "must be 32 hexadecimal characters (Agora console > project > app id / certificate)"
+                .to_owned(),
+        )
+    }
 }
 
 fn parse_http_url(value: &str) -> Result<String, String> {

@@ -51,7 +51,9 @@ async fn serve_cold_starts_on_an_embedded_cluster_and_stops_it_on_sigterm() {
             &port.to_string(),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        // To a file, not a pipe: nobody would drain a pipe, and a server blocked writing its
+        // log (one line per request while we poll /health) would never stop.
+        .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
         .spawn()
         .unwrap();
 
@@ -84,7 +86,18 @@ async fn serve_cold_starts_on_an_embedded_cluster_and_stops_it_on_sigterm() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = server.wait().unwrap();
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        if stopping.elapsed() > Duration::from_secs(30) {
+            let _ = server.kill();
+            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+            panic!("serve did not stop within 30 s of SIGTERM; its log:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(status.success(), "serve exits cleanly on SIGTERM");
 
     let after = run(&["--data-dir", data, "db", "url"]);

@@ -60,6 +60,13 @@ async fn serve(
     config.auth.autoconfirm = !args.require_confirmation;
     config.auth.disable_signup = args.disable_signup;
     config.auth.jwks_url = args.jwks_url.clone();
+    config.agora = match (&args.agora_app_id, &args.agora_app_certificate) {
+        (Some(app_id), Some(app_certificate)) => Some(pesachama_api::AgoraConfig {
+            app_id: app_id.clone(),
+            app_certificate: app_certificate.clone(),
+        }),
+        _ => None,
+    };
     config.auth.opaque_api_keys = [&args.anon_key, &args.service_key]
         .into_iter()
         .flatten()
