@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ErrorBody;
 use crate::routes::{
-    chamas, disbursements, health, meetings, notifications, pins, transactions, users,
+    chamas, disbursements, health, meetings, notifications, pins, statements, transactions, users,
 };
 
 #[derive(OpenApi)]
@@ -45,6 +45,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(chamas::list_members))
         .routes(routes!(chamas::change_role))
         .routes(routes!(chamas::leave))
+        .routes(routes!(statements::my_statement))
+        .routes(routes!(statements::member_statement))
+        .routes(routes!(statements::cash_statement))
+        .routes(routes!(statements::audit_trail))
         .routes(routes!(meetings::schedule, meetings::list))
         .routes(routes!(meetings::update))
         .routes(routes!(meetings::cancel))

@@ -4,5 +4,6 @@ pub mod health;
 pub mod meetings;
 pub mod notifications;
 pub mod pins;
+pub mod statements;
 pub mod transactions;
 pub mod users;
