@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout)]
 
 mod auth;
+mod contributions;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,9 @@ enum Bench {
     /// Logins per second against the bcrypt bound of this machine, and the cost of the
     /// per-request RLS context.
     Auth,
+    /// Contributions per second through the API against pgbench's TPC-B rate on the same
+    /// server, and read latency at half that load.
+    Contributions,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +38,6 @@ fn main() -> anyhow::Result<()> {
     let phase = std::time::Duration::from_secs(cli.seconds);
     match cli.bench {
         Bench::Auth => runtime.block_on(auth::run(phase)),
+        Bench::Contributions => runtime.block_on(contributions::run(phase)),
     }
 }
