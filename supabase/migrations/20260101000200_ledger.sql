@@ -3,9 +3,9 @@
 -- * A journal balances (its postings sum to zero) and has at least two postings: checked by a
 --   deferred constraint trigger, i.e. at commit, whoever wrote the rows.
 -- * Balances move only through internal.post_journal, by relative updates, in one lock order:
---   the chama row first, then the accounts by id, then the member rows by user id. Two journals
---   of one chama therefore queue on the chama row instead of deadlocking, and journals of
---   different chamas never touch a common row (no global hot spot).
+--   the chama row first, then its accounts, then its member rows. Two journals of one chama
+--   therefore queue on the chama row instead of deadlocking, and journals of different chamas
+--   never touch a common row (no global hot spot).
 -- * chamas.balance mirrors the chama's cash account; chama_members.contributed_total mirrors
 --   the member's equity account (credit-normal, so it is the negated balance).
 
@@ -105,36 +105,40 @@ create function internal.post_journal(
   as $$
 declare
   v_journal uuid;
+  v_accounts uuid[];
+  v_amounts bigint[];
   v_sum numeric;
   v_count integer;
+  v_bad integer;
   v_foreign integer;
   v_cash_delta bigint;
-  r record;
 begin
   if jsonb_typeof(p_postings) <> 'array' then
     raise exception 'postings must be a JSON array' using errcode = '22023';
   end if;
-
-  select coalesce(sum(amount), 0), count(*) into v_sum, v_count from jsonb_to_recordset(p_postings) as l(account_id uuid, amount bigint);
+  -- Parsed once, in account order (the lock order of step 2).
+  select array_agg(l.account_id order by l.account_id), array_agg(l.amount order by l.account_id),
+         coalesce(sum(l.amount), 0), count(*),
+         count(*) filter (where l.amount is null or l.amount = 0 or l.account_id is null)
+    into v_accounts, v_amounts, v_sum, v_count, v_bad
+    from jsonb_to_recordset(p_postings) as l(account_id uuid, amount bigint);
   if v_count < 2 or v_sum <> 0 then
     raise exception 'journal does not balance (% postings, sum %)', v_count, v_sum
       using errcode = '23514', constraint = 'journals_balanced';
   end if;
-  if exists (select from jsonb_to_recordset(p_postings) as l(account_id uuid, amount bigint) where amount is null or amount = 0 or account_id is null) then
+  if v_bad > 0 then
     raise exception 'every posting needs an account and a non-zero amount' using errcode = '23514';
   end if;
-  select count(*) into v_foreign
-    from jsonb_to_recordset(p_postings) as l(account_id uuid, amount bigint)
-    left join internal.ledger_accounts a on a.id = l.account_id and a.chama_id = p_chama_id
-   where a.id is null;
+  select count(*) filter (where a.id is null),
+         coalesce(sum(l.amount) filter (where a.kind = 'cash'), 0)
+    into v_foreign, v_cash_delta
+    from unnest(v_accounts, v_amounts) as l(account_id, amount)
+    left join internal.ledger_accounts a on a.id = l.account_id and a.chama_id = p_chama_id;
   if v_foreign > 0 then
     raise exception 'posting to an account that is not this chama''s' using errcode = '23503';
   end if;
 
   -- 1. The chama row (always, even when cash does not move: it is the chama's queue).
-  select coalesce(sum(l.amount), 0) into v_cash_delta
-    from jsonb_to_recordset(p_postings) as l(account_id uuid, amount bigint) join internal.ledger_accounts a on a.id = l.account_id
-   where a.kind = 'cash';
   update public.chamas set balance = balance + v_cash_delta where id = p_chama_id;
   if not found then
     raise exception 'chama % does not exist', p_chama_id using errcode = '23503';
@@ -144,25 +148,24 @@ begin
     values (p_chama_id, p_kind, p_memo, p_reverses_id, p_actor_id)
     returning id into v_journal;
   insert into internal.postings (journal_id, account_id, amount)
-    select v_journal, account_id, amount from jsonb_to_recordset(p_postings) as l(account_id uuid, amount bigint) order by account_id;
+    select v_journal, l.account_id, l.amount from unnest(v_accounts, v_amounts) as l(account_id, amount);
 
-  -- 2. The accounts, in id order.
-  for r in
-    select account_id, sum(amount) as delta from jsonb_to_recordset(p_postings) as l(account_id uuid, amount bigint) group by account_id order by account_id
-  loop
-    update internal.ledger_accounts set balance = balance + r.delta where id = r.account_id;
-  end loop;
+  -- 2. The accounts. Every account of a journal belongs to its chama, whose row this
+  -- transaction now holds, so no other journal can be updating them: one statement will do.
+  update internal.ledger_accounts a set balance = a.balance + d.delta
+    from (select l.account_id, sum(l.amount) as delta
+            from unnest(v_accounts, v_amounts) as l(account_id, amount)
+           group by l.account_id) d
+   where a.id = d.account_id;
 
-  -- 3. The members' totals, in user id order.
-  for r in
-    select a.user_id, sum(l.amount) as delta
-      from jsonb_to_recordset(p_postings) as l(account_id uuid, amount bigint) join internal.ledger_accounts a on a.id = l.account_id
-     where a.kind = 'member_equity'
-     group by a.user_id order by a.user_id
-  loop
-    update public.chama_members set contributed_total = contributed_total - r.delta
-     where chama_id = p_chama_id and user_id = r.user_id;
-  end loop;
+  -- 3. The members' totals (credit-normal equity: a credit raises the total).
+  update public.chama_members m set contributed_total = m.contributed_total - d.delta
+    from (select a.user_id, sum(l.amount) as delta
+            from unnest(v_accounts, v_amounts) as l(account_id, amount)
+            join internal.ledger_accounts a on a.id = l.account_id
+           where a.kind = 'member_equity'
+           group by a.user_id) d
+   where m.chama_id = p_chama_id and m.user_id = d.user_id;
 
   return v_journal;
 end
