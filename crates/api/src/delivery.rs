@@ -106,3 +106,33 @@ impl Worker {
         }
     }
 }
+
+/// Expires withdrawal requests and invitations past their time; answers how many.
+pub async fn sweep_once(pool: &PgPool) -> Result<(i32, i32), StoreError> {
+    let requests: i32 = sqlx::query_scalar("select internal.expire_disbursements()")
+        .fetch_one(pool)
+        .await?;
+    let invitations: i32 = sqlx::query_scalar("select internal.expire_invitations()")
+        .fetch_one(pool)
+        .await?;
+    if requests + invitations > 0 {
+        tracing::info!(requests, invitations, "expired");
+    }
+    Ok((requests, invitations))
+}
+
+/// Sweeps every minute until `shutdown` completes.
+pub async fn run_sweeper(pool: PgPool, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = every.tick() => {
+                if let Err(err) = sweep_once(&pool).await {
+                    tracing::warn!(error = %err, "the expiry sweep failed; it runs again in a minute");
+                }
+            }
+        }
+    }
+}

@@ -9,7 +9,8 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ErrorBody;
 use crate::routes::{
-    chamas, disbursements, health, meetings, notifications, pins, statements, transactions, users,
+    chamas, disbursements, health, invitations, meetings, notifications, pins, statements,
+    transactions, users,
 };
 
 #[derive(OpenApi)]
@@ -43,6 +44,13 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(chamas::create_chama, chamas::list_chamas))
         .routes(routes!(chamas::get_chama, chamas::update_chama))
         .routes(routes!(chamas::list_members))
+        .routes(routes!(invitations::invite))
+        .routes(routes!(invitations::mine))
+        .routes(routes!(invitations::accept))
+        .routes(routes!(invitations::decline))
+        .routes(routes!(invitations::join))
+        .routes(routes!(invitations::admit))
+        .routes(routes!(invitations::refuse))
         .routes(routes!(chamas::change_role))
         .routes(routes!(chamas::leave))
         .routes(routes!(statements::my_statement))

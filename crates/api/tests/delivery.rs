@@ -144,3 +144,41 @@ async fn two_workers_never_deliver_the_same_message() {
     assert_eq!(ids.len(), 300);
     assert_eq!(delivered.len(), 300);
 }
+
+#[tokio::test]
+async fn the_sweep_expires_stale_withdrawal_requests_and_invitations_only() {
+    let db = TestDb::new().await;
+    pesachama_store::seed_demo(&db.pool).await.unwrap();
+    // The demo's pending request, made stale; a fresh invitation and a stale one.
+    sqlx::query("update public.disbursement_requests set expires_at = now() - interval '1 minute', created_at = now() - interval '15 days'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into public.chama_invitations (chama_id, phone, expires_at, created_at)
+         values ('c4a3a000-0000-4000-8000-000000000001', '+254799000222', now() + interval '1 day', now()),
+                ('c4a3a000-0000-4000-8000-000000000001', '+254799000333', now() - interval '1 day', now() - interval '31 days')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        pesachama_api::delivery::sweep_once(&db.pool).await.unwrap(),
+        (1, 1)
+    );
+    assert_eq!(
+        pesachama_api::delivery::sweep_once(&db.pool).await.unwrap(),
+        (0, 0)
+    );
+    let statuses: Vec<String> =
+        sqlx::query_scalar("select status from public.chama_invitations order by phone")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(statuses, ["pending", "expired"]);
+    let request: String = sqlx::query_scalar("select status from public.disbursement_requests")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(request, "expired");
+}

@@ -1,6 +1,7 @@
 pub mod chamas;
 pub mod disbursements;
 pub mod health;
+pub mod invitations;
 pub mod meetings;
 pub mod notifications;
 pub mod pins;

@@ -107,6 +107,16 @@ async fn serve(
         }))
     });
 
+    let sweeper = {
+        let mut stopped = stopped.clone();
+        tokio::spawn(pesachama_api::delivery::run_sweeper(
+            pool.clone(),
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            },
+        ))
+    };
+
     tracing::info!(%address, "PesaChama is listening on http://{address}");
     pesachama_api::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("shutting down");
@@ -114,6 +124,7 @@ async fn serve(
     if let Some(worker) = worker {
         let _ = worker.await;
     }
+    let _ = sweeper.await;
     pool.close().await;
     Ok(())
 }
