@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ErrorBody;
 use crate::routes::{
-    chamas, disbursements, health, invitations, meetings, notifications, pins, statements,
+    admin, chamas, disbursements, health, invitations, meetings, notifications, pins, statements,
     transactions, users,
 };
 
@@ -25,6 +25,7 @@ use crate::routes::{
         (name = "users", description = "Profiles"),
         (name = "chamas", description = "Chamas and membership"),
         (name = "money", description = "Contributions and the ledger; amounts are whole cents"),
+        (name = "admin", description = "Platform administration (platform_role admin in app_metadata)"),
         (name = "meetings", description = "Meetings, attendance, minutes and video tokens (Agora)"),
         (name = "notifications", description = "In-app notifications and push devices"),
         (name = "auth", description = "PINs for USSD; sign-up and sign-in are under /auth/v1 (GoTrue)")
@@ -53,6 +54,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(invitations::refuse))
         .routes(routes!(chamas::change_role))
         .routes(routes!(chamas::leave))
+        .routes(routes!(admin::users))
+        .routes(routes!(admin::chamas))
+        .routes(routes!(admin::suspend_user))
+        .routes(routes!(admin::reinstate_user))
+        .routes(routes!(admin::suspend_chama))
+        .routes(routes!(admin::reinstate_chama))
+        .routes(routes!(admin::audit))
+        .routes(routes!(admin::attention))
         .routes(routes!(statements::my_statement))
         .routes(routes!(statements::member_statement))
         .routes(routes!(statements::cash_statement))

@@ -81,6 +81,23 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the anon and service-role API keys for the configured JWT secret.
     Keys(KeysArgs),
+    /// Platform administrators: grant or revoke the role (kept in the user's app_metadata).
+    #[command(subcommand_required = true)]
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Make a user a platform administrator (by email, phone or id).
+    Grant { user: String },
+    /// Take the role away.
+    Revoke { user: String },
 }
 
 #[derive(Debug, Args)]

@@ -187,3 +187,53 @@ async fn serve_refuses_to_start_when_the_jwks_url_cannot_be_fetched() {
         stderr(&output)
     );
 }
+
+#[tokio::test]
+async fn admin_grant_and_revoke_by_email_or_phone() {
+    let db = TestDb::new().await;
+    pesachama_store::seed_demo(&db.pool).await.unwrap();
+    let granted = run(&["--database-url", &db.url, "admin", "grant", "0720345007"]);
+    assert!(granted.status.success(), "{}", stderr(&granted));
+    assert!(
+        stdout(&granted).contains("granted platform admin"),
+        "{}",
+        stdout(&granted)
+    );
+    let role: Option<String> = sqlx::query_scalar(
+        "select raw_app_meta_data->>'platform_role' from auth.users where id = '5eed0000-0000-4000-8000-000000000007'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(role.as_deref(), Some("admin"));
+
+    let revoked = run(&[
+        "--database-url",
+        &db.url,
+        "admin",
+        "revoke",
+        "+254720345007",
+    ]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let role: Option<String> = sqlx::query_scalar(
+        "select raw_app_meta_data->>'platform_role' from auth.users where id = '5eed0000-0000-4000-8000-000000000007'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(role, None);
+
+    let nobody = run(&[
+        "--database-url",
+        &db.url,
+        "admin",
+        "grant",
+        "nobody@example.com",
+    ]);
+    assert_eq!(nobody.status.code(), Some(1));
+    assert!(
+        stderr(&nobody).contains("no user has"),
+        "{}",
+        stderr(&nobody)
+    );
+}

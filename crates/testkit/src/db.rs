@@ -181,10 +181,35 @@ async fn build_template() -> String {
             .await
             .unwrap_or_else(|err| panic!("migrating the template failed: {err}"));
         pool.close().await;
-        for statement in [
-            format!("alter database {building} rename to {template}"),
-            format!("alter database {template} is_template true"),
-        ] {
+        // Renaming needs the database to itself: the closed pool's server processes may still
+        // be on their way out, and autovacuum likes a freshly migrated database. Ask them to
+        // leave, and try again until the rename goes through.
+        for attempt in 0.. {
+            let _ = sqlx::query(
+                "select pg_terminate_backend(pid) from pg_stat_activity
+                  where datname = $1 and pid <> pg_backend_pid()",
+            )
+            .bind(&building)
+            .execute(&mut admin)
+            .await;
+            match sqlx::raw_sql(&format!("alter database {building} rename to {template}"))
+                .execute(&mut admin)
+                .await
+            {
+                Ok(_) => break,
+                Err(err)
+                    if attempt < 200
+                        && err
+                            .as_database_error()
+                            .and_then(|db| db.code())
+                            .is_some_and(|code| code == "55006") =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(err) => panic!("publish the template: {err}"),
+            }
+        }
+        for statement in [format!("alter database {template} is_template true")] {
             sqlx::raw_sql(&statement)
                 .execute(&mut admin)
                 .await

@@ -1,3 +1,4 @@
+pub mod admin;
 pub mod chamas;
 pub mod disbursements;
 pub mod health;
