@@ -1,10 +1,11 @@
 //! The outbox worker: delivers what transactions left in `internal.outbox`.
 //!
-//! Today it knows one channel, the local mailbox of the embedded default: email and SMS
-//! messages (sign-up codes, recovery codes) are appended as JSON lines to a file and logged, so
-//! a developer can read the code and sign in. Push (FCM), SMS (Africa's Talking) and email
-//! providers are channels the notifications work adds; their messages wait in the outbox until
-//! then. Failures retry with exponential backoff and end `dead` after `max_attempts`.
+//! Channels: SMS through Africa's Talking when configured; and the local mailbox of the embedded
+//! default, where email and SMS messages (sign-up codes, recovery codes, invitations) are
+//! appended as JSON lines to a file and logged, so a developer can read the code and sign in.
+//! Push (FCM) and an email provider are not built yet; their messages wait in the outbox.
+//! Failures retry with exponential backoff and end `dead` after `max_attempts`; a message that
+//! can never go (an invalid number) is dead at once.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -14,8 +15,7 @@ use pesachama_store::outbox::{self, OutboxMessage};
 use pesachama_store::{PgPool, StoreError};
 use tokio::io::AsyncWriteExt as _;
 
-/// Topics the local mailbox takes.
-pub const MAILBOX_TOPICS: [&str; 2] = ["email", "sms"];
+use crate::sms::{AfricasTalking, SmsOutcome};
 const BATCH: i64 = 50;
 const LEASE_SECONDS: f64 = 60.0;
 const IDLE: Duration = Duration::from_millis(500);
@@ -62,25 +62,83 @@ pub fn backoff_seconds(attempts: i32) -> f64 {
 #[derive(Debug, Clone)]
 pub struct Worker {
     pub pool: PgPool,
-    pub mailbox: LocalMailbox,
+    /// Takes email, and SMS unless `sms` is set.
+    pub mailbox: Option<LocalMailbox>,
+    pub sms: Option<AfricasTalking>,
+}
+
+enum Outcome {
+    Delivered,
+    Retry(String),
+    Dead(String),
 }
 
 impl Worker {
+    /// The topics this worker can deliver.
+    fn topics(&self) -> Vec<&'static str> {
+        let mut topics = Vec::new();
+        if self.mailbox.is_some() {
+            topics.push("email");
+        }
+        if self.mailbox.is_some() || self.sms.is_some() {
+            topics.push("sms");
+        }
+        topics
+    }
+
+    async fn deliver(&self, message: &OutboxMessage) -> Outcome {
+        let text = |key: &str| {
+            message
+                .payload
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+        };
+        match (message.topic.as_str(), &self.sms, &self.mailbox) {
+            ("sms", Some(sms), _) => {
+                if text("to").is_empty() || text("message").is_empty() {
+                    return Outcome::Dead("an SMS needs `to` and `message`".to_owned());
+                }
+                match sms.send(text("to"), text("message")).await {
+                    SmsOutcome::Sent { message_id } => {
+                        tracing::info!(outbox_id = message.id, message_id, "SMS sent");
+                        Outcome::Delivered
+                    }
+                    SmsOutcome::Retry(why) => Outcome::Retry(why),
+                    SmsOutcome::Rejected(why) => Outcome::Dead(why),
+                }
+            }
+            (_, _, Some(mailbox)) => match mailbox.deliver(message).await {
+                Ok(()) => Outcome::Delivered,
+                Err(err) => Outcome::Retry(err.to_string()),
+            },
+            _ => Outcome::Retry(format!("no channel delivers {}", message.topic)),
+        }
+    }
+
     /// Claims and delivers one batch; answers how many messages it handled.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
-        let batch = outbox::claim(&self.pool, &MAILBOX_TOPICS, BATCH, LEASE_SECONDS).await?;
+        let topics = self.topics();
+        if topics.is_empty() {
+            return Ok(0);
+        }
+        let batch = outbox::claim(&self.pool, &topics, BATCH, LEASE_SECONDS).await?;
         for message in &batch {
-            match self.mailbox.deliver(message).await {
-                Ok(()) => outbox::complete(&self.pool, message.id).await?,
-                Err(err) => {
+            match self.deliver(message).await {
+                Outcome::Delivered => outbox::complete(&self.pool, message.id).await?,
+                Outcome::Retry(why) => {
                     let dead = outbox::fail(
                         &self.pool,
                         message.id,
-                        &err.to_string(),
+                        &why,
                         backoff_seconds(message.attempts),
                     )
                     .await?;
-                    tracing::warn!(outbox_id = message.id, attempts = message.attempts, dead, error = %err, "delivery failed");
+                    tracing::warn!(outbox_id = message.id, attempts = message.attempts, dead, error = %why, "delivery failed");
+                }
+                Outcome::Dead(why) => {
+                    outbox::bury(&self.pool, message.id, &why).await?;
+                    tracing::warn!(outbox_id = message.id, error = %why, "delivery impossible; the message is dead");
                 }
             }
         }

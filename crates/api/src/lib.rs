@@ -13,6 +13,7 @@ mod middleware;
 pub mod openapi;
 pub mod pins;
 pub mod routes;
+pub mod sms;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 fn worker(db: &TestDb, path: std::path::PathBuf) -> Worker {
     Worker {
         pool: db.pool.clone(),
-        mailbox: LocalMailbox { path },
+        mailbox: Some(LocalMailbox { path }),
+        sms: None,
     }
 }
 
@@ -181,4 +182,109 @@ async fn the_sweep_expires_stale_withdrawal_requests_and_invitations_only() {
         .await
         .unwrap();
     assert_eq!(request, "expired");
+}
+
+/// A local Africa's Talking: records what it is sent and answers as the real one does.
+async fn fake_africas_talking() -> (
+    pesachama_testkit::fake::FakeService,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, std::collections::HashMap<String, String>)>>>,
+) {
+    use axum::extract::Form;
+    use axum::http::{HeaderMap, StatusCode};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let router = axum::Router::new().route(
+        "/version1/messaging",
+        axum::routing::post(
+            move |headers: HeaderMap,
+                  Form(form): Form<std::collections::HashMap<String, String>>| {
+                let log = log.clone();
+                async move {
+                    let key = headers
+                        .get("apiKey")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let to = form.get("to").cloned().unwrap_or_default();
+                    log.lock().unwrap().push((key, form));
+                    let (code, status) = match to.as_str() {
+                        "+254799000500" => {
+                            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({})));
+                        }
+                        "+254799000403" => (403, "InvalidPhoneNumber"),
+                        _ => (101, "Success"),
+                    };
+                    (
+                        StatusCode::CREATED,
+                        axum::Json(json!({ "SMSMessageData": {
+                            "Message": "Sent to 1/1 Total Cost: KES 0.8000",
+                            "Recipients": [{ "statusCode": code, "number": to, "status": status,
+                                             "cost": "KES 0.8000", "messageId": "ATXid_test" }]
+                        }})),
+                    )
+                }
+            },
+        ),
+    );
+    (
+        pesachama_testkit::fake::FakeService::start(router).await,
+        seen,
+    )
+}
+
+#[tokio::test]
+async fn sms_go_through_africas_talking_with_retries_and_dead_letters() {
+    let db = TestDb::new().await;
+    sqlx::query(
+        "insert into internal.outbox (topic, payload) values
+           ('sms', '{\"to\": \"+254712345678\", \"message\": \"Your PesaChama code is 123456\"}'),
+           ('sms', '{\"to\": \"+254799000403\", \"message\": \"to a number that does not exist\"}'),
+           ('sms', '{\"to\": \"+254799000500\", \"message\": \"while the provider is down\"}'),
+           ('email', '{\"to\": \"a@example.co.ke\", \"code\": \"1\"}')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (at, seen) = fake_africas_talking().await;
+    let worker = Worker {
+        pool: db.pool.clone(),
+        mailbox: None,
+        sms: Some(pesachama_api::sms::AfricasTalking::new(
+            at.url(""),
+            "pesachama",
+            "at-test-key",
+            Some("PESACHAMA".to_owned()),
+        )),
+    };
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        3,
+        "SMS only: no channel takes email here"
+    );
+
+    let sent = seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 3);
+    let first = sent
+        .iter()
+        .find(|(_, f)| f["to"] == "+254712345678")
+        .unwrap();
+    assert_eq!(first.0, "at-test-key");
+    assert_eq!(first.1["username"], "pesachama");
+    assert_eq!(first.1["from"], "PESACHAMA");
+    assert_eq!(first.1["message"], "Your PesaChama code is 123456");
+
+    let states: Vec<(String, String, i32)> =
+        sqlx::query_as("select payload->>'to', status, attempts from internal.outbox order by id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        states,
+        [
+            ("+254712345678".to_owned(), "done".to_owned(), 1),
+            ("+254799000403".to_owned(), "dead".to_owned(), 1),
+            ("+254799000500".to_owned(), "pending".to_owned(), 1),
+            ("a@example.co.ke".to_owned(), "pending".to_owned(), 0),
+        ]
+    );
 }

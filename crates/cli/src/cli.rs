@@ -157,6 +157,28 @@ pub struct ServeArgs {
     #[arg(long, env = "AGORA_APP_CERTIFICATE", value_parser = parse_hex32, hide_env_values = true, requires = "agora_app_id")]
     pub agora_app_certificate: Option<String>,
 
+    /// Africa's Talking username ("sandbox" for the sandbox); with AT_API_KEY, SMS are sent.
+    #[arg(long, env = "AT_USERNAME", requires = "at_api_key")]
+    pub at_username: Option<String>,
+
+    /// Africa's Talking API key.
+    #[arg(
+        long,
+        env = "AT_API_KEY",
+        hide_env_values = true,
+        requires = "at_username"
+    )]
+    pub at_api_key: Option<String>,
+
+    /// Registered sender id or short code for SMS.
+    #[arg(long, env = "AT_SENDER_ID")]
+    pub at_sender_id: Option<String>,
+
+    /// Africa's Talking API base URL (default: production, or the sandbox for username
+    /// "sandbox"); a local fake in tests.
+    #[arg(long, env = "AT_BASE_URL", value_parser = parse_http_url)]
+    pub at_base_url: Option<String>,
+
     /// The project's anon key, when it is an opaque `sb_publishable_...` key (JWT keys signed
     /// with the secret are accepted without being listed).
     #[arg(long, env = "SUPABASE_ANON_KEY", hide_env_values = true)]

@@ -85,3 +85,16 @@ pub async fn fail(
     .await?;
     Ok(status == "dead")
 }
+
+/// Will never be delivered (a number that does not exist, say): dead at once.
+pub async fn bury(executor: impl PgExecutor<'_>, id: i64, error: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "update internal.outbox set status = 'dead', locked_until = null, last_error = left($2, 2000)
+          where id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(executor)
+    .await?;
+    Ok(())
+}

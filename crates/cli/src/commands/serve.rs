@@ -95,11 +95,35 @@ async fn serve(
             .is_embedded()
             .then(|| global.data_dir.join("mailbox.jsonl"))
     });
-    let worker = mailbox.map(|path| {
-        tracing::info!(mailbox = %path.display(), "email and SMS go to the local mailbox");
+    let sms = args
+        .at_username
+        .as_ref()
+        .zip(args.at_api_key.as_ref())
+        .map(|(username, key)| {
+            let base = args.at_base_url.clone().unwrap_or_else(|| {
+                if username == "sandbox" {
+                    pesachama_api::sms::SANDBOX_URL.to_owned()
+                } else {
+                    pesachama_api::sms::PRODUCTION_URL.to_owned()
+                }
+            });
+            tracing::info!(base, username, "SMS go through Africa's Talking");
+            pesachama_api::sms::AfricasTalking::new(
+                base,
+                username.clone(),
+                key.clone(),
+                args.at_sender_id.clone(),
+            )
+        });
+    let delivers = mailbox.is_some() || sms.is_some();
+    let worker = delivers.then(|| {
+        if let Some(path) = &mailbox {
+            tracing::info!(mailbox = %path.display(), "email (and SMS, without Africa's Talking) go to the local mailbox");
+        }
         let worker = pesachama_api::delivery::Worker {
             pool: pool.clone(),
-            mailbox: pesachama_api::delivery::LocalMailbox { path },
+            mailbox: mailbox.map(|path| pesachama_api::delivery::LocalMailbox { path }),
+            sms,
         };
         let mut stopped = stopped.clone();
         tokio::spawn(worker.run(async move {
