@@ -19,32 +19,6 @@ async fn login(app: &TestApp, email: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn token(app: &TestApp, email: &str) -> String {
-    let response = login(app, email).await;
-    assert_eq!(response.status(), 200);
-    response.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    token: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn admin_app() -> (TestApp, String) {
     let app = TestApp::spawn().await;
     pesachama_store::seed_demo(&app.db.pool).await.unwrap();
@@ -53,15 +27,15 @@ async fn admin_app() -> (TestApp, String) {
         .execute(&app.db.pool)
         .await
         .unwrap();
-    let admin = token(&app, "wanjiku.kamau@example.co.ke").await;
+    let admin = app.demo_token("wanjiku.kamau@example.co.ke").await;
     (app, admin)
 }
 
 #[tokio::test]
 async fn only_an_app_metadata_admin_gets_in_and_user_metadata_does_not_count() {
     let (app, admin) = admin_app().await;
-    let chebet = token(&app, "chebet.langat@example.co.ke").await;
-    let (status, _) = call(&app, Method::GET, &chebet, "/admin/users", None).await;
+    let chebet = app.demo_token("chebet.langat@example.co.ke").await;
+    let (status, _) = app.call(Method::GET, &chebet, "/admin/users", None).await;
     assert_eq!(status, 403);
     let anonymous = app
         .client
@@ -80,28 +54,36 @@ async fn only_an_app_metadata_admin_gets_in_and_user_metadata_does_not_count() {
         .await
         .unwrap();
     assert_eq!(put.status(), 200);
-    let chebet = token(&app, "chebet.langat@example.co.ke").await;
-    let (status, _) = call(&app, Method::GET, &chebet, "/admin/chamas", None).await;
+    let chebet = app.demo_token("chebet.langat@example.co.ke").await;
+    let (status, _) = app.call(Method::GET, &chebet, "/admin/chamas", None).await;
     assert_eq!(status, 403);
 
-    let (status, users) = call(&app, Method::GET, &admin, "/admin/users?q=WEKESA", None).await;
+    let (status, users) = app
+        .call(Method::GET, &admin, "/admin/users?q=WEKESA", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(users.as_array().unwrap().len(), 1);
     assert_eq!(users[0]["first_name"], "Nafula");
-    let (_, everyone) = call(&app, Method::GET, &admin, "/admin/users?q=%25", None).await;
+    let (_, everyone) = app
+        .call(Method::GET, &admin, "/admin/users?q=%25", None)
+        .await;
     assert_eq!(everyone, json!([]), "a % is searched for, not a wildcard");
-    let (_, chamas) = call(&app, Method::GET, &admin, "/admin/chamas?q=umoja", None).await;
+    let (_, chamas) = app
+        .call(Method::GET, &admin, "/admin/chamas?q=umoja", None)
+        .await;
     assert_eq!(chamas[0]["id"], UMOJA);
-    let (status, _) = call(&app, Method::GET, &admin, "/admin/chamas?limit=0", None).await;
+    let (status, _) = app
+        .call(Method::GET, &admin, "/admin/chamas?limit=0", None)
+        .await;
     assert_eq!(status, 422);
-    let (status, trail) = call(
-        &app,
-        Method::GET,
-        &admin,
-        &format!("/admin/audit?chama_id={UMOJA}&limit=3"),
-        None,
-    )
-    .await;
+    let (status, trail) = app
+        .call(
+            Method::GET,
+            &admin,
+            &format!("/admin/audit?chama_id={UMOJA}&limit=3"),
+            None,
+        )
+        .await;
     assert_eq!((status, trail.as_array().unwrap().len()), (200, 3));
 }
 
@@ -114,23 +96,23 @@ async fn a_suspended_user_is_signed_out_and_kept_out_until_reinstated() {
         .await
         .unwrap();
 
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &admin,
-        &format!("/admin/users/{WANJIKU_ID}/suspend"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &admin,
+            &format!("/admin/users/{WANJIKU_ID}/suspend"),
+            None,
+        )
+        .await;
     assert_eq!(status, 422, "not oneself");
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &admin,
-        &format!("/admin/users/{CHEBET_ID}/suspend"),
-        Some(json!({ "reason": "reported fraud" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &admin,
+            &format!("/admin/users/{CHEBET_ID}/suspend"),
+            Some(json!({ "reason": "reported fraud" })),
+        )
+        .await;
     assert_eq!(status, 200);
     let refused = login(&app, "chebet.langat@example.co.ke").await;
     assert_eq!(refused.status(), 400);
@@ -158,34 +140,34 @@ async fn a_suspended_user_is_signed_out_and_kept_out_until_reinstated() {
     assert_eq!(audited.0, WANJIKU_ID);
     assert_eq!(audited.1["reason"], "reported fraud");
 
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &admin,
-        &format!("/admin/users/{CHEBET_ID}/reinstate"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &admin,
+            &format!("/admin/users/{CHEBET_ID}/reinstate"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
         login(&app, "chebet.langat@example.co.ke").await.status(),
         200
     );
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &admin,
-        &format!("/admin/users/{}/suspend", uuid::Uuid::new_v4()),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &admin,
+            &format!("/admin/users/{}/suspend", uuid::Uuid::new_v4()),
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
 }
 
 #[tokio::test]
 async fn a_suspended_chama_moves_no_money_and_operators_see_what_needs_attention() {
     let (app, admin) = admin_app().await;
-    let treasurer = token(&app, "akinyi.achieng@example.co.ke").await;
+    let treasurer = app.demo_token("akinyi.achieng@example.co.ke").await;
     let contribute = |key: &'static str| {
         app.client
             .post(app.url("/transactions"))
@@ -194,25 +176,25 @@ async fn a_suspended_chama_moves_no_money_and_operators_see_what_needs_attention
             .json(&json!({ "chama_id": UMOJA, "member_id": CHEBET_ID, "amount": 5000, "payment_method": "cash" }))
             .send()
     };
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &admin,
-        &format!("/admin/chamas/{UMOJA}/suspend"),
-        Some(json!({ "reason": "audit" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &admin,
+            &format!("/admin/chamas/{UMOJA}/suspend"),
+            Some(json!({ "reason": "audit" })),
+        )
+        .await;
     assert_eq!(status, 200);
     let refused = contribute("while-suspended").await.unwrap();
     assert_eq!(refused.status(), 422);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &admin,
-        &format!("/admin/chamas/{UMOJA}/reinstate"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &admin,
+            &format!("/admin/chamas/{UMOJA}/reinstate"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(contribute("after-reinstated").await.unwrap().status(), 201);
     let actions: Vec<String> = sqlx::query_scalar(
@@ -228,7 +210,9 @@ async fn a_suspended_chama_moves_no_money_and_operators_see_what_needs_attention
         .execute(&app.db.pool)
         .await
         .unwrap();
-    let (status, attention) = call(&app, Method::GET, &admin, "/admin/attention", None).await;
+    let (status, attention) = app
+        .call(Method::GET, &admin, "/admin/attention", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
         attention["failed_deliveries"][0]["last_error"],

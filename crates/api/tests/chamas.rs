@@ -14,20 +14,6 @@ const AKINYI_TREASURER: &str = "akinyi.achieng@example.co.ke";
 const NAFULA_MEMBER: &str = "5eed0000-0000-4000-8000-000000000007";
 const CHEBET_MEMBER: &str = "chebet.langat@example.co.ke";
 
-async fn token(app: &TestApp, email: &str, password: &str) -> String {
-    let response = app
-        .auth(Method::POST, "/token?grant_type=password")
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{email}");
-    response.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn sign_up(app: &TestApp, email: &str) -> String {
     let response = app
         .auth(Method::POST, "/signup")
@@ -46,17 +32,6 @@ async fn demo_app() -> TestApp {
     let app = TestApp::spawn().await;
     pesachama_store::seed_demo(&app.db.pool).await.unwrap();
     app
-}
-
-/// Every check of the integrity report passes: journals balance, balances equal the ledger.
-async fn assert_ledger_balanced(db: &TestDb) {
-    let failing: Vec<(String, i64)> = sqlx::query_as(
-        "select check_name, violations from internal.integrity_report() where violations > 0",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
-    assert!(failing.is_empty(), "integrity report: {failing:?}");
 }
 
 async fn contribute(
@@ -150,7 +125,7 @@ async fn creating_a_chama_makes_the_creator_its_chairperson_and_only_members_see
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    assert_ledger_balanced(&app.db).await;
+    app.db.assert_ledger_balanced().await;
 }
 
 #[tokio::test]
@@ -232,7 +207,7 @@ async fn bad_chamas_are_refused_naming_the_field_and_nothing_is_written() {
 #[tokio::test]
 async fn the_treasurer_records_a_contribution_once_per_idempotency_key() {
     let app = demo_app().await;
-    let treasurer = token(&app, AKINYI_TREASURER, "password123").await;
+    let treasurer = app.demo_token(AKINYI_TREASURER).await;
     let before = balance(&app.db, UMOJA).await;
     let body = json!({
         "chama_id": UMOJA, "member_id": NAFULA_MEMBER, "amount": 100000,
@@ -275,14 +250,14 @@ async fn the_treasurer_records_a_contribution_once_per_idempotency_key() {
     )
     .await;
     assert_eq!(audited, 1);
-    assert_ledger_balanced(&app.db).await;
+    app.db.assert_ledger_balanced().await;
 }
 
 #[tokio::test]
 async fn only_the_chamas_treasurer_or_chairperson_records_and_bad_contributions_write_nothing() {
     let app = demo_app().await;
-    let treasurer = token(&app, AKINYI_TREASURER, "password123").await;
-    let member = token(&app, CHEBET_MEMBER, "password123").await;
+    let treasurer = app.demo_token(AKINYI_TREASURER).await;
+    let member = app.demo_token(CHEBET_MEMBER).await;
     let outsider = sign_up(&app, "outsider@example.co.ke").await;
     let transactions_before = count(&app.db, "select count(*) from public.transactions").await;
     let good = json!({ "chama_id": UMOJA, "member_id": NAFULA_MEMBER, "amount": 5000, "payment_method": "cash" });
@@ -353,13 +328,13 @@ async fn only_the_chamas_treasurer_or_chairperson_records_and_bad_contributions_
         count(&app.db, "select count(*) from internal.idempotency_keys").await,
         0
     );
-    assert_ledger_balanced(&app.db).await;
+    app.db.assert_ledger_balanced().await;
 }
 
 #[tokio::test]
 async fn many_concurrent_contributions_end_with_exact_balances() {
     let app = demo_app().await;
-    let treasurer = token(&app, AKINYI_TREASURER, "password123").await;
+    let treasurer = app.demo_token(AKINYI_TREASURER).await;
     let before = balance(&app.db, UMOJA).await;
     let nafula_before: i64 = sqlx::query_scalar(
         "select contributed_total from public.chama_members where chama_id = $1::uuid and user_id = $2::uuid",
@@ -419,7 +394,7 @@ async fn many_concurrent_contributions_end_with_exact_balances() {
         .await,
         40
     );
-    assert_ledger_balanced(&app.db).await;
+    app.db.assert_ledger_balanced().await;
 }
 
 async fn reverse(
@@ -442,8 +417,8 @@ async fn reverse(
 #[tokio::test]
 async fn an_official_reverses_a_wrong_contribution_once_with_a_reason() {
     let app = demo_app().await;
-    let treasurer = token(&app, AKINYI_TREASURER, "password123").await;
-    let member = token(&app, CHEBET_MEMBER, "password123").await;
+    let treasurer = app.demo_token(AKINYI_TREASURER).await;
+    let member = app.demo_token(CHEBET_MEMBER).await;
     let outsider = sign_up(&app, "outsider@example.co.ke").await;
     let before = balance(&app.db, UMOJA).await;
     let recorded: Value = contribute(
@@ -495,13 +470,13 @@ async fn an_official_reverses_a_wrong_contribution_once_with_a_reason() {
         422
     );
     assert_eq!(balance(&app.db, UMOJA).await, before);
-    assert_ledger_balanced(&app.db).await;
+    app.db.assert_ledger_balanced().await;
 }
 
 #[tokio::test]
 async fn money_already_spent_cannot_be_reversed_away() {
     let app = demo_app().await;
-    let treasurer = token(&app, AKINYI_TREASURER, "password123").await;
+    let treasurer = app.demo_token(AKINYI_TREASURER).await;
     let recorded: Value = contribute(
         &app,
         &treasurer,
@@ -541,5 +516,5 @@ async fn money_already_spent_cannot_be_reversed_away() {
         "chamas_balance_not_negative"
     );
     assert_eq!(balance(&app.db, UMOJA).await, 0);
-    assert_ledger_balanced(&app.db).await;
+    app.db.assert_ledger_balanced().await;
 }

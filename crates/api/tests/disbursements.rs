@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use pesachama_testkit::{TestApp, TestDb};
+use pesachama_testkit::TestApp;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -23,21 +23,6 @@ impl Demo {
         let app = TestApp::spawn().await;
         pesachama_store::seed_demo(&app.db.pool).await.unwrap();
         Self { app }
-    }
-
-    async fn login(&self, email: &str) -> String {
-        let response = self
-            .app
-            .auth(Method::POST, "/token?grant_type=password")
-            .json(&json!({ "email": email, "password": "password123" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.json::<Value>().await.unwrap()["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
     }
 
     async fn request(&self, token: &str, key: &str, body: Value) -> reqwest::Response {
@@ -86,23 +71,13 @@ impl Demo {
     }
 }
 
-async fn assert_ledger_balanced(db: &TestDb) {
-    let failing: Vec<(String, i64)> = sqlx::query_as(
-        "select check_name, violations from internal.integrity_report() where violations > 0",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
-    assert!(failing.is_empty(), "integrity report: {failing:?}");
-}
-
 #[tokio::test]
 async fn a_withdrawal_needs_k_officials_reserves_the_money_and_is_paid_once() {
     let demo = Demo::new().await;
-    let chebet = demo.login(CHEBET).await;
-    let akinyi = demo.login(AKINYI).await;
-    let wanjiku = demo.login(WANJIKU).await;
-    let mwanaisha = demo.login(MWANAISHA).await;
+    let chebet = demo.app.demo_token(CHEBET).await;
+    let akinyi = demo.app.demo_token(AKINYI).await;
+    let wanjiku = demo.app.demo_token(WANJIKU).await;
+    let mwanaisha = demo.app.demo_token(MWANAISHA).await;
     let before = demo.balance().await;
 
     let created = demo
@@ -216,16 +191,16 @@ async fn a_withdrawal_needs_k_officials_reserves_the_money_and_is_paid_once() {
         0,
         "the payout job is withdrawn"
     );
-    assert_ledger_balanced(&demo.app.db).await;
+    demo.app.db.assert_ledger_balanced().await;
 }
 
 #[tokio::test]
 async fn rejections_cancellation_and_bad_requests() {
     let demo = Demo::new().await;
-    let chebet = demo.login(CHEBET).await;
-    let akinyi = demo.login(AKINYI).await;
-    let wanjiku = demo.login(WANJIKU).await;
-    let mwanaisha = demo.login(MWANAISHA).await;
+    let chebet = demo.app.demo_token(CHEBET).await;
+    let akinyi = demo.app.demo_token(AKINYI).await;
+    let wanjiku = demo.app.demo_token(WANJIKU).await;
+    let mwanaisha = demo.app.demo_token(MWANAISHA).await;
     let before = demo.balance().await;
 
     // An official asking: the two other officials can still reach 2 approvals.
@@ -364,16 +339,16 @@ async fn rejections_cancellation_and_bad_requests() {
         "the demo's, Akinyi's and Chebet's"
     );
     assert_eq!(demo.balance().await, before);
-    assert_ledger_balanced(&demo.app.db).await;
+    demo.app.db.assert_ledger_balanced().await;
 }
 
 #[tokio::test]
 async fn concurrent_approvals_and_two_requests_racing_for_the_last_shilling_end_correctly() {
     let demo = Demo::new().await;
-    let chebet = demo.login(CHEBET).await;
-    let akinyi = demo.login(AKINYI).await;
-    let wanjiku = demo.login(WANJIKU).await;
-    let mwanaisha = demo.login(MWANAISHA).await;
+    let chebet = demo.app.demo_token(CHEBET).await;
+    let akinyi = demo.app.demo_token(AKINYI).await;
+    let wanjiku = demo.app.demo_token(WANJIKU).await;
+    let mwanaisha = demo.app.demo_token(MWANAISHA).await;
     let nafula_phone_login = {
         let response = demo
             .app
@@ -456,5 +431,5 @@ async fn concurrent_approvals_and_two_requests_racing_for_the_last_shilling_end_
             .await,
         1
     );
-    assert_ledger_balanced(&demo.app.db).await;
+    demo.app.db.assert_ledger_balanced().await;
 }

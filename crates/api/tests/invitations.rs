@@ -30,58 +30,31 @@ async fn token(app: &TestApp, grant: &str, body: Value) -> (String, String) {
     )
 }
 
-async fn login(app: &TestApp, email: &str) -> String {
-    token(
-        app,
-        "/token?grant_type=password",
-        json!({ "email": email, "password": "password123" }),
-    )
-    .await
-    .0
-}
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    token: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn an_invited_number_signs_up_later_sees_the_invitation_and_joins() {
     let app = demo().await;
-    let secretary = login(&app, "mwanaisha.hassan@example.co.ke").await;
-    let member = login(&app, "chebet.langat@example.co.ke").await;
-    let outsider = login(&app, "otieno.odhiambo@example.co.ke").await;
+    let secretary = app.demo_token("mwanaisha.hassan@example.co.ke").await;
+    let member = app.demo_token("chebet.langat@example.co.ke").await;
+    let outsider = app.demo_token("otieno.odhiambo@example.co.ke").await;
     let invite = format!("/chamas/{UMOJA}/invitations");
 
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &member,
-        &invite,
-        Some(json!({ "phone": "0799000111" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &member,
+            &invite,
+            Some(json!({ "phone": "0799000111" })),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &outsider,
-        &invite,
-        Some(json!({ "phone": "0799000111" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &outsider,
+            &invite,
+            Some(json!({ "phone": "0799000111" })),
+        )
+        .await;
     assert_eq!(status, 404);
     for (body, field) in [
         (json!({ "phone": "0201234567" }), "phone"),
@@ -91,30 +64,32 @@ async fn an_invited_number_signs_up_later_sees_the_invitation_and_joins() {
             "role",
         ),
     ] {
-        let (status, error) = call(&app, Method::POST, &secretary, &invite, Some(body)).await;
+        let (status, error) = app
+            .call(Method::POST, &secretary, &invite, Some(body))
+            .await;
         assert_eq!(
             (status, error["error"]["details"]["field"].as_str()),
             (422, Some(field))
         );
     }
-    let (status, invitation) = call(
-        &app,
-        Method::POST,
-        &secretary,
-        &invite,
-        Some(json!({ "phone": "0799 000 111" })),
-    )
-    .await;
+    let (status, invitation) = app
+        .call(
+            Method::POST,
+            &secretary,
+            &invite,
+            Some(json!({ "phone": "0799 000 111" })),
+        )
+        .await;
     assert_eq!(status, 201, "{invitation}");
     assert_eq!(invitation["phone"], "+254799000111");
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &secretary,
-        &invite,
-        Some(json!({ "phone": "+254799000111" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &secretary,
+            &invite,
+            Some(json!({ "phone": "+254799000111" })),
+        )
+        .await;
     assert_eq!(status, 409, "one pending invitation per number");
     let sms: i64 = sqlx::query_scalar("select count(*) from internal.outbox where topic = 'sms' and payload->>'to' = '+254799000111'")
         .fetch_one(&app.db.pool)
@@ -129,67 +104,67 @@ async fn an_invited_number_signs_up_later_sees_the_invitation_and_joins() {
         json!({ "phone": "0799000111", "password": "tembo-na-twiga-42" }),
     )
     .await;
-    let (status, pending) = call(&app, Method::GET, &newcomer, "/invitations", None).await;
+    let (status, pending) = app.call(Method::GET, &newcomer, "/invitations", None).await;
     assert_eq!(status, 200);
     assert_eq!(pending[0]["chama_name"], "Umoja Women Group");
     let id = pending[0]["id"].as_str().unwrap();
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &outsider,
-        &format!("/invitations/{id}/accept"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &outsider,
+            &format!("/invitations/{id}/accept"),
+            None,
+        )
+        .await;
     assert_eq!(status, 404, "not Otieno's invitation");
-    let (status, accepted) = call(
-        &app,
-        Method::POST,
-        &newcomer,
-        &format!("/invitations/{id}/accept"),
-        None,
-    )
-    .await;
+    let (status, accepted) = app
+        .call(
+            Method::POST,
+            &newcomer,
+            &format!("/invitations/{id}/accept"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, accepted["status"].as_str()),
         (200, Some("accepted"))
     );
-    let (_, mine) = call(&app, Method::GET, &newcomer, "/chamas", None).await;
+    let (_, mine) = app.call(Method::GET, &newcomer, "/chamas", None).await;
     assert_eq!(mine[0]["id"], UMOJA);
     assert_eq!(mine[0]["my_role"], "member");
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &newcomer,
-        &format!("/invitations/{id}/accept"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &newcomer,
+            &format!("/invitations/{id}/accept"),
+            None,
+        )
+        .await;
     assert_eq!(status, 422, "answered already");
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &secretary,
-        &invite,
-        Some(json!({ "phone": "0799000111" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &secretary,
+            &invite,
+            Some(json!({ "phone": "0799000111" })),
+        )
+        .await;
     assert_eq!(status, 409, "already a member");
 }
 
 #[tokio::test]
 async fn an_existing_user_is_told_in_the_app_and_may_decline() {
     let app = demo().await;
-    let secretary = login(&app, "mwanaisha.hassan@example.co.ke").await;
-    let otieno = login(&app, "otieno.odhiambo@example.co.ke").await;
-    let (status, invitation) = call(
-        &app,
-        Method::POST,
-        &secretary,
-        &format!("/chamas/{UMOJA}/invitations"),
-        Some(json!({ "phone": "0722345002", "role": "treasurer" })),
-    )
-    .await;
+    let secretary = app.demo_token("mwanaisha.hassan@example.co.ke").await;
+    let otieno = app.demo_token("otieno.odhiambo@example.co.ke").await;
+    let (status, invitation) = app
+        .call(
+            Method::POST,
+            &secretary,
+            &format!("/chamas/{UMOJA}/invitations"),
+            Some(json!({ "phone": "0722345002", "role": "treasurer" })),
+        )
+        .await;
     assert_eq!(status, 201);
     let told: i64 = sqlx::query_scalar("select count(*) from public.notifications where user_id = '5eed0000-0000-4000-8000-000000000002' and title = 'Invitation to join a chama'")
         .fetch_one(&app.db.pool)
@@ -197,34 +172,29 @@ async fn an_existing_user_is_told_in_the_app_and_may_decline() {
         .unwrap();
     assert_eq!(told, 1);
     let id = invitation["id"].as_str().unwrap();
-    let (status, declined) = call(
-        &app,
-        Method::POST,
-        &otieno,
-        &format!("/invitations/{id}/decline"),
-        None,
-    )
-    .await;
+    let (status, declined) = app
+        .call(
+            Method::POST,
+            &otieno,
+            &format!("/invitations/{id}/decline"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, declined["status"].as_str()),
         (200, Some("declined"))
     );
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &otieno,
-        &format!("/chamas/{UMOJA}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::GET, &otieno, &format!("/chamas/{UMOJA}"), None)
+        .await;
     assert_eq!(status, 404, "declining joins nothing");
 }
 
 #[tokio::test]
 async fn a_join_code_makes_a_request_that_an_official_admits_or_refuses() {
     let app = demo().await;
-    let treasurer = login(&app, "akinyi.achieng@example.co.ke").await;
-    let member = login(&app, "chebet.langat@example.co.ke").await;
+    let treasurer = app.demo_token("akinyi.achieng@example.co.ke").await;
+    let member = app.demo_token("chebet.langat@example.co.ke").await;
     let (asker, asker_id) = token(
         &app,
         "/signup",
@@ -238,89 +208,91 @@ async fn a_join_code_makes_a_request_that_an_official_admits_or_refuses() {
     )
     .await;
 
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &asker,
-        "/chamas/join",
-        Some(json!({ "join_code": "NOSUCH99" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &asker,
+            "/chamas/join",
+            Some(json!({ "join_code": "NOSUCH99" })),
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &asker,
-        "/chamas/join",
-        Some(json!({ "join_code": "x" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &asker,
+            "/chamas/join",
+            Some(json!({ "join_code": "x" })),
+        )
+        .await;
     assert_eq!(status, 422);
-    let (status, asked) = call(
-        &app,
-        Method::POST,
-        &asker,
-        "/chamas/join",
-        Some(json!({ "join_code": " umoja2024 " })),
-    )
-    .await;
+    let (status, asked) = app
+        .call(
+            Method::POST,
+            &asker,
+            "/chamas/join",
+            Some(json!({ "join_code": " umoja2024 " })),
+        )
+        .await;
     assert_eq!((status, asked["status"].as_str()), (200, Some("pending")));
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &asker,
-        "/chamas/join",
-        Some(json!({ "join_code": "UMOJA2024" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &asker,
+            "/chamas/join",
+            Some(json!({ "join_code": "UMOJA2024" })),
+        )
+        .await;
     assert_eq!(status, 409);
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &asker,
-        &format!("/chamas/{UMOJA}/members"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::GET,
+            &asker,
+            &format!("/chamas/{UMOJA}/members"),
+            None,
+        )
+        .await;
     assert_eq!(status, 404, "a request is not membership");
 
     let admit = format!("/chamas/{UMOJA}/members/{asker_id}/admit");
-    let (status, _) = call(&app, Method::POST, &member, &admit, None).await;
+    let (status, _) = app.call(Method::POST, &member, &admit, None).await;
     assert_eq!(status, 403);
-    let (status, admitted) = call(&app, Method::POST, &treasurer, &admit, None).await;
+    let (status, admitted) = app.call(Method::POST, &treasurer, &admit, None).await;
     assert_eq!((status, admitted["status"].as_str()), (200, Some("active")));
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &asker,
-        &format!("/chamas/{UMOJA}/members"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::GET,
+            &asker,
+            &format!("/chamas/{UMOJA}/members"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = call(&app, Method::POST, &treasurer, &admit, None).await;
+    let (status, _) = app.call(Method::POST, &treasurer, &admit, None).await;
     assert_eq!(status, 404, "nothing pending any more");
 
-    let (_, _) = call(
-        &app,
-        Method::POST,
-        &other,
-        "/chamas/join",
-        Some(json!({ "join_code": "UMOJA2024" })),
-    )
-    .await;
-    let (status, refused) = call(
-        &app,
-        Method::POST,
-        &treasurer,
-        &format!("/chamas/{UMOJA}/members/{other_id}/refuse"),
-        None,
-    )
-    .await;
+    let (_, _) = app
+        .call(
+            Method::POST,
+            &other,
+            "/chamas/join",
+            Some(json!({ "join_code": "UMOJA2024" })),
+        )
+        .await;
+    let (status, refused) = app
+        .call(
+            Method::POST,
+            &treasurer,
+            &format!("/chamas/{UMOJA}/members/{other_id}/refuse"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, refused["status"].as_str()),
         (200, Some("declined"))
     );
-    let (status, _) = call(&app, Method::GET, &other, &format!("/chamas/{UMOJA}"), None).await;
+    let (status, _) = app
+        .call(Method::GET, &other, &format!("/chamas/{UMOJA}"), None)
+        .await;
     assert_eq!(status, 404);
 }

@@ -10,7 +10,7 @@ use pesachama_api::AgoraConfig;
 use pesachama_auth::agora::{RtcRole, RtcTokenRequest, rtc_token_content};
 use pesachama_testkit::{TestApp, TestDb};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const UMOJA: &str = "c4a3a000-0000-4000-8000-000000000001";
 const CHEBET_ID: &str = "5eed0000-0000-4000-8000-000000000009";
@@ -31,37 +31,6 @@ async fn demo(agora: bool) -> TestApp {
     app
 }
 
-async fn login(app: &TestApp, email: &str) -> String {
-    let response = app
-        .auth(Method::POST, "/token?grant_type=password")
-        .json(&json!({ "email": email, "password": "password123" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    token: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 fn in_days(days: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::days(days)).to_rfc3339()
 }
@@ -76,15 +45,19 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 #[tokio::test]
 async fn officials_schedule_members_are_told_and_the_register_and_minutes_are_kept() {
     let app = demo(false).await;
-    let secretary = login(&app, "mwanaisha.hassan@example.co.ke").await;
-    let member = login(&app, "chebet.langat@example.co.ke").await;
-    let outsider = login(&app, "otieno.odhiambo@example.co.ke").await;
+    let secretary = app.demo_token("mwanaisha.hassan@example.co.ke").await;
+    let member = app.demo_token("chebet.langat@example.co.ke").await;
+    let outsider = app.demo_token("otieno.odhiambo@example.co.ke").await;
     let path = format!("/chamas/{UMOJA}/meetings");
     let body = json!({ "title": "Harambee planning", "agenda": "Venue, budget", "scheduled_for": in_days(7), "meeting_type": "virtual" });
 
-    let (status, _) = call(&app, Method::POST, &member, &path, Some(body.clone())).await;
+    let (status, _) = app
+        .call(Method::POST, &member, &path, Some(body.clone()))
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = call(&app, Method::POST, &outsider, &path, Some(body.clone())).await;
+    let (status, _) = app
+        .call(Method::POST, &outsider, &path, Some(body.clone()))
+        .await;
     assert_eq!(status, 404);
     for (bad, field) in [
         (
@@ -104,14 +77,14 @@ async fn officials_schedule_members_are_told_and_the_register_and_minutes_are_ke
             "duration_minutes",
         ),
     ] {
-        let (status, error) = call(&app, Method::POST, &secretary, &path, Some(bad)).await;
+        let (status, error) = app.call(Method::POST, &secretary, &path, Some(bad)).await;
         assert_eq!(
             (status, error["error"]["details"]["field"].as_str()),
             (422, Some(field))
         );
     }
 
-    let (status, meeting) = call(&app, Method::POST, &secretary, &path, Some(body)).await;
+    let (status, meeting) = app.call(Method::POST, &secretary, &path, Some(body)).await;
     assert_eq!(status, 201, "{meeting}");
     let id = meeting["id"].as_str().unwrap().to_owned();
     assert!(
@@ -128,7 +101,7 @@ async fn officials_schedule_members_are_told_and_the_register_and_minutes_are_ke
         "everyone but the secretary who scheduled it"
     );
 
-    let (status, upcoming) = call(&app, Method::GET, &member, &path, None).await;
+    let (status, upcoming) = app.call(Method::GET, &member, &path, None).await;
     assert_eq!(status, 200);
     assert!(
         upcoming
@@ -137,138 +110,133 @@ async fn officials_schedule_members_are_told_and_the_register_and_minutes_are_ke
             .iter()
             .any(|m| m["id"] == meeting["id"])
     );
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &member,
-        &format!("{path}?scope=someday"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::GET, &member, &format!("{path}?scope=someday"), None)
+        .await;
     assert_eq!(status, 422);
-    let (status, _) = call(&app, Method::GET, &outsider, &path, None).await;
+    let (status, _) = app.call(Method::GET, &outsider, &path, None).await;
     assert_eq!(status, 404);
 
     // The register: members only, officials only.
     let register = format!("/meetings/{id}/attendance");
-    let (status, _) = call(
-        &app,
-        Method::PUT,
-        &member,
-        &register,
-        Some(json!([{ "user_id": CHEBET_ID, "status": "present" }])),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &member,
+            &register,
+            Some(json!([{ "user_id": CHEBET_ID, "status": "present" }])),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = call(
-        &app,
-        Method::PUT,
-        &secretary,
-        &register,
-        Some(json!([{ "user_id": OTIENO_ID, "status": "present" }])),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &secretary,
+            &register,
+            Some(json!([{ "user_id": OTIENO_ID, "status": "present" }])),
+        )
+        .await;
     assert_eq!(status, 422, "not a member of Umoja");
-    let (status, _) = call(
-        &app,
-        Method::PUT,
-        &secretary,
-        &register,
-        Some(json!([{ "user_id": CHEBET_ID, "status": "asleep" }])),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &secretary,
+            &register,
+            Some(json!([{ "user_id": CHEBET_ID, "status": "asleep" }])),
+        )
+        .await;
     assert_eq!(status, 422);
-    let (status, taken) = call(
-        &app,
-        Method::PUT,
-        &secretary,
-        &register,
-        Some(json!([{ "user_id": CHEBET_ID, "status": "late" }])),
-    )
-    .await;
+    let (status, taken) = app
+        .call(
+            Method::PUT,
+            &secretary,
+            &register,
+            Some(json!([{ "user_id": CHEBET_ID, "status": "late" }])),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(taken[0]["status"], "late");
 
-    let (status, _) = call(
-        &app,
-        Method::PATCH,
-        &member,
-        &format!("/meetings/{id}"),
-        Some(json!({ "minutes": "forged" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &member,
+            &format!("/meetings/{id}"),
+            Some(json!({ "minutes": "forged" })),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, held) = call(
-        &app,
-        Method::PATCH,
-        &secretary,
-        &format!("/meetings/{id}"),
-        Some(json!({ "minutes": "Agreed on Nyayo stadium.", "status": "held" })),
-    )
-    .await;
+    let (status, held) = app
+        .call(
+            Method::PATCH,
+            &secretary,
+            &format!("/meetings/{id}"),
+            Some(json!({ "minutes": "Agreed on Nyayo stadium.", "status": "held" })),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
         (held["minutes"].as_str(), held["status"].as_str()),
         (Some("Agreed on Nyayo stadium."), Some("held"))
     );
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &secretary,
-        &format!("/meetings/{id}/cancel"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &secretary,
+            &format!("/meetings/{id}/cancel"),
+            None,
+        )
+        .await;
     assert_eq!(status, 422, "a held meeting is not cancelled");
 }
 
 #[tokio::test]
 async fn cancelling_tells_the_members_and_ends_the_video() {
     let app = demo(true).await;
-    let secretary = login(&app, "mwanaisha.hassan@example.co.ke").await;
-    let member = login(&app, "chebet.langat@example.co.ke").await;
-    let (_, meeting) = call(&app, Method::POST, &secretary, &format!("/chamas/{UMOJA}/meetings"), Some(json!({ "title": "Online check-in", "scheduled_for": in_days(2), "meeting_type": "hybrid", "venue": "Gikomba" }))).await;
+    let secretary = app.demo_token("mwanaisha.hassan@example.co.ke").await;
+    let member = app.demo_token("chebet.langat@example.co.ke").await;
+    let (_, meeting) = app.call(Method::POST, &secretary, &format!("/chamas/{UMOJA}/meetings"), Some(json!({ "title": "Online check-in", "scheduled_for": in_days(2), "meeting_type": "hybrid", "venue": "Gikomba" }))).await;
     let id = meeting["id"].as_str().unwrap();
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &member,
-        &format!("/meetings/{id}/cancel"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &member,
+            &format!("/meetings/{id}/cancel"),
+            None,
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, cancelled) = call(
-        &app,
-        Method::POST,
-        &secretary,
-        &format!("/meetings/{id}/cancel"),
-        None,
-    )
-    .await;
+    let (status, cancelled) = app
+        .call(
+            Method::POST,
+            &secretary,
+            &format!("/meetings/{id}/cancel"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, cancelled["status"].as_str()),
         (200, Some("cancelled"))
     );
     let told = count(&app, &format!("select count(*) from public.notifications where title = 'Meeting cancelled' and data->>'meeting_id' = '{id}'")).await;
     assert!(told > 0);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &member,
-        &format!("/meetings/{id}/token"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &member,
+            &format!("/meetings/{id}/token"),
+            None,
+        )
+        .await;
     assert_eq!(status, 422);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &secretary,
-        &format!("/meetings/{id}/cancel"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &secretary,
+            &format!("/meetings/{id}/cancel"),
+            None,
+        )
+        .await;
     assert_eq!(status, 422);
 }
 
@@ -317,12 +285,10 @@ fn verify(token: &str, channel: &str, uid: u32) -> RtcRole {
 #[tokio::test]
 async fn video_tokens_go_to_members_only_publishers_being_officials() {
     let app = demo(true).await;
-    let secretary = login(&app, "mwanaisha.hassan@example.co.ke").await;
-    let member = login(&app, "chebet.langat@example.co.ke").await;
-    let outsider = login(&app, "otieno.odhiambo@example.co.ke").await;
-    let (_, video) = call(
-        &app,
-        Method::POST,
+    let secretary = app.demo_token("mwanaisha.hassan@example.co.ke").await;
+    let member = app.demo_token("chebet.langat@example.co.ke").await;
+    let outsider = app.demo_token("otieno.odhiambo@example.co.ke").await;
+    let (_, video) = app.call(Method::POST,
         &secretary,
         &format!("/chamas/{UMOJA}/meetings"),
         Some(
@@ -330,24 +296,24 @@ async fn video_tokens_go_to_members_only_publishers_being_officials() {
         ),
     )
     .await;
-    let (_, physical) = call(
-        &app,
-        Method::POST,
-        &secretary,
-        &format!("/chamas/{UMOJA}/meetings"),
-        Some(json!({ "title": "Hall AGM", "scheduled_for": in_days(4) })),
-    )
-    .await;
+    let (_, physical) = app
+        .call(
+            Method::POST,
+            &secretary,
+            &format!("/chamas/{UMOJA}/meetings"),
+            Some(json!({ "title": "Hall AGM", "scheduled_for": in_days(4) })),
+        )
+        .await;
     let video_id = video["id"].as_str().unwrap();
 
-    let (status, official_token) = call(
-        &app,
-        Method::POST,
-        &secretary,
-        &format!("/meetings/{video_id}/token"),
-        None,
-    )
-    .await;
+    let (status, official_token) = app
+        .call(
+            Method::POST,
+            &secretary,
+            &format!("/meetings/{video_id}/token"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{official_token}");
     assert_eq!(official_token["role"], "publisher");
     assert_eq!(official_token["channel"], video["agora_channel"]);
@@ -358,14 +324,14 @@ async fn video_tokens_go_to_members_only_publishers_being_officials() {
     );
     assert_eq!(role, RtcRole::Publisher);
 
-    let (status, member_token) = call(
-        &app,
-        Method::POST,
-        &member,
-        &format!("/meetings/{video_id}/token"),
-        None,
-    )
-    .await;
+    let (status, member_token) = app
+        .call(
+            Method::POST,
+            &member,
+            &format!("/meetings/{video_id}/token"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(member_token["role"], "subscriber");
     let role = verify(
@@ -376,33 +342,31 @@ async fn video_tokens_go_to_members_only_publishers_being_officials() {
     assert_eq!(role, RtcRole::Subscriber);
     assert_ne!(member_token["uid"], official_token["uid"]);
 
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &outsider,
-        &format!("/meetings/{video_id}/token"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &outsider,
+            &format!("/meetings/{video_id}/token"),
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &member,
-        &format!("/meetings/{}/token", physical["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &member,
+            &format!("/meetings/{}/token", physical["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(status, 422, "no video in a hall meeting");
 }
 
 #[tokio::test]
 async fn without_agora_credentials_video_tokens_are_unavailable_not_broken() {
     let app = demo(false).await;
-    let secretary = login(&app, "mwanaisha.hassan@example.co.ke").await;
-    let (_, video) = call(
-        &app,
-        Method::POST,
+    let secretary = app.demo_token("mwanaisha.hassan@example.co.ke").await;
+    let (_, video) = app.call(Method::POST,
         &secretary,
         &format!("/chamas/{UMOJA}/meetings"),
         Some(
@@ -410,14 +374,14 @@ async fn without_agora_credentials_video_tokens_are_unavailable_not_broken() {
         ),
     )
     .await;
-    let (status, error) = call(
-        &app,
-        Method::POST,
-        &secretary,
-        &format!("/meetings/{}/token", video["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    let (status, error) = app
+        .call(
+            Method::POST,
+            &secretary,
+            &format!("/meetings/{}/token", video["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(status, 503);
     assert!(
         error["error"]["message"]

@@ -18,37 +18,6 @@ async fn demo() -> TestApp {
     app
 }
 
-async fn login(app: &TestApp, email: &str, password: &str) -> String {
-    let response = app
-        .auth(Method::POST, "/token?grant_type=password")
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{email}");
-    response.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    token: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn outsider(app: &TestApp, email: &str) -> (String, String) {
     let body: Value = app
         .auth(Method::POST, "/signup")
@@ -68,18 +37,18 @@ async fn outsider(app: &TestApp, email: &str) -> (String, String) {
 #[tokio::test]
 async fn members_see_the_roll_with_totals_and_officials_change_settings_within_reach() {
     let app = demo().await;
-    let chebet = login(&app, "chebet.langat@example.co.ke", "password123").await;
-    let akinyi = login(&app, "akinyi.achieng@example.co.ke", "password123").await;
+    let chebet = app.demo_token("chebet.langat@example.co.ke").await;
+    let akinyi = app.demo_token("akinyi.achieng@example.co.ke").await;
     let (stranger, _) = outsider(&app, "stranger@example.co.ke").await;
 
-    let (status, roll) = call(
-        &app,
-        Method::GET,
-        &chebet,
-        &format!("/chamas/{UMOJA}/members"),
-        None,
-    )
-    .await;
+    let (status, roll) = app
+        .call(
+            Method::GET,
+            &chebet,
+            &format!("/chamas/{UMOJA}/members"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     let roll = roll.as_array().unwrap();
     assert_eq!(roll.len(), 5);
@@ -94,43 +63,43 @@ async fn members_see_the_roll_with_totals_and_officials_change_settings_within_r
     .unwrap();
     let chebet_row = roll.iter().find(|m| m["user_id"] == CHEBET_ID).unwrap();
     assert_eq!(chebet_row["contributed_total"], ledger_total);
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &stranger,
-        &format!("/chamas/{UMOJA}/members"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::GET,
+            &stranger,
+            &format!("/chamas/{UMOJA}/members"),
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
 
     let path = format!("/chamas/{UMOJA}");
-    let (status, _) = call(
-        &app,
-        Method::PATCH,
-        &chebet,
-        &path,
-        Some(json!({ "contribution_amount": 150000 })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &chebet,
+            &path,
+            Some(json!({ "contribution_amount": 150000 })),
+        )
+        .await;
     assert_eq!(status, 403, "members do not change settings");
-    let (status, _) = call(
-        &app,
-        Method::PATCH,
-        &stranger,
-        &path,
-        Some(json!({ "contribution_amount": 150000 })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &stranger,
+            &path,
+            Some(json!({ "contribution_amount": 150000 })),
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, chama) = call(
-        &app,
-        Method::PATCH,
-        &akinyi,
-        &path,
-        Some(json!({ "contribution_amount": 150000, "required_approvals": 3 })),
-    )
-    .await;
+    let (status, chama) = app
+        .call(
+            Method::PATCH,
+            &akinyi,
+            &path,
+            Some(json!({ "contribution_amount": 150000, "required_approvals": 3 })),
+        )
+        .await;
     assert_eq!(status, 200, "{chama}");
     assert_eq!(
         (
@@ -139,14 +108,14 @@ async fn members_see_the_roll_with_totals_and_officials_change_settings_within_r
         ),
         (Some(150000), Some(3))
     );
-    let (status, error) = call(
-        &app,
-        Method::PATCH,
-        &akinyi,
-        &path,
-        Some(json!({ "required_approvals": 4 })),
-    )
-    .await;
+    let (status, error) = app
+        .call(
+            Method::PATCH,
+            &akinyi,
+            &path,
+            Some(json!({ "required_approvals": 4 })),
+        )
+        .await;
     assert_eq!(status, 422);
     assert_eq!(error["error"]["details"]["field"], "required_approvals");
     for (body, field) in [
@@ -158,7 +127,7 @@ async fn members_see_the_roll_with_totals_and_officials_change_settings_within_r
         ),
         (json!({ "required_approvals": 0 }), "required_approvals"),
     ] {
-        let (status, error) = call(&app, Method::PATCH, &akinyi, &path, Some(body)).await;
+        let (status, error) = app.call(Method::PATCH, &akinyi, &path, Some(body)).await;
         assert_eq!(
             (status, error["error"]["details"]["field"].as_str()),
             (422, Some(field))
@@ -176,66 +145,66 @@ async fn members_see_the_roll_with_totals_and_officials_change_settings_within_r
 #[tokio::test]
 async fn the_chairperson_names_roles_and_hands_over_the_chair_keeping_exactly_one() {
     let app = demo().await;
-    let wanjiku = login(&app, "wanjiku.kamau@example.co.ke", "password123").await;
-    let akinyi = login(&app, "akinyi.achieng@example.co.ke", "password123").await;
+    let wanjiku = app.demo_token("wanjiku.kamau@example.co.ke").await;
+    let akinyi = app.demo_token("akinyi.achieng@example.co.ke").await;
     let role_path = |user: &str| format!("/chamas/{UMOJA}/members/{user}/role");
 
-    let (status, _) = call(
-        &app,
-        Method::PUT,
-        &akinyi,
-        &role_path(CHEBET_ID),
-        Some(json!({ "role": "secretary" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &akinyi,
+            &role_path(CHEBET_ID),
+            Some(json!({ "role": "secretary" })),
+        )
+        .await;
     assert_eq!(status, 403, "only the chairperson");
-    let (status, _) = call(
-        &app,
-        Method::PUT,
-        &wanjiku,
-        &role_path(CHEBET_ID),
-        Some(json!({ "role": "boss" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &wanjiku,
+            &role_path(CHEBET_ID),
+            Some(json!({ "role": "boss" })),
+        )
+        .await;
     assert_eq!(status, 422);
-    let (status, _) = call(
-        &app,
-        Method::PUT,
-        &wanjiku,
-        &role_path(WANJIKU_ID),
-        Some(json!({ "role": "member" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &wanjiku,
+            &role_path(WANJIKU_ID),
+            Some(json!({ "role": "member" })),
+        )
+        .await;
     assert_eq!(status, 422, "the chair is handed over, not dropped");
 
     // With 2 approvals required and 3 officials, demoting two would leave the threshold out of reach.
-    let (status, _) = call(
-        &app,
-        Method::PUT,
-        &wanjiku,
-        &role_path(MWANAISHA_ID),
-        Some(json!({ "role": "member" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &wanjiku,
+            &role_path(MWANAISHA_ID),
+            Some(json!({ "role": "member" })),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, error) = call(
-        &app,
-        Method::PUT,
-        &wanjiku,
-        &role_path(AKINYI_ID),
-        Some(json!({ "role": "member" })),
-    )
-    .await;
+    let (status, error) = app
+        .call(
+            Method::PUT,
+            &wanjiku,
+            &role_path(AKINYI_ID),
+            Some(json!({ "role": "member" })),
+        )
+        .await;
     assert_eq!(status, 422, "{error}");
 
-    let (status, officials) = call(
-        &app,
-        Method::PUT,
-        &wanjiku,
-        &role_path(CHEBET_ID),
-        Some(json!({ "role": "chairperson" })),
-    )
-    .await;
+    let (status, officials) = app
+        .call(
+            Method::PUT,
+            &wanjiku,
+            &role_path(CHEBET_ID),
+            Some(json!({ "role": "chairperson" })),
+        )
+        .await;
     assert_eq!(status, 200, "{officials}");
     let chairs: i64 = sqlx::query_scalar(
         "select count(*) from public.chama_members where chama_id = $1::uuid and role = 'chairperson'",
@@ -254,25 +223,25 @@ async fn the_chairperson_names_roles_and_hands_over_the_chair_keeping_exactly_on
     .unwrap();
     assert_eq!(new_chair, CHEBET_ID);
     // Wanjiku is now a plain member and can no longer name roles.
-    let (status, _) = call(
-        &app,
-        Method::PUT,
-        &wanjiku,
-        &role_path(MWANAISHA_ID),
-        Some(json!({ "role": "secretary" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &wanjiku,
+            &role_path(MWANAISHA_ID),
+            Some(json!({ "role": "secretary" })),
+        )
+        .await;
     assert_eq!(status, 403);
 }
 
 #[tokio::test]
 async fn leaving_is_refused_with_the_reason_until_nothing_is_owed() {
     let app = demo().await;
-    let wanjiku = login(&app, "wanjiku.kamau@example.co.ke", "password123").await;
-    let chebet = login(&app, "chebet.langat@example.co.ke", "password123").await;
+    let wanjiku = app.demo_token("wanjiku.kamau@example.co.ke").await;
+    let chebet = app.demo_token("chebet.langat@example.co.ke").await;
     let leave = format!("/chamas/{UMOJA}/leave");
 
-    let (status, error) = call(&app, Method::POST, &wanjiku, &leave, None).await;
+    let (status, error) = app.call(Method::POST, &wanjiku, &leave, None).await;
     assert_eq!(status, 422);
     assert!(
         error["error"]["message"]
@@ -281,7 +250,7 @@ async fn leaving_is_refused_with_the_reason_until_nothing_is_owed() {
             .contains("chairperson"),
         "{error}"
     );
-    let (status, error) = call(&app, Method::POST, &chebet, &leave, None).await;
+    let (status, error) = app.call(Method::POST, &chebet, &leave, None).await;
     assert_eq!(status, 422);
     assert!(
         error["error"]["message"]
@@ -299,26 +268,23 @@ async fn leaving_is_refused_with_the_reason_until_nothing_is_owed() {
         .execute(&app.db.pool)
         .await
         .unwrap();
-    let (status, left) = call(&app, Method::POST, &newcomer, &leave, None).await;
+    let (status, left) = app.call(Method::POST, &newcomer, &leave, None).await;
     assert_eq!((status, left["status"].as_str()), (200, Some("left")));
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &newcomer,
-        &format!("/chamas/{UMOJA}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::GET, &newcomer, &format!("/chamas/{UMOJA}"), None)
+        .await;
     assert_eq!(status, 404, "gone means gone");
 }
 
 #[tokio::test]
 async fn notifications_are_the_callers_own_and_devices_follow_the_last_sign_in() {
     let app = demo().await;
-    let wanjiku = login(&app, "wanjiku.kamau@example.co.ke", "password123").await;
-    let chebet = login(&app, "chebet.langat@example.co.ke", "password123").await;
+    let wanjiku = app.demo_token("wanjiku.kamau@example.co.ke").await;
+    let chebet = app.demo_token("chebet.langat@example.co.ke").await;
 
-    let (status, mine) = call(&app, Method::GET, &wanjiku, "/notifications", None).await;
+    let (status, mine) = app
+        .call(Method::GET, &wanjiku, "/notifications", None)
+        .await;
     assert_eq!(status, 200);
     let mine = mine.as_array().unwrap().clone();
     let hers: i64 =
@@ -331,65 +297,44 @@ async fn notifications_are_the_callers_own_and_devices_follow_the_last_sign_in()
     assert_eq!(mine.len() as i64, hers, "all hers, nobody else's");
     let id = mine[0]["id"].as_str().unwrap().to_owned();
     let unread_count = || async {
-        call(
-            &app,
-            Method::GET,
-            &wanjiku,
-            "/notifications/unread-count",
-            None,
-        )
-        .await
-        .1["unread"]
+        app.call(Method::GET, &wanjiku, "/notifications/unread-count", None)
+            .await
+            .1["unread"]
             .as_i64()
             .unwrap()
     };
     assert_eq!(unread_count().await, hers);
 
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &chebet,
-        &format!("/notifications/{id}/read"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &chebet,
+            &format!("/notifications/{id}/read"),
+            None,
+        )
+        .await;
     assert_eq!(status, 404, "not hers");
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &wanjiku,
-        &format!("/notifications/{id}/read"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &wanjiku,
+            &format!("/notifications/{id}/read"),
+            None,
+        )
+        .await;
     assert_eq!(status, 204);
     assert_eq!(unread_count().await, hers - 1);
-    let (_, unread) = call(
-        &app,
-        Method::GET,
-        &wanjiku,
-        "/notifications?unread=true",
-        None,
-    )
-    .await;
+    let (_, unread) = app
+        .call(Method::GET, &wanjiku, "/notifications?unread=true", None)
+        .await;
     assert_eq!(unread.as_array().unwrap().len() as i64, hers - 1);
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &wanjiku,
-        "/notifications?limit=1000",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::GET, &wanjiku, "/notifications?limit=1000", None)
+        .await;
     assert_eq!(status, 422);
-    let (status, marked) = call(
-        &app,
-        Method::POST,
-        &wanjiku,
-        "/notifications/read-all",
-        None,
-    )
-    .await;
+    let (status, marked) = app
+        .call(Method::POST, &wanjiku, "/notifications/read-all", None)
+        .await;
     assert_eq!((status, marked["marked"].as_i64()), (200, Some(hers - 1)));
     assert_eq!(unread_count().await, 0);
     let chebet_unread: i64 = sqlx::query_scalar(
@@ -420,40 +365,30 @@ async fn notifications_are_the_callers_own_and_devices_follow_the_last_sign_in()
             .await
             .unwrap();
     assert_eq!(owner, CHEBET_ID);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &chebet,
-        "/devices",
-        Some(json!({ "token": "short", "platform": "android" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &chebet,
+            "/devices",
+            Some(json!({ "token": "short", "platform": "android" })),
+        )
+        .await;
     assert_eq!(status, 422);
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        &chebet,
-        "/devices",
-        Some(json!({ "token": token, "platform": "nokia" })),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &chebet,
+            "/devices",
+            Some(json!({ "token": token, "platform": "nokia" })),
+        )
+        .await;
     assert_eq!(status, 422);
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &wanjiku,
-        &format!("/devices/{token}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::DELETE, &wanjiku, &format!("/devices/{token}"), None)
+        .await;
     assert_eq!(status, 404, "no longer hers");
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &chebet,
-        &format!("/devices/{token}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::DELETE, &chebet, &format!("/devices/{token}"), None)
+        .await;
     assert_eq!(status, 204);
 }

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use pesachama_testkit::TestApp;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 const UMOJA: &str = "c4a3a000-0000-4000-8000-000000000001";
@@ -15,20 +14,6 @@ async fn demo() -> TestApp {
     let app = TestApp::spawn().await;
     pesachama_store::seed_demo(&app.db.pool).await.unwrap();
     app
-}
-
-async fn login(app: &TestApp, body: Value) -> String {
-    let response = app
-        .auth(Method::POST, "/token?grant_type=password")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 async fn get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
@@ -43,16 +28,18 @@ async fn get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
 #[tokio::test]
 async fn a_members_statement_closes_at_their_contributed_total_and_reversals_show() {
     let app = demo().await;
-    let nafula = login(
-        &app,
-        json!({ "phone": "0720345007", "password": "password123" }),
-    )
-    .await;
-    let treasurer = login(
-        &app,
-        json!({ "email": "akinyi.achieng@example.co.ke", "password": "password123" }),
-    )
-    .await;
+    let nafula = app
+        .sign_in(json!({ "phone": "0720345007", "password": "password123" }))
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let treasurer = app
+        .sign_in(json!({ "email": "akinyi.achieng@example.co.ke", "password": "password123" }))
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // One more contribution, then reversed: both appear, and the total is back where it was.
     let recorded: Value = app
         .client
@@ -170,21 +157,24 @@ async fn a_members_statement_closes_at_their_contributed_total_and_reversals_sho
 #[tokio::test]
 async fn officials_read_any_members_statement_the_cash_statement_and_the_audit_trail() {
     let app = demo().await;
-    let nafula = login(
-        &app,
-        json!({ "phone": "0720345007", "password": "password123" }),
-    )
-    .await;
-    let treasurer = login(
-        &app,
-        json!({ "email": "akinyi.achieng@example.co.ke", "password": "password123" }),
-    )
-    .await;
-    let outsider = login(
-        &app,
-        json!({ "email": "otieno.odhiambo@example.co.ke", "password": "password123" }),
-    )
-    .await;
+    let nafula = app
+        .sign_in(json!({ "phone": "0720345007", "password": "password123" }))
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let treasurer = app
+        .sign_in(json!({ "email": "akinyi.achieng@example.co.ke", "password": "password123" }))
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let outsider = app
+        .sign_in(json!({ "email": "otieno.odhiambo@example.co.ke", "password": "password123" }))
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     assert_eq!(
         get(

@@ -63,6 +63,55 @@ impl TestApp {
             .expect("send the request")
     }
 
+    /// A request with a bearer token and an optional JSON body; the status and the JSON answer
+    /// (`null` when the answer is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("send the request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("read the answer");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Signs in with a password (`{"email"|"phone", "password"}`) and answers the token
+    /// response; panics unless it succeeds.
+    pub async fn sign_in(&self, credentials: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .auth(reqwest::Method::POST, "/token?grant_type=password")
+            .json(&credentials)
+            .send()
+            .await
+            .expect("send the sign-in");
+        assert_eq!(response.status(), 200, "sign-in with {credentials} failed");
+        response.json().await.expect("a token response")
+    }
+
+    /// The access token of a demo user (`--demo` data: every password is `password123`).
+    pub async fn demo_token(&self, email: &str) -> String {
+        let session = self
+            .sign_in(serde_json::json!({ "email": email, "password": "password123" }))
+            .await;
+        session["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned()
+    }
+
     /// An API key (`anon` or `service_role`) signed with the test secret, as `pesachama keys` makes.
     pub fn api_key(role: &str) -> String {
         pesachama_api::keys::api_key(TEST_JWT_SECRET.as_bytes(), "local", role, 1_767_225_600)

@@ -97,6 +97,20 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Every check of the integrity report passes: journals balance, every stored balance and
+    /// total equals the ledger, the audit chain is whole. Tests that move money end with this.
+    pub async fn assert_ledger_balanced(&self) {
+        let failing: Vec<(String, i64)> = sqlx::query_as(
+            "select check_name, violations from internal.integrity_report() where violations > 0",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .expect("run the integrity report");
+        assert!(failing.is_empty(), "integrity report: {failing:?}");
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if std::env::var_os("PESACHAMA_KEEP_TEST_DBS").is_some() {

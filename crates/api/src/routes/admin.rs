@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::chamas::invalid;
+use super::invalid;
 use crate::gotrue::{AuthError, Caller};
 use crate::{ApiError, AppState};
 
@@ -136,11 +136,7 @@ pub struct Reason {
 }
 
 fn reason(body: &Bytes) -> Result<Option<String>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    let Reason { reason } = serde_json::from_slice(body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let Reason { reason } = super::optional_json_body(body)?;
     if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(invalid("reason", "reason is at most 500 characters"));
     }

@@ -9,12 +9,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use pesachama_store::rls;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::{invalid, signed_in};
 use crate::gotrue::{AuthError, Caller};
 use crate::{ApiError, AppState};
 
@@ -71,13 +71,6 @@ pub struct NewChama {
     pub required_approvals: Option<i32>,
 }
 
-pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::Validation {
-        message: message.into(),
-        details: Some(json!({ "field": field })),
-    }
-}
-
 /// A positive whole number of cents no larger than [`MAX_AMOUNT_CENTS`].
 pub(crate) fn cents(field: &str, value: &Value) -> Result<i64, ApiError> {
     match value.as_i64() {
@@ -89,12 +82,6 @@ pub(crate) fn cents(field: &str, value: &Value) -> Result<i64, ApiError> {
             ),
         )),
     }
-}
-
-pub(crate) fn signed_in(caller: &Caller) -> Result<Uuid, ApiError> {
-    caller
-        .user_id()
-        .ok_or_else(|| ApiError::Auth(AuthError::no_authorization()))
 }
 
 fn one_of(
@@ -128,8 +115,7 @@ pub async fn create_chama(
 ) -> Result<(StatusCode, Json<Chama>), ApiError> {
     let caller = caller?;
     let me = signed_in(&caller)?;
-    let new: NewChama = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let new: NewChama = super::json_body(&body)?;
     let name = new.name.trim();
     if !(2..=150).contains(&name.chars().count()) {
         return Err(invalid("name", "name must be 2 to 150 characters"));
@@ -155,8 +141,7 @@ pub async fn create_chama(
         ));
     }
 
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let id: Uuid = sqlx::query_scalar(
         "insert into public.chamas (name, description, chama_type, contribution_amount,
                                     contribution_frequency, required_approvals, created_by)
@@ -195,8 +180,7 @@ pub async fn list_chamas(
 ) -> Result<Json<Vec<Chama>>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let sql = format!(
         "select {CHAMA_COLUMNS} from public.chamas c
            join public.chama_members m
@@ -222,8 +206,7 @@ pub async fn get_chama(
 ) -> Result<Json<Chama>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let chama = fetch(&mut tx, id).await?;
     tx.commit().await?;
     chama.map(Json).ok_or(ApiError::NotFound)
@@ -258,8 +241,7 @@ pub async fn list_members(
 ) -> Result<Json<Vec<Member>>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     if fetch(&mut tx, id).await?.is_none() {
         return Err(ApiError::NotFound);
     }
@@ -310,8 +292,7 @@ pub async fn update_chama(
 ) -> Result<Json<Chama>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let settings: ChamaSettings = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let settings: ChamaSettings = super::json_body(&body)?;
     let name = settings.name.as_deref().map(str::trim);
     if name.is_some_and(|n| !(2..=150).contains(&n.chars().count())) {
         return Err(invalid("name", "name must be 2 to 150 characters"));
@@ -352,8 +333,7 @@ pub async fn update_chama(
         ));
     }
 
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let Some(current) = fetch(&mut tx, id).await? else {
         return Err(ApiError::NotFound);
     };
@@ -416,10 +396,8 @@ pub async fn change_role(
 ) -> Result<Json<Value>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let change: RoleChange = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let change: RoleChange = super::json_body(&body)?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let officials: Value = sqlx::query_scalar("select public.change_member_role($1, $2, $3)")
         .bind(id)
         .bind(user_id)
@@ -444,8 +422,7 @@ pub async fn leave(
 ) -> Result<Json<Value>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let answer: Value = sqlx::query_scalar("select public.leave_chama($1)")
         .bind(id)
         .fetch_one(&mut *tx)

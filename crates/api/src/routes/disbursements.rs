@@ -13,14 +13,14 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use pesachama_store::rls;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::chamas::{cents, invalid, signed_in};
+use super::chamas::cents;
 use super::transactions::{idempotency_key, request_hash};
+use super::{invalid, signed_in};
 use crate::gotrue::{AuthError, Caller};
 use crate::{ApiError, AppState};
 
@@ -49,14 +49,6 @@ pub struct Paid {
     pub reference: String,
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))
-}
-
 /// Asks for a withdrawal. The chama's approval threshold now applies to this request.
 #[utoipa::path(
     post, path = "/chamas/{id}/disbursements", tag = "money",
@@ -79,15 +71,13 @@ pub async fn request_disbursement(
     let caller = caller?;
     signed_in(&caller)?;
     let key = idempotency_key(&headers)?;
-    let new: NewDisbursement = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let new: NewDisbursement = super::json_body(&body)?;
     let amount = cents("amount", &new.amount)?;
     if !(3..=500).contains(&new.reason.trim().chars().count()) {
         return Err(invalid("reason", "reason must be 3 to 500 characters"));
     }
     let hash = request_hash(&(chama_id, &new))?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let answer: Value =
         sqlx::query_scalar("select public.request_disbursement($1, $2, $3, $4, $5, $6)")
             .bind(chama_id)
@@ -123,8 +113,7 @@ pub async fn list_disbursements(
 ) -> Result<Json<Vec<Value>>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let visible: bool =
         sqlx::query_scalar("select exists (select from public.chamas where id = $1)")
             .bind(chama_id)
@@ -164,12 +153,11 @@ async fn decide(
 ) -> Result<Json<Value>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let Decision { comment } = parse(body)?;
+    let Decision { comment } = super::optional_json_body(body)?;
     if comment.as_ref().is_some_and(|c| c.chars().count() > 500) {
         return Err(invalid("comment", "comment is at most 500 characters"));
     }
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(state, &caller).await?;
     let answer: Value = sqlx::query_scalar("select public.decide_disbursement($1, $2, $3)")
         .bind(id)
         .bind(decision)
@@ -236,8 +224,7 @@ pub async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let answer: Value = sqlx::query_scalar("select public.cancel_disbursement($1)")
         .bind(id)
         .fetch_one(&mut *tx)
@@ -263,10 +250,8 @@ pub async fn mark_paid(
 ) -> Result<Json<Value>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let paid: Paid = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let paid: Paid = super::json_body(&body)?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let answer: Value = sqlx::query_scalar("select public.mark_disbursement_paid($1, $2)")
         .bind(id)
         .bind(&paid.reference)

@@ -8,13 +8,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use pesachama_domain::Phone;
-use pesachama_store::rls;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::chamas::{invalid, signed_in};
+use super::{invalid, signed_in};
 use crate::gotrue::{AuthError, Caller};
 use crate::{ApiError, AppState};
 
@@ -49,8 +48,7 @@ async fn call(
 ) -> Result<Value, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(state, &caller).await?;
     let answer = bind(sqlx::query_scalar(sql)).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     Ok(answer)
@@ -71,8 +69,7 @@ pub async fn invite(
     Path(chama_id): Path<Uuid>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let invitation: Invitation = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let invitation: Invitation = super::json_body(&body)?;
     let phone = Phone::parse(&invitation.phone).map_err(|err| invalid("phone", err.to_string()))?;
     let role = invitation.role.unwrap_or_else(|| "member".to_owned());
     if !matches!(role.as_str(), "member" | "treasurer" | "secretary") {
@@ -164,8 +161,7 @@ pub async fn join(
     caller: Result<Caller, AuthError>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let request: JoinCode = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let request: JoinCode = super::json_body(&body)?;
     let code = request.join_code.trim().to_uppercase();
     if !(6..=12).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(invalid(

@@ -8,13 +8,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use pesachama_auth::agora::{self, RtcRole, RtcTokenRequest};
-use pesachama_store::rls;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::chamas::{invalid, signed_in};
+use super::{invalid, signed_in};
 use crate::gotrue::{AuthError, Caller};
 use crate::{ApiError, AppState};
 
@@ -140,8 +139,7 @@ pub async fn schedule(
 ) -> Result<(StatusCode, Json<Meeting>), ApiError> {
     let caller = caller?;
     let me = signed_in(&caller)?;
-    let new: NewMeeting = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let new: NewMeeting = super::json_body(&body)?;
     check_title(&new.title)?;
     check_type(new.meeting_type.as_deref())?;
     check_duration(new.duration_minutes)?;
@@ -151,8 +149,7 @@ pub async fn schedule(
             "scheduled_for must be in the future",
         ));
     }
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let my_role: Option<String> = sqlx::query_scalar(
         "select role from public.chama_members where chama_id = $1 and user_id = $2 and status = 'active'",
     )
@@ -219,8 +216,7 @@ pub async fn list(
         "all" => "true order by scheduled_for desc",
         _ => return Err(invalid("scope", "scope must be upcoming, past or all")),
     };
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let visible: bool = sqlx::query_scalar("select public.is_chama_member($1)")
         .bind(chama_id)
         .fetch_one(&mut *tx)
@@ -254,8 +250,7 @@ pub async fn update(
 ) -> Result<Json<Meeting>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let change: MeetingChange = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let change: MeetingChange = super::json_body(&body)?;
     if let Some(title) = &change.title {
         check_title(title)?;
     }
@@ -276,8 +271,7 @@ pub async fn update(
     {
         return Err(invalid("minutes", "minutes are at most 100,000 characters"));
     }
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let (current, my_role) = visible(&mut tx, id).await?;
     if !is_official(my_role.as_deref()) {
         return Err(ApiError::Forbidden(
@@ -329,8 +323,7 @@ pub async fn cancel(
 ) -> Result<Json<Meeting>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let (current, my_role) = visible(&mut tx, id).await?;
     if !is_official(my_role.as_deref()) {
         return Err(ApiError::Forbidden(
@@ -375,8 +368,7 @@ pub async fn attendance(
 ) -> Result<Json<Value>, ApiError> {
     let caller = caller?;
     let me = signed_in(&caller)?;
-    let entries: Vec<AttendanceEntry> = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let entries: Vec<AttendanceEntry> = super::json_body(&body)?;
     if entries.is_empty() || entries.len() > 1000 {
         return Err(invalid("attendance", "send 1 to 1000 entries"));
     }
@@ -391,8 +383,7 @@ pub async fn attendance(
             ));
         }
     }
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let (meeting, my_role) = visible(&mut tx, id).await?;
     if !is_official(my_role.as_deref()) {
         return Err(ApiError::Forbidden(
@@ -475,8 +466,7 @@ pub async fn video_token(
 ) -> Result<Json<VideoToken>, ApiError> {
     let caller = caller?;
     let me = signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let (meeting, my_role) = visible(&mut tx, id).await?;
     tx.commit().await?;
     let Some(my_role) = my_role else {

@@ -1,3 +1,6 @@
+//! The app's routes. Every handler parses its input, opens a transaction under the caller's
+//! role and claims ([`caller_tx`]), and lets RLS and the database functions decide.
+
 pub mod admin;
 pub mod chamas;
 pub mod disbursements;
@@ -9,3 +12,53 @@ pub mod pins;
 pub mod statements;
 pub mod transactions;
 pub mod users;
+
+use axum::body::Bytes;
+use sqlx::{Postgres, Transaction};
+
+use uuid::Uuid;
+
+use crate::gotrue::{AuthError, Caller};
+use crate::{ApiError, AppState};
+
+/// The signed-in user's id, or GoTrue's 401 `no_authorization`.
+pub(crate) fn signed_in(caller: &Caller) -> Result<Uuid, ApiError> {
+    caller
+        .user_id()
+        .ok_or_else(|| ApiError::Auth(AuthError::no_authorization()))
+}
+
+/// A 422 naming the field that is wrong.
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::Validation {
+        message: message.into(),
+        details: Some(serde_json::json!({ "field": field })),
+    }
+}
+
+/// A transaction in which every query runs with the caller's role and claims, as PostgREST
+/// runs them.
+pub(crate) async fn caller_tx<'a>(
+    state: &'a AppState,
+    caller: &Caller,
+) -> Result<Transaction<'a, Postgres>, ApiError> {
+    let (role, claims) = caller.db_context();
+    Ok(pesachama_store::rls::begin_as(&state.pool, role, &claims).await?)
+}
+
+/// The body as `T`, or a 400 saying what is wrong with it.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))
+}
+
+/// Like [`json_body`], for bodies that may be left out: an empty body is `T::default()`.
+pub(crate) fn optional_json_body<T: serde::de::DeserializeOwned + Default>(
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        json_body(body)
+    }
+}

@@ -6,13 +6,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use pesachama_store::rls;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::chamas::{invalid, signed_in};
+use super::{invalid, signed_in};
 use crate::gotrue::{AuthError, Caller};
 use crate::{ApiError, AppState};
 
@@ -60,8 +59,7 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(invalid("limit", "limit must be 1 to 100"));
     }
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let rows = sqlx::query_as(
         "select id, chama_id, type, title, body, data, read_at, created_at
            from public.notifications
@@ -91,8 +89,7 @@ pub async fn unread_count(
 ) -> Result<Json<Value>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let count: i64 =
         sqlx::query_scalar("select count(*) from public.notifications where read_at is null")
             .fetch_one(&mut *tx)
@@ -115,8 +112,7 @@ pub async fn mark_read(
 ) -> Result<StatusCode, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let seen: Option<Uuid> = sqlx::query_scalar(
         "update public.notifications set read_at = coalesce(read_at, now()) where id = $1 returning id",
     )
@@ -140,8 +136,7 @@ pub async fn mark_all_read(
 ) -> Result<Json<Value>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let marked =
         sqlx::query("update public.notifications set read_at = now() where read_at is null")
             .execute(&mut *tx)
@@ -174,8 +169,7 @@ pub async fn register_device(
 ) -> Result<StatusCode, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let device: Device = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let device: Device = super::json_body(&body)?;
     if !(10..=4096).contains(&device.token.len()) || device.token.chars().any(char::is_whitespace) {
         return Err(invalid(
             "token",
@@ -185,8 +179,7 @@ pub async fn register_device(
     if !matches!(device.platform.as_str(), "android" | "ios" | "web") {
         return Err(invalid("platform", "platform must be android, ios or web"));
     }
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     sqlx::query("select public.register_device($1, $2)")
         .bind(&device.token)
         .bind(&device.platform)
@@ -210,8 +203,7 @@ pub async fn forget_device(
 ) -> Result<StatusCode, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let gone = sqlx::query("delete from public.device_tokens where token = $1")
         .bind(&token)
         .execute(&mut *tx)

@@ -67,8 +67,7 @@ pub async fn set_pin(
     let me = caller?
         .user_id()
         .ok_or_else(|| ApiError::Auth(AuthError::no_authorization()))?;
-    let request: SetPin = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let request: SetPin = super::json_body(&body)?;
     let new_pin = parse_pin("pin", &request.pin)?;
     let current = request
         .current_pin
@@ -116,8 +115,7 @@ pub async fn verify_pin(
     let me = caller?
         .user_id()
         .ok_or_else(|| ApiError::Auth(AuthError::no_authorization()))?;
-    let request: VerifyPin = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let request: VerifyPin = super::json_body(&body)?;
     let pin = parse_pin("pin", &request.pin)?;
     let mut tx = state.pool.begin().await?;
     let check = pins::check(&mut tx, me, &pin).await?;

@@ -11,14 +11,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use pesachama_store::rls;
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt::Write as _;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::chamas::{invalid, signed_in};
+use super::{invalid, signed_in};
 use crate::gotrue::{AuthError, Caller};
 use crate::{ApiError, AppState};
 
@@ -120,8 +119,7 @@ async fn statement(
     let format = format(range)?;
     let from = range.from.unwrap_or(DateTime::UNIX_EPOCH);
     let to = range.to.unwrap_or_else(Utc::now);
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(state, &caller).await?;
     let statement: Value = match member {
         Some(member) => {
             sqlx::query_scalar("select public.member_statement($1, $2, $3, $4)")
@@ -234,8 +232,7 @@ pub async fn audit_trail(
     if !(1..=500).contains(&limit) {
         return Err(invalid("limit", "limit must be 1 to 500"));
     }
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let (member, official): (bool, bool) =
         sqlx::query_as("select public.is_chama_member($1), public.is_chama_official($1)")
             .bind(chama_id)

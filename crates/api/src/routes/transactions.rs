@@ -11,14 +11,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use pesachama_store::rls;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest as _;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::chamas::{cents, invalid, signed_in};
+use super::chamas::cents;
+use super::{invalid, signed_in};
 use crate::gotrue::{AuthError, Caller};
 use crate::{ApiError, AppState};
 
@@ -64,8 +64,7 @@ pub async fn record_contribution(
     let caller = caller?;
     signed_in(&caller)?;
     let key = idempotency_key(&headers)?;
-    let new: NewContribution = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let new: NewContribution = super::json_body(&body)?;
     let amount = cents("amount", &new.amount)?;
     if !matches!(new.payment_method.as_str(), "cash" | "bank") {
         return Err(invalid(
@@ -87,8 +86,7 @@ pub async fn record_contribution(
     // The request, canonically: the same key with another body must be recognised.
     let request_hash = request_hash(&new)?;
 
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let answer: Value = sqlx::query_scalar(
         "select public.record_manual_contribution($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -172,11 +170,9 @@ pub async fn reverse_transaction(
     let caller = caller?;
     signed_in(&caller)?;
     let key = idempotency_key(&headers)?;
-    let reversal: Reversal = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
+    let reversal: Reversal = super::json_body(&body)?;
     let hash = request_hash(&(id, &reversal))?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let answer: Value = sqlx::query_scalar("select public.reverse_transaction($1, $2, $3, $4)")
         .bind(id)
         .bind(&reversal.reason)

@@ -9,12 +9,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use pesachama_domain::Phone;
-use pesachama_store::rls;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::{invalid, signed_in};
 use crate::gotrue::{AuthError, Caller};
 use crate::{ApiError, AppState};
 
@@ -36,12 +35,6 @@ pub struct Profile {
 const PROFILE_COLUMNS: &str =
     "id, email, phone, first_name, last_name, language, avatar_url, created_at, updated_at";
 
-fn signed_in(caller: &Caller) -> Result<Uuid, ApiError> {
-    caller
-        .user_id()
-        .ok_or_else(|| ApiError::Auth(AuthError::no_authorization()))
-}
-
 /// A profile the caller may see; 404 for any other, so ids cannot be probed.
 #[utoipa::path(
     get, path = "/users/{id}", tag = "users",
@@ -56,8 +49,7 @@ pub async fn get_user(
 ) -> Result<Json<Profile>, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let sql =
         format!("select {PROFILE_COLUMNS} from public.users where id = $1 and deleted_at is null");
     let profile: Option<Profile> = sqlx::query_as(&sql)
@@ -93,12 +85,7 @@ pub async fn update_me(
 ) -> Result<Json<Profile>, ApiError> {
     let caller = caller?;
     let me = signed_in(&caller)?;
-    let update: ProfileUpdate = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))?;
-    let invalid = |field: &str, message: &str| ApiError::Validation {
-        message: message.to_owned(),
-        details: Some(json!({ "field": field })),
-    };
+    let update: ProfileUpdate = super::json_body(&body)?;
     if let Some(language) = &update.language
         && language != "en"
         && language != "sw"
@@ -115,18 +102,17 @@ pub async fn update_me(
         {
             return Err(invalid(
                 field,
-                &format!("{field} must be 1 to 100 characters"),
+                format!("{field} must be 1 to 100 characters"),
             ));
         }
     }
     let phone = update
         .phone
         .as_deref()
-        .map(|p| Phone::parse(p).map_err(|err| invalid("phone", &err.to_string())))
+        .map(|p| Phone::parse(p).map_err(|err| invalid("phone", err.to_string())))
         .transpose()?;
 
-    let (role, claims) = caller.db_context();
-    let mut tx = rls::begin_as(&state.pool, role, &claims).await?;
+    let mut tx = super::caller_tx(&state, &caller).await?;
     let sql = format!(
         "update public.users set
             first_name = coalesce($2, first_name),
