@@ -9,8 +9,8 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ErrorBody;
 use crate::routes::{
-    admin, chamas, disbursements, health, invitations, meetings, notifications, pins, statements,
-    transactions, users,
+    admin, chamas, disbursements, health, invitations, meetings, membership, notifications, pins,
+    statements, transactions, users,
 };
 
 #[derive(OpenApi)]
@@ -54,6 +54,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(invitations::refuse))
         .routes(routes!(chamas::change_role))
         .routes(routes!(chamas::leave))
+        .routes(routes!(membership::suspend))
+        .routes(routes!(membership::reinstate))
+        .routes(routes!(membership::close))
         .routes(routes!(admin::users))
         .routes(routes!(admin::chamas))
         .routes(routes!(admin::suspend_user))
