@@ -5,6 +5,7 @@
 //! once; the binary binds the configured port.
 
 pub mod delivery;
+pub mod email;
 pub mod error;
 pub mod gotrue;
 pub mod keys;
@@ -12,6 +13,7 @@ pub mod metrics;
 mod middleware;
 pub mod openapi;
 pub mod pins;
+pub mod push;
 pub mod routes;
 pub mod sms;
 

@@ -9,11 +9,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 fn worker(db: &TestDb, path: std::path::PathBuf) -> Worker {
-    Worker {
-        pool: db.pool.clone(),
-        mailbox: Some(LocalMailbox { path }),
-        sms: None,
-    }
+    let mut worker = Worker::new(db.pool.clone());
+    worker.mailbox = Some(LocalMailbox { path });
+    worker
 }
 
 fn lines(path: &std::path::Path) -> Vec<Value> {
@@ -165,11 +163,15 @@ async fn the_sweep_expires_stale_withdrawal_requests_and_invitations_only() {
     .unwrap();
     assert_eq!(
         pesachama_api::delivery::sweep_once(&db.pool).await.unwrap(),
-        (1, 1)
+        pesachama_api::delivery::Swept {
+            requests: 1,
+            invitations: 1,
+            reminders: 0
+        }
     );
     assert_eq!(
         pesachama_api::delivery::sweep_once(&db.pool).await.unwrap(),
-        (0, 0)
+        pesachama_api::delivery::Swept::default()
     );
     let statuses: Vec<String> =
         sqlx::query_scalar("select status from public.chama_invitations order by phone")
@@ -246,16 +248,13 @@ async fn sms_go_through_africas_talking_with_retries_and_dead_letters() {
     .await
     .unwrap();
     let (at, seen) = fake_africas_talking().await;
-    let worker = Worker {
-        pool: db.pool.clone(),
-        mailbox: None,
-        sms: Some(pesachama_api::sms::AfricasTalking::new(
-            at.url(""),
-            "pesachama",
-            "at-test-key",
-            Some("PESACHAMA".to_owned()),
-        )),
-    };
+    let mut worker = Worker::new(db.pool.clone());
+    worker.sms = Some(pesachama_api::sms::AfricasTalking::new(
+        at.url(""),
+        "pesachama",
+        "at-test-key",
+        Some("PESACHAMA".to_owned()),
+    ));
     assert_eq!(
         worker.run_once().await.unwrap(),
         3,

@@ -81,6 +81,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the anon and service-role API keys for the configured JWT secret.
     Keys(KeysArgs),
+    /// Deliver the outbox (push, SMS, email) and run the sweeper, without serving HTTP; any
+    /// number of workers can share a database (no message is delivered twice).
+    Worker(WorkerArgs),
     /// Platform administrators: grant or revoke the role (kept in the user's app_metadata).
     #[command(subcommand_required = true)]
     Admin(AdminArgs),
@@ -141,13 +144,6 @@ pub struct ServeArgs {
     #[arg(long, env = "TRUSTED_PROXY_HEADER")]
     pub trusted_proxy_header: Option<String>,
 
-    /// Deliver email and SMS messages (sign-up and recovery codes) to this JSON-lines file and
-    /// the log instead of sending them. Default with the embedded database:
-    /// `<data dir>/mailbox.jsonl`; with DATABASE_URL none (messages wait in the outbox for a
-    /// real sender).
-    #[arg(long, env = "PESACHAMA_MAILBOX")]
-    pub mailbox: Option<std::path::PathBuf>,
-
     /// Agora app id for video meetings (32 hexadecimal characters); with the certificate,
     /// `POST /meetings/{id}/token` hands out RTC tokens.
     #[arg(long, env = "AGORA_APP_ID", value_parser = parse_hex32, requires = "agora_app_certificate")]
@@ -156,6 +152,43 @@ pub struct ServeArgs {
     /// Agora app certificate (32 hexadecimal characters).
     #[arg(long, env = "AGORA_APP_CERTIFICATE", value_parser = parse_hex32, hide_env_values = true, requires = "agora_app_id")]
     pub agora_app_certificate: Option<String>,
+
+    /// The project's anon key, when it is an opaque `sb_publishable_...` key (JWT keys signed
+    /// with the secret are accepted without being listed).
+    #[arg(long, env = "SUPABASE_ANON_KEY", hide_env_values = true)]
+    pub anon_key: Option<String>,
+
+    /// The project's service key, when it is an opaque `sb_secret_...` key.
+    #[arg(long, env = "SUPABASE_SERVICE_KEY", hide_env_values = true)]
+    pub service_key: Option<String>,
+
+    /// Require sign-ups to confirm their email or phone before they can sign in
+    /// (off by default, as in Supabase's local development).
+    #[arg(long, env = "AUTH_REQUIRE_CONFIRMATION")]
+    pub require_confirmation: bool,
+
+    /// Refuse new sign-ups (existing users still sign in).
+    #[arg(long, env = "AUTH_DISABLE_SIGNUP")]
+    pub disable_signup: bool,
+
+    /// Do not run the outbox worker and the sweeper in this process (run `pesachama worker`
+    /// processes instead).
+    #[arg(long, env = "PESACHAMA_NO_WORKER")]
+    pub no_worker: bool,
+
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+/// The channels the outbox worker delivers through (`serve` and `worker`).
+#[derive(Debug, Args)]
+pub struct DeliveryArgs {
+    /// Deliver messages with no provider configured (codes, invitations, notifications) to this JSON-lines file and
+    /// the log instead of sending them. Default with the embedded database:
+    /// `<data dir>/mailbox.jsonl`; with DATABASE_URL none (messages wait in the outbox for a
+    /// real sender).
+    #[arg(long, env = "PESACHAMA_MAILBOX")]
+    pub mailbox: Option<std::path::PathBuf>,
 
     /// Africa's Talking username ("sandbox" for the sandbox); with AT_API_KEY, SMS are sent.
     #[arg(long, env = "AT_USERNAME", requires = "at_api_key")]
@@ -179,23 +212,30 @@ pub struct ServeArgs {
     #[arg(long, env = "AT_BASE_URL", value_parser = parse_http_url)]
     pub at_base_url: Option<String>,
 
-    /// The project's anon key, when it is an opaque `sb_publishable_...` key (JWT keys signed
-    /// with the secret are accepted without being listed).
-    #[arg(long, env = "SUPABASE_ANON_KEY", hide_env_values = true)]
-    pub anon_key: Option<String>,
+    /// A Google service-account key file (JSON, from the Firebase console) of the project whose
+    /// app receives push notifications; without it pushes go to the local mailbox (embedded) or
+    /// wait in the outbox.
+    #[arg(long, env = "FCM_SERVICE_ACCOUNT")]
+    pub fcm_service_account: Option<std::path::PathBuf>,
 
-    /// The project's service key, when it is an opaque `sb_secret_...` key.
-    #[arg(long, env = "SUPABASE_SERVICE_KEY", hide_env_values = true)]
-    pub service_key: Option<String>,
+    /// FCM's API base URL (a local fake in tests).
+    #[arg(long, env = "FCM_BASE_URL", default_value = "https://fcm.googleapis.com", value_parser = parse_http_url)]
+    pub fcm_base_url: String,
 
-    /// Require sign-ups to confirm their email or phone before they can sign in
-    /// (off by default, as in Supabase's local development).
-    #[arg(long, env = "AUTH_REQUIRE_CONFIRMATION")]
-    pub require_confirmation: bool,
+    /// SMTP server for email: `smtps://user:pass@host:465`, `smtp://user:pass@host:587?tls=required`
+    /// or `smtp://host:25` (plain, a local relay); with SMTP_FROM, emails are sent.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true, requires = "smtp_from")]
+    pub smtp_url: Option<String>,
 
-    /// Refuse new sign-ups (existing users still sign in).
-    #[arg(long, env = "AUTH_DISABLE_SIGNUP")]
-    pub disable_signup: bool,
+    /// The sender of emails, e.g. `PesaChama <no-reply@example.com>`.
+    #[arg(long, env = "SMTP_FROM", requires = "smtp_url")]
+    pub smtp_from: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command, LogFormat};
 
 pub fn init(cli: &Cli) -> anyhow::Result<()> {
-    let default = if matches!(cli.command, Command::Serve(_)) {
+    let default = if matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
         "info"
     } else {
         "warn"

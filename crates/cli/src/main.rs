@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Command::Db(args) => commands::db::run(&cli.global, args).await,
             Command::Check(args) => commands::check::run(&cli.global, args).await,
             Command::Keys(args) => commands::keys::run(&cli.global, args),
+            Command::Worker(args) => commands::worker::run(&cli.global, args).await,
             Command::Admin(args) => commands::admin::run(&cli.global, args).await,
         }
     });

@@ -1,5 +1,7 @@
 pub mod admin;
 pub mod check;
 pub mod db;
+pub mod delivery;
 pub mod keys;
 pub mod serve;
+pub mod worker;

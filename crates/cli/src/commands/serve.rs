@@ -90,71 +90,27 @@ async fn serve(
     let app = pesachama_api::app(AppState::with_jwks(pool.clone(), config, jwks));
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mailbox = args.mailbox.clone().or_else(|| {
-        database
-            .is_embedded()
-            .then(|| global.data_dir.join("mailbox.jsonl"))
-    });
-    let sms = args
-        .at_username
-        .as_ref()
-        .zip(args.at_api_key.as_ref())
-        .map(|(username, key)| {
-            let base = args.at_base_url.clone().unwrap_or_else(|| {
-                if username == "sandbox" {
-                    pesachama_api::sms::SANDBOX_URL.to_owned()
-                } else {
-                    pesachama_api::sms::PRODUCTION_URL.to_owned()
-                }
-            });
-            tracing::info!(base, username, "SMS go through Africa's Talking");
-            pesachama_api::sms::AfricasTalking::new(
-                base,
-                username.clone(),
-                key.clone(),
-                args.at_sender_id.clone(),
-            )
-        });
-    let delivers = mailbox.is_some() || sms.is_some();
-    let worker = delivers.then(|| {
-        if let Some(path) = &mailbox {
-            tracing::info!(mailbox = %path.display(), "email (and SMS, without Africa's Talking) go to the local mailbox");
-        }
-        let worker = pesachama_api::delivery::Worker {
-            pool: pool.clone(),
-            mailbox: mailbox.map(|path| pesachama_api::delivery::LocalMailbox { path }),
-            sms,
-        };
-        let mut stopped = stopped.clone();
-        tokio::spawn(worker.run(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }))
-    });
-
-    let sweeper = {
-        let mut stopped = stopped.clone();
-        tokio::spawn(pesachama_api::delivery::run_sweeper(
-            pool.clone(),
-            async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            },
-        ))
+    let tasks = if args.no_worker {
+        tracing::info!("the outbox worker and the sweeper run elsewhere (--no-worker)");
+        Vec::new()
+    } else {
+        let worker = super::delivery::worker(global, database, &args.delivery, &pool)?;
+        super::delivery::spawn(worker, &pool, &stopped)
     };
 
     tracing::info!(%address, "PesaChama is listening on http://{address}");
     pesachama_api::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("shutting down");
     let _ = stop.send(true);
-    if let Some(worker) = worker {
-        let _ = worker.await;
+    for task in tasks {
+        let _ = task.await;
     }
-    let _ = sweeper.await;
     pool.close().await;
     Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %err, "cannot listen for Ctrl-C");
