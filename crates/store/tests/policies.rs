@@ -153,6 +153,7 @@ use Expect::{All, Fails, Guard, Hidden, NoGrant, Policy, Rows};
 const ROLES: Expect = Guard("only the chairperson changes roles");
 const INVITES: Expect = Guard("only officials invite");
 const JOIN_REQ: Expect = Guard("a join request is a pending membership");
+const CHAIR: Expect = Guard("the chairperson cannot be suspended or removed");
 const ANSWERS: Expect = Guard("a member may only accept or decline an invitation, or leave");
 const CONSENT: Expect = Guard("only the user themselves accepts an invitation or asks to join");
 
@@ -752,6 +753,8 @@ async fn membership_changes_follow_the_guard() {
         case(Member, "a member may leave", "update public.chama_members set status = 'left' where chama_id = {umoja} and user_id = {member}", Rows(1)),
         case(Official, "an official suspends a member", "update public.chama_members set status = 'suspended' where chama_id = {umoja} and user_id = {member}", Rows(1)),
         case(Official, "or removes one", "update public.chama_members set status = 'left' where chama_id = {umoja} and user_id = {member}", Rows(1)),
+        case(Official, "but never the chairperson", "update public.chama_members set status = 'suspended' where chama_id = {umoja} and user_id = {chair}", CHAIR),
+        case(Official, "whom nobody removes either", "update public.chama_members set status = 'left' where chama_id = {umoja} and user_id = {chair}", CHAIR),
         case(Outsider, "anyone signed in asks to join", "insert into public.chama_members (chama_id, user_id, status) values ({umoja}, {outsider}, 'pending')", Rows(1)),
         case(Outsider, "but cannot just join", "insert into public.chama_members (chama_id, user_id, status) values ({umoja}, {outsider}, 'active')", JOIN_REQ),
         case(Outsider, "nor ask to join as an official", "insert into public.chama_members (chama_id, user_id, role, status) values ({umoja}, {outsider}, 'treasurer', 'pending')", JOIN_REQ),
