@@ -11,6 +11,8 @@ use pesachama_testkit::{TestApp, TestDb};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+pub mod fake_s3;
+
 pub const UMOJA: &str = "c4a3a000-0000-4000-8000-000000000001";
 pub const WANJIKU: &str = "wanjiku.kamau@example.co.ke"; // Umoja's chairperson
 pub const CHEBET: &str = "chebet.langat@example.co.ke"; // an Umoja member
