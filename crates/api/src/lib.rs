@@ -16,6 +16,7 @@ pub mod pins;
 pub mod push;
 pub mod routes;
 pub mod sms;
+pub mod storage_api;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct ServerConfig {
     pub auth: gotrue::AuthSettings,
     /// Agora credentials for video meetings; without them meeting tokens are refused (503).
     pub agora: Option<AgoraConfig>,
+    /// Where `/storage/v1` keeps objects; without it the storage routes answer 503.
+    pub storage: Option<storage_api::StorageSettings>,
 }
 
 /// `AGORA_APP_ID` and `AGORA_APP_CERTIFICATE`, 32 hexadecimal characters each.
@@ -57,6 +60,7 @@ impl ServerConfig {
             body_limit: 1024 * 1024,
             auth: gotrue::AuthSettings::new(jwt_secret),
             agora: None,
+            storage: None,
         }
     }
 }
@@ -115,6 +119,8 @@ pub fn app(mut state: AppState) -> Router {
             limit,
             middleware::reject_oversized,
         ))
+        // Storage streams uploads up to each bucket's own limit: outside the body-size guards.
+        .merge(storage_api::router(state.clone()))
         .layer(CatchPanicLayer::custom(middleware::panic_to_error))
         .layer(
             TraceLayer::new_for_http()

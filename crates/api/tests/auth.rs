@@ -605,6 +605,9 @@ async fn phone_otp_sends_an_sms_through_the_outbox_and_signs_in() {
 async fn sign_ups_over_the_rate_limit_get_429() {
     let mut config = TestApp::config();
     config.auth.rate_limits.signup = 2;
+    // Windows are aligned to the clock: a long one keeps the three sign-ups in the same window
+    // however slowly a busy machine runs them.
+    config.auth.rate_limits.window_seconds = 366 * 24 * 3600;
     let app = TestApp::spawn_with(TestDb::new().await, config).await;
     for i in 0..2 {
         let response = signup(

@@ -178,6 +178,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+
+    #[command(flatten)]
+    pub storage: crate::storage_config::StorageArgs,
 }
 
 /// The channels the outbox worker delivers through (`serve` and `worker`).

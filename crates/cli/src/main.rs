@@ -5,6 +5,7 @@ mod commands;
 mod database;
 mod logging;
 mod output;
+mod storage_config;
 
 use std::process::ExitCode;
 

@@ -9,6 +9,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod pins;
 pub mod rls;
+pub mod storage;
 
 pub use db::{connect, ensure_database, seed_demo};
 pub use sqlx::PgPool;

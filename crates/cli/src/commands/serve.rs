@@ -73,6 +73,7 @@ async fn serve(
         .filter(|key| !key.trim().is_empty())
         .cloned()
         .collect();
+    config.storage = Some(args.storage.settings(&global.data_dir)?);
     let jwks = match &args.jwks_url {
         Some(url) => {
             let jwks = pesachama_api::keys::fetch_jwks(url)

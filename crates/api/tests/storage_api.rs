@@ -1,0 +1,791 @@
+//! `/storage/v1` over HTTP as the demo's users: who may write and read which bucket (RLS on
+//! `storage.objects`), upserts, size and MIME refusals that write nothing, traversal, signed
+//! URLs, listing, deleting, moving and copying.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod storage_support;
+
+use pesachama_testkit::TestApp;
+use serde_json::json;
+use storage_support::*;
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n pretend this is an avatar";
+
+#[tokio::test]
+async fn avatars_are_written_only_in_ones_own_folder_and_read_by_anyone() {
+    let (app, dir) = demo().await;
+    let chebet = app.demo_token(CHEBET).await;
+
+    let (status, body) = upload(
+        &app,
+        Some(&chebet),
+        "avatars",
+        &format!("{CHEBET_ID}/me.png"),
+        "image/png",
+        PNG.to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Key"], format!("avatars/{CHEBET_ID}/me.png"));
+    assert!(body["Id"].as_str().is_some());
+
+    let (status, body) = upload(
+        &app,
+        Some(&chebet),
+        "avatars",
+        &format!("{OTIENO_ID}/me.png"),
+        "image/png",
+        PNG.to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["statusCode"], "403");
+    assert_eq!(body["error"], "Unauthorized");
+    assert_eq!(object_rows(&app).await, 1);
+
+    // Anonymous, no token at all: the public URL.
+    let response = app
+        .client
+        .get(storage_url(
+            &app,
+            &format!("/object/public/avatars/{CHEBET_ID}/me.png"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.headers()["cache-control"], "max-age=3600");
+    assert!(
+        response.headers()["etag"]
+            .to_str()
+            .unwrap()
+            .starts_with('"')
+    );
+    assert_eq!(response.bytes().await.unwrap().as_ref(), PNG);
+
+    // Documents is not public: no public URL for it.
+    let (status, _) = download(
+        &app,
+        None,
+        &format!("/object/public/documents/{UMOJA}/x.pdf"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    // One file stored, no spool left behind.
+    assert_eq!(files_under(dir.path()), 1);
+}
+
+#[tokio::test]
+async fn chama_documents_are_written_by_officials_and_read_by_members_only() {
+    let (app, _dir) = demo().await;
+    let wanjiku = app.demo_token(WANJIKU).await;
+    let chebet = app.demo_token(CHEBET).await;
+    let otieno = app.demo_token(OTIENO).await;
+    let name = format!("{UMOJA}/minutes-2026-01.pdf");
+    let pdf = b"%PDF-1.7 minutes of January".to_vec();
+
+    let (status, body) = upload_form(
+        &app,
+        &wanjiku,
+        "documents",
+        &name,
+        "application/pdf",
+        pdf.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = upload_form(
+        &app,
+        &chebet,
+        "documents",
+        &format!("{UMOJA}/mine.pdf"),
+        "application/pdf",
+        pdf.clone(),
+    )
+    .await;
+    assert_eq!(status, 403, "a member may not write chama documents");
+
+    let path = format!("/object/authenticated/documents/{name}");
+    assert_eq!(
+        download(&app, Some(&chebet), &path).await,
+        (200, pdf.clone())
+    );
+    assert_eq!(
+        download(&app, Some(&wanjiku), &format!("/object/documents/{name}")).await,
+        (200, pdf.clone())
+    );
+
+    // Outsiders get "not found", never a hint that the object exists.
+    let (status, body) = download(&app, Some(&otieno), &path).await;
+    assert_eq!(status, 404);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body,
+        json!({"statusCode": "404", "code": "NoSuchKey", "error": "not_found", "message": "Object not found"})
+    );
+    assert_eq!(download(&app, None, &path).await.0, 404);
+    let anon = TestApp::api_key("anon");
+    assert_eq!(download(&app, Some(&anon), &path).await.0, 404);
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            &otieno,
+            "/storage/v1/object/list/documents",
+            Some(json!({"prefix": UMOJA})),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!([])));
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            &otieno,
+            &format!("/storage/v1/object/sign/documents/{name}"),
+            Some(json!({"expiresIn": 60})),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // The multipart fields reached the row.
+    let (mimetype, cache, meeting): (String, String, String) = sqlx::query_as(
+        "select metadata->>'mimetype', metadata->>'cacheControl', user_metadata->>'meeting'
+           from storage.objects where name = $1",
+    )
+    .bind(&name)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (mimetype.as_str(), cache.as_str(), meeting.as_str()),
+        ("application/pdf", "max-age=3600", "january")
+    );
+
+    // The service role bypasses RLS.
+    let service = TestApp::api_key("service_role");
+    let (status, body) = upload(
+        &app,
+        Some(&service),
+        "recordings",
+        &format!("{UMOJA}/call.mp4"),
+        "video/mp4",
+        b"mp4".to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn upsert_replaces_the_bytes_and_a_second_insert_is_a_conflict() {
+    let (app, dir) = demo().await;
+    let chebet = app.demo_token(CHEBET).await;
+    let name = format!("{CHEBET_ID}/me.png");
+
+    let (_, first) = upload(
+        &app,
+        Some(&chebet),
+        "avatars",
+        &name,
+        "image/png",
+        b"first".to_vec(),
+        false,
+    )
+    .await;
+    let (status, body) = upload(
+        &app,
+        Some(&chebet),
+        "avatars",
+        &name,
+        "image/png",
+        b"second".to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_eq!(body["error"], "Duplicate");
+    let public = format!("/object/public/avatars/{name}");
+    assert_eq!(download(&app, None, &public).await.1, b"first");
+
+    let (status, second) = upload(
+        &app,
+        Some(&chebet),
+        "avatars",
+        &name,
+        "image/png",
+        b"second".to_vec(),
+        true,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(second["Id"], first["Id"], "an upsert keeps the object's id");
+    assert_eq!(download(&app, None, &public).await.1, b"second");
+
+    // PUT is an update.
+    let response = app
+        .client
+        .put(storage_url(&app, &format!("/object/avatars/{name}")))
+        .bearer_auth(&chebet)
+        .header("content-type", "image/webp")
+        .body("third")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .client
+        .get(storage_url(&app, &public))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "image/webp");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"third");
+    // The replaced versions' bytes are gone.
+    assert_eq!(files_under(dir.path()), 1);
+    assert_eq!(object_rows(&app).await, 1);
+}
+
+#[tokio::test]
+async fn oversized_and_refused_types_write_nothing() {
+    let (app, dir) = demo().await;
+    let chebet = app.demo_token(CHEBET).await;
+    let name = format!("{CHEBET_ID}/big.png");
+    let three_mib = vec![7u8; 3 * 1024 * 1024];
+
+    let (status, body) = upload(
+        &app,
+        Some(&chebet),
+        "avatars",
+        &name,
+        "image/png",
+        three_mib.clone(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["statusCode"], "413");
+    assert_eq!(body["error"], "Payload too large");
+
+    // Without a length announced, the stream is cut at the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..48).map(|_| Ok(vec![1u8; 64 * 1024])).collect();
+    let response = app
+        .client
+        .post(storage_url(&app, &format!("/object/avatars/{name}")))
+        .bearer_auth(&chebet)
+        .header("content-type", "image/png")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+
+    // In a form too.
+    let (status, _) = upload_form(&app, &chebet, "avatars", &name, "image/png", three_mib).await;
+    assert_eq!(status, 413);
+
+    let (status, body) = upload(
+        &app,
+        Some(&chebet),
+        "avatars",
+        &name,
+        "image/gif",
+        b"GIF89a".to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 415, "{body}");
+    assert_eq!(body["error"], "invalid_mime_type");
+    assert_eq!(body["message"], "mime type image/gif is not supported");
+    let (status, _) = upload_form(
+        &app,
+        &chebet,
+        "avatars",
+        &name,
+        "text/html",
+        b"<script>".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 415);
+
+    assert_eq!(object_rows(&app).await, 0);
+    assert_eq!(files_under(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn paths_that_point_elsewhere_are_refused() {
+    let (app, dir) = demo().await;
+    let chebet = app.demo_token(CHEBET).await;
+    for path in [
+        format!("/storage/v1/object/avatars/{CHEBET_ID}/../{CHEBET_ID}/x.png"),
+        format!("/storage/v1/object/avatars/{CHEBET_ID}/%2e%2e/x.png"),
+        "/storage/v1/object/avatars/..".to_owned(),
+        format!("/storage/v1/object/avatars//{CHEBET_ID}/x.png"),
+        format!("/storage/v1/object/avatars/{CHEBET_ID}//x.png"),
+        format!("/storage/v1/object/avatars/{CHEBET_ID}/x%00.png"),
+        format!("/storage/v1/object/avatars/{CHEBET_ID}%5C..%5Cx.png"),
+        format!("/storage/v1/object/avatars/{CHEBET_ID}/./x.png"),
+    ] {
+        let (status, body) = raw(&app, "POST", &path, &chebet, PNG).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("InvalidKey"), "{path}: {body}");
+        let (status, _) = raw(
+            &app,
+            "GET",
+            &path.replace("/object/", "/object/authenticated/"),
+            &chebet,
+            b"",
+        )
+        .await;
+        assert_eq!(status, 400, "{path}");
+    }
+    let (status, _) = raw(
+        &app,
+        "POST",
+        "/storage/v1/object/..%2f..%2fetc/passwd",
+        &chebet,
+        PNG,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(object_rows(&app).await, 0);
+    assert_eq!(files_under(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn signed_urls_work_until_they_expire_and_tampering_fails() {
+    let (app, _dir) = demo().await;
+    let wanjiku = app.demo_token(WANJIKU).await;
+    let chebet = app.demo_token(CHEBET).await;
+    let name = format!("{UMOJA}/constitution.pdf");
+    let pdf = b"%PDF constitution".to_vec();
+    upload_form(
+        &app,
+        &wanjiku,
+        "documents",
+        &name,
+        "application/pdf",
+        pdf.clone(),
+    )
+    .await;
+    upload_form(
+        &app,
+        &wanjiku,
+        "documents",
+        &format!("{UMOJA}/other.pdf"),
+        "application/pdf",
+        b"%PDF other".to_vec(),
+    )
+    .await;
+
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            &chebet,
+            &format!("/storage/v1/object/sign/documents/{name}"),
+            Some(json!({"expiresIn": 60})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let signed = body["signedURL"].as_str().unwrap().to_owned();
+    assert!(signed.starts_with(&format!("/object/sign/documents/{name}?token=")));
+    // Anyone holding the link may read, with no token of their own.
+    assert_eq!(download(&app, None, &signed).await, (200, pdf.clone()));
+    let response = app
+        .client
+        .get(storage_url(&app, &format!("{signed}&download=rules.pdf")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename*=UTF-8''rules.pdf"
+    );
+
+    // A changed signature, a token moved to another object, no token: refused.
+    let token = signed.split("token=").nth(1).unwrap();
+    let mut forged = token.to_owned();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, body) = download(
+        &app,
+        None,
+        &format!("/object/sign/documents/{name}?token={forged}"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("InvalidJWT"));
+    let (status, _) = download(
+        &app,
+        None,
+        &format!("/object/sign/documents/{UMOJA}/other.pdf?token={token}"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        download(&app, None, &format!("/object/sign/documents/{name}"))
+            .await
+            .0,
+        400
+    );
+    // An access token is not a signed-URL token.
+    assert_eq!(
+        download(
+            &app,
+            None,
+            &format!("/object/sign/documents/{name}?token={chebet}")
+        )
+        .await
+        .0,
+        400
+    );
+
+    let (_, body) = app
+        .call(
+            reqwest::Method::POST,
+            &chebet,
+            &format!("/storage/v1/object/sign/documents/{name}"),
+            Some(json!({"expiresIn": 1})),
+        )
+        .await;
+    let short = body["signedURL"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, body) = download(&app, None, &short).await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("jwt expired"));
+
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            &chebet,
+            &format!("/storage/v1/object/sign/documents/{name}"),
+            Some(json!({"expiresIn": 0})),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // The batch: one signed, one not there.
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            &chebet,
+            "/storage/v1/object/sign/documents",
+            Some(json!({"expiresIn": 60, "paths": [name, format!("{UMOJA}/missing.pdf")]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body[0]["error"].is_null());
+    assert!(body[1]["signedURL"].is_null());
+    let batch = body[0]["signedURL"].as_str().unwrap();
+    assert_eq!(download(&app, None, batch).await, (200, pdf));
+}
+
+#[tokio::test]
+async fn listing_shows_one_folder_level_the_caller_may_see() {
+    let (app, _dir) = demo().await;
+    let wanjiku = app.demo_token(WANJIKU).await;
+    let chebet = app.demo_token(CHEBET).await;
+    for name in [
+        "a.pdf",
+        "reports/b.pdf",
+        "reports/c.pdf",
+        "reports/2025/d.pdf",
+    ] {
+        let (status, _) = upload(
+            &app,
+            Some(&wanjiku),
+            "documents",
+            &format!("{UMOJA}/{name}"),
+            "application/pdf",
+            b"%PDF".to_vec(),
+            false,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let list = |body: serde_json::Value| {
+        let chebet = chebet.clone();
+        let app = &app;
+        async move {
+            app.call(
+                reqwest::Method::POST,
+                &chebet,
+                "/storage/v1/object/list/documents",
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (status, body) = list(json!({"prefix": UMOJA})).await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<_> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["reports", "a.pdf"]);
+    assert!(body[0]["id"].is_null(), "a folder has no id");
+    assert_eq!(body[1]["metadata"]["mimetype"], "application/pdf");
+
+    let (_, body) =
+        list(json!({"prefix": format!("{UMOJA}/reports/"), "limit": 1, "offset": 1})).await;
+    assert_eq!(body.as_array().unwrap().len(), 1);
+    assert_eq!(body[0]["name"], "b.pdf");
+    let (_, body) = list(json!({"prefix": format!("{UMOJA}/reports"), "search": "C", "sortBy": {"column": "name", "order": "desc"}})).await;
+    assert_eq!(body.as_array().unwrap().len(), 1);
+    assert_eq!(body[0]["name"], "c.pdf");
+    let (status, _) =
+        list(json!({"prefix": UMOJA, "sortBy": {"column": "size; drop table x"}})).await;
+    assert_eq!(status, 400);
+    let (status, _) = list(json!({"prefix": format!("{UMOJA}/../x")})).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn deleting_removes_what_the_caller_may_delete_and_its_bytes() {
+    let (app, dir) = demo().await;
+    let wanjiku = app.demo_token(WANJIKU).await;
+    let chebet = app.demo_token(CHEBET).await;
+    let a = format!("{UMOJA}/a.pdf");
+    let b = format!("{UMOJA}/b.pdf");
+    for name in [&a, &b] {
+        upload(
+            &app,
+            Some(&wanjiku),
+            "documents",
+            name,
+            "application/pdf",
+            b"%PDF".to_vec(),
+            false,
+        )
+        .await;
+    }
+    assert_eq!(files_under(dir.path()), 2);
+
+    let (status, body) = app
+        .call(
+            reqwest::Method::DELETE,
+            &chebet,
+            "/storage/v1/object/documents",
+            Some(json!({"prefixes": [a]})),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!([])), "a member may not delete");
+    let (status, body) = app
+        .call(
+            reqwest::Method::DELETE,
+            &wanjiku,
+            "/storage/v1/object/documents",
+            Some(json!({"prefixes": [a, format!("{UMOJA}/never.pdf")]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body.as_array().unwrap().len(), 1);
+    assert_eq!(body[0]["name"], a);
+    assert_eq!(files_under(dir.path()), 1);
+
+    let (status, body) = app
+        .call(
+            reqwest::Method::DELETE,
+            &wanjiku,
+            &format!("/storage/v1/object/documents/{b}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"message": "Successfully deleted"}))
+    );
+    let (status, _) = app
+        .call(
+            reqwest::Method::DELETE,
+            &wanjiku,
+            &format!("/storage/v1/object/documents/{b}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(object_rows(&app).await, 0);
+    assert_eq!(files_under(dir.path()), 0);
+    let (status, _) = app
+        .call(
+            reqwest::Method::DELETE,
+            &wanjiku,
+            "/storage/v1/object/documents",
+            Some(json!({"prefixes": ["../x"]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn moving_and_copying_follow_the_policies() {
+    let (app, dir) = demo().await;
+    let wanjiku = app.demo_token(WANJIKU).await;
+    let chebet = app.demo_token(CHEBET).await;
+    let a = format!("{UMOJA}/a.pdf");
+    upload(
+        &app,
+        Some(&wanjiku),
+        "documents",
+        &a,
+        "application/pdf",
+        b"%PDF a".to_vec(),
+        false,
+    )
+    .await;
+
+    let body = json!({"bucketId": "documents", "sourceKey": a, "destinationKey": format!("{UMOJA}/b.pdf")});
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            &chebet,
+            "/storage/v1/object/move",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(
+        status, 404,
+        "a member cannot update, so sees nothing to move"
+    );
+    let (status, moved) = app
+        .call(
+            reqwest::Method::POST,
+            &wanjiku,
+            "/storage/v1/object/move",
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(
+        download(
+            &app,
+            Some(&chebet),
+            &format!("/object/documents/{UMOJA}/b.pdf")
+        )
+        .await,
+        (200, b"%PDF a".to_vec())
+    );
+    assert_eq!(
+        download(&app, Some(&chebet), &format!("/object/documents/{a}"))
+            .await
+            .0,
+        404
+    );
+    // Moving out of the chama's folder is refused by the policy's check on the new name.
+    let away = json!({"bucketId": "documents", "sourceKey": format!("{UMOJA}/b.pdf"), "destinationKey": "c4a3a000-0000-4000-8000-000000000002/b.pdf"});
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            &wanjiku,
+            "/storage/v1/object/move",
+            Some(away),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    let copy = json!({"bucketId": "documents", "sourceKey": format!("{UMOJA}/b.pdf"), "destinationKey": format!("{UMOJA}/c.pdf")});
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            &chebet,
+            "/storage/v1/object/copy",
+            Some(copy.clone()),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            &wanjiku,
+            "/storage/v1/object/copy",
+            Some(copy),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Key"], format!("documents/{UMOJA}/c.pdf"));
+    assert_eq!(
+        download(
+            &app,
+            Some(&chebet),
+            &format!("/object/documents/{UMOJA}/c.pdf")
+        )
+        .await,
+        (200, b"%PDF a".to_vec())
+    );
+    assert_eq!(files_under(dir.path()), 2);
+}
+
+#[tokio::test]
+async fn buckets_are_described() {
+    let (app, _dir) = demo().await;
+    let anon = TestApp::api_key("anon");
+    let (status, body) = app
+        .call(reqwest::Method::GET, &anon, "/storage/v1/bucket", None)
+        .await;
+    assert_eq!(status, 200);
+    let ids: Vec<_> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["avatars", "documents", "recordings"]);
+    let (_, body) = app
+        .call(
+            reqwest::Method::GET,
+            &anon,
+            "/storage/v1/bucket/avatars",
+            None,
+        )
+        .await;
+    assert_eq!(body["public"], true);
+    assert_eq!(body["file_size_limit"], 2 * 1024 * 1024);
+    let (status, body) = app
+        .call(reqwest::Method::GET, &anon, "/storage/v1/bucket/nope", None)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "Bucket not found");
+    let (status, body) = upload(
+        &app,
+        Some(&anon),
+        "nope",
+        "x.png",
+        "image/png",
+        PNG.to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("NoSuchBucket")));
+    let (status, body) = app
+        .call(
+            reqwest::Method::GET,
+            "not-a-jwt",
+            "/storage/v1/bucket",
+            None,
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("InvalidJWT")));
+}
+
+#[tokio::test]
+async fn without_a_configured_store_storage_answers_503() {
+    let app = TestApp::spawn().await;
+    let anon = TestApp::api_key("anon");
+    let (status, body) = upload(
+        &app,
+        Some(&anon),
+        "avatars",
+        "x/y.png",
+        "image/png",
+        PNG.to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+}
