@@ -310,6 +310,7 @@ async fn copy_step(
         let Some(done) = cursor.next(cx, &mut src).await? else {
             break;
         };
+        let legacy_rows = state::rejected_rows(&mut src, &done.batch.issues).await?;
         let mut tx = sqlx::Connection::begin(&mut dst).await?;
         sqlx::raw_sql("set local session_replication_role = replica").execute(&mut *tx).await
             .context("suppressing triggers needs a role allowed to set session_replication_role (superuser, or postgres on Supabase)")?;
@@ -324,6 +325,7 @@ async fn copy_step(
             done.batch.target_rows(),
             &done.batch.issues,
             &done.drifts,
+            &legacy_rows,
         )
         .await?;
         let quarantined = state::quarantined(&mut tx).await?;

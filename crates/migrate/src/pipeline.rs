@@ -288,15 +288,19 @@ impl Cursor {
             .into_iter()
             .map(Transaction::from_fields)
             .collect();
+        let read = all.len() as u64;
+        let mut by_chama: std::collections::HashMap<String, Vec<Transaction>> = Default::default();
+        for row in all {
+            by_chama
+                .entry(text(&row.chama_id).to_owned())
+                .or_default()
+                .push(row);
+        }
         let mut batch = Batch::default();
         let mut drifts = Vec::new();
         let empty = Vec::new();
         for chama in &chosen {
-            let rows: Vec<Transaction> = all
-                .iter()
-                .filter(|t| text(&t.chama_id) == chama.to_string())
-                .cloned()
-                .collect();
+            let rows = by_chama.remove(&chama.to_string()).unwrap_or_default();
             let books = ChamaBooks {
                 chama_id: *chama,
                 created_at: cx
@@ -310,7 +314,7 @@ impl Cursor {
             };
             drifts.push(ledger::build(&books, &rows, &mut batch));
         }
-        batch.source_rows = all.len() as u64;
+        batch.source_rows = read;
         Ok(Some(Done {
             batch,
             key: last.to_string(),

@@ -3,6 +3,8 @@
 //! counts, balance drift. A batch's rows and its checkpoint commit in one transaction, so a
 //! killed run resumes after the last committed batch with nothing duplicated or lost.
 
+use std::collections::HashMap;
+
 use anyhow::Context as _;
 use sqlx::PgConnection;
 
@@ -33,6 +35,7 @@ create table if not exists pesachama_migrate.quarantine (
   source_table text not null,
   legacy_id text not null,
   reason text not null,
+  legacy_row jsonb,
   created_at timestamptz not null default now(),
   unique (source_table, legacy_id, reason)
 );
@@ -89,7 +92,35 @@ pub async fn checkpoints(conn: &mut PgConnection) -> anyhow::Result<Vec<Checkpoi
         .await?)
 }
 
+/// The legacy rows of rejected issues, as JSON, read from the source for the quarantine.
+pub async fn rejected_rows(
+    src: &mut PgConnection,
+    issues: &[Issue],
+) -> anyhow::Result<HashMap<(String, String), String>> {
+    let mut by_table: HashMap<&str, Vec<&str>> = HashMap::new();
+    for issue in issues.iter().filter(|i| i.severity == Severity::Rejected) {
+        by_table
+            .entry(issue.table)
+            .or_default()
+            .push(issue.legacy_id.as_str());
+    }
+    let mut rows = HashMap::new();
+    for (table, ids) in by_table {
+        let found: Vec<(String, String)> = sqlx::query_as(&format!(
+            "select t.id::text, row_to_json(t)::text from public.{table} t where t.id::text = any($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *src)
+        .await?;
+        for (id, row) in found {
+            rows.insert((table.to_owned(), id), row);
+        }
+    }
+    Ok(rows)
+}
+
 /// Records one committed batch (call inside the batch's transaction).
+#[allow(clippy::too_many_arguments)]
 pub async fn record_batch(
     conn: &mut PgConnection,
     step: &str,
@@ -98,6 +129,7 @@ pub async fn record_batch(
     target_rows: u64,
     issues: &[Issue],
     drifts: &[Drift],
+    legacy_rows: &HashMap<(String, String), String>,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "insert into pesachama_migrate.checkpoints (step, last_key, batches, source_rows, target_rows)
@@ -108,7 +140,8 @@ pub async fn record_batch(
     )
     .bind(step).bind(key).bind(source_rows as i64).bind(target_rows as i64)
     .execute(&mut *conn).await?;
-    let (mut q_tables, mut q_ids, mut q_reasons) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut q_tables, mut q_ids, mut q_reasons, mut q_rows) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut fixes: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
     for issue in issues {
         match issue.severity {
@@ -116,6 +149,11 @@ pub async fn record_batch(
                 q_tables.push(issue.table);
                 q_ids.push(issue.legacy_id.as_str());
                 q_reasons.push(issue.reason.as_str());
+                q_rows.push(
+                    legacy_rows
+                        .get(&(issue.table.to_owned(), issue.legacy_id.clone()))
+                        .cloned(),
+                );
             }
             _ => {
                 *fixes
@@ -125,12 +163,14 @@ pub async fn record_batch(
         }
     }
     sqlx::query(
-        "insert into pesachama_migrate.quarantine (source_table, legacy_id, reason)
-         select * from unnest($1::text[], $2::text[], $3::text[]) on conflict do nothing",
+        "insert into pesachama_migrate.quarantine (source_table, legacy_id, reason, legacy_row)
+         select t, i, r, j::jsonb from unnest($1::text[], $2::text[], $3::text[], $4::text[]) as u(t, i, r, j)
+         on conflict do nothing",
     )
     .bind(&q_tables)
     .bind(&q_ids)
     .bind(&q_reasons)
+    .bind(&q_rows)
     .execute(&mut *conn)
     .await?;
     let (f_tables, f_reasons, f_rows): (Vec<&str>, Vec<&str>, Vec<i64>) = fixes.into_iter().fold(

@@ -105,6 +105,14 @@ async fn every_quirk_is_planned_copied_resumed_and_verified() {
     .unwrap();
     assert_eq!(audit, 1, "one audit entry for the whole load");
 
+    let unkept: i64 = sqlx::query_scalar(
+        "select count(*) from pesachama_migrate.quarantine where legacy_row is null",
+    )
+    .fetch_one(&target.pool)
+    .await
+    .unwrap();
+    assert_eq!(unkept, 0, "every quarantined row is kept, as JSON");
+
     // A second copy cannot start over a migrated target by accident... it resumes and finds
     // every step done, changing nothing.
     copy::run(&legacy.url, &target.url, &options(None))
