@@ -78,6 +78,15 @@ pub async fn write_batch(
             .await
             .with_context(|| format!("copying into {}", table.name))?;
     }
+    write_updates(conn, sink, batch).await
+}
+
+/// Sets the balances a ledger batch computed on rows loaded earlier.
+pub async fn write_updates(
+    conn: &mut PgConnection,
+    sink: &Sink,
+    batch: &Batch,
+) -> anyhow::Result<()> {
     let (mut chamas, mut balances) = (Vec::<Uuid>::new(), Vec::<i64>::new());
     let (mut m_chamas, mut m_users, mut m_totals) =
         (Vec::<Uuid>::new(), Vec::<Uuid>::new(), Vec::<i64>::new());

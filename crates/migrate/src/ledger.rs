@@ -504,9 +504,8 @@ pub fn build(books: &ChamaBooks<'_>, rows: &[Transaction], out: &mut Batch) -> D
             cash = balance;
             out.updates.push(Update::ChamaBalance { chama, balance });
         }
-        if let Some(user) = user
-            && balance != 0
-        {
+        // Every member's total, zero included: a sync re-derives books that may have gone down.
+        if let Some(user) = user {
             out.updates.push(Update::MemberTotal {
                 chama,
                 user,

@@ -22,6 +22,7 @@ pub mod report;
 pub mod rows;
 pub mod source;
 pub mod state;
+pub mod sync;
 pub mod target;
 pub mod users;
 pub mod verify;

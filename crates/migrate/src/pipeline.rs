@@ -274,53 +274,65 @@ impl Cursor {
         let Some(last) = chosen.last().copied() else {
             return Ok(None);
         };
-        let list = chosen
-            .iter()
-            .map(|c| format!("'{c}'"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let select = format!(
-            "select {} from public.transactions where chama_id in ({list}) order by chama_id, created_at, id",
-            Transaction::select_list()
-        );
-        let all: Vec<Transaction> = source::copy_out(src, &select)
-            .await?
-            .into_iter()
-            .map(Transaction::from_fields)
-            .collect();
-        let read = all.len() as u64;
-        let mut by_chama: std::collections::HashMap<String, Vec<Transaction>> = Default::default();
-        for row in all {
-            by_chama
-                .entry(text(&row.chama_id).to_owned())
-                .or_default()
-                .push(row);
-        }
-        let mut batch = Batch::default();
-        let mut drifts = Vec::new();
-        let empty = Vec::new();
-        for chama in &chosen {
-            let rows = by_chama.remove(&chama.to_string()).unwrap_or_default();
-            let books = ChamaBooks {
-                chama_id: *chama,
-                created_at: cx
-                    .chama_created
-                    .get(chama)
-                    .map(String::as_str)
-                    .unwrap_or_default(),
-                legacy_balance_cents: cx.legacy_balance.get(chama).copied().unwrap_or_default(),
-                members: cx.migrated_members.get(chama).unwrap_or(&empty),
-                duplicate_receipts: &cx.duplicate_receipts,
-            };
-            drifts.push(ledger::build(&books, &rows, &mut batch));
-        }
-        batch.source_rows = read;
+        let (batch, drifts) = books_of(&chosen, cx, src).await?;
         Ok(Some(Done {
             batch,
             key: last.to_string(),
             drifts,
         }))
     }
+}
+
+/// The books of the chamas `chosen`: every chama's legacy history read and posted whole.
+pub async fn books_of(
+    chosen: &[Uuid],
+    cx: &Context,
+    src: &mut PgConnection,
+) -> anyhow::Result<(Batch, Vec<Drift>)> {
+    let mut batch = Batch::default();
+    let mut drifts = Vec::new();
+    if chosen.is_empty() {
+        return Ok((batch, drifts));
+    }
+    let list = chosen
+        .iter()
+        .map(|c| format!("'{c}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let select = format!(
+        "select {} from public.transactions where chama_id in ({list}) order by chama_id, created_at, id",
+        Transaction::select_list()
+    );
+    let all: Vec<Transaction> = source::copy_out(src, &select)
+        .await?
+        .into_iter()
+        .map(Transaction::from_fields)
+        .collect();
+    batch.source_rows = all.len() as u64;
+    let mut by_chama: std::collections::HashMap<String, Vec<Transaction>> = Default::default();
+    for row in all {
+        by_chama
+            .entry(text(&row.chama_id).to_owned())
+            .or_default()
+            .push(row);
+    }
+    let empty = Vec::new();
+    for chama in chosen {
+        let rows = by_chama.remove(&chama.to_string()).unwrap_or_default();
+        let books = ChamaBooks {
+            chama_id: *chama,
+            created_at: cx
+                .chama_created
+                .get(chama)
+                .map(String::as_str)
+                .unwrap_or_default(),
+            legacy_balance_cents: cx.legacy_balance.get(chama).copied().unwrap_or_default(),
+            members: cx.migrated_members.get(chama).unwrap_or(&empty),
+            duplicate_receipts: &cx.duplicate_receipts,
+        };
+        drifts.push(ledger::build(&books, &rows, &mut batch));
+    }
+    Ok((batch, drifts))
 }
 
 /// A key as an SQL literal (keys are uuids and integers we produced, but quote anyway).
