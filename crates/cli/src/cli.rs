@@ -87,6 +87,9 @@ pub enum Command {
     /// Platform administrators: grant or revoke the role (kept in the user's app_metadata).
     #[command(subcommand_required = true)]
     Admin(AdminArgs),
+    /// The migration toolkit: legacy PesaChama v1 to this schema (plan, copy, verify, status).
+    #[command(subcommand_required = true)]
+    Migrate(crate::commands::migrate::MigrateArgs),
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             Command::Keys(args) => commands::keys::run(&cli.global, args),
             Command::Worker(args) => commands::worker::run(&cli.global, args).await,
             Command::Admin(args) => commands::admin::run(&cli.global, args).await,
+            Command::Migrate(args) => commands::migrate::run(&cli.global, args).await,
         }
     });
     match result {

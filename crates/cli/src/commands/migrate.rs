@@ -1,0 +1,289 @@
+//! `pesachama migrate ...`: the migration toolkit's commands (the work is in
+//! `pesachama-migrate`; this file is arguments, confirmation and output).
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use pesachama_migrate::{copy, generate, plan, report, source, state, verify};
+
+use crate::cli::Global;
+use crate::output;
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct Endpoints {
+    /// The legacy database (read only).
+    #[arg(long, env = "LEGACY_DATABASE_URL", hide_env_values = true)]
+    pub from: Option<String>,
+    /// The target database (default: DATABASE_URL).
+    #[arg(long, hide_env_values = true)]
+    pub to: Option<String>,
+    /// Legacy rows per batch.
+    #[arg(long, default_value_t = 5000)]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Create the legacy schema in an empty database and fill it with realistic data with every known quirk.
+    GenerateLegacy {
+        /// The (empty) database to fill.
+        #[arg(long, env = "LEGACY_DATABASE_URL", hide_env_values = true)]
+        to: Option<String>,
+        /// 1 is production size (40,000 users, 3,000 chamas, 2.5 million transactions).
+        #[arg(long, default_value_t = 0.01)]
+        scale: f64,
+        /// How often each quirk occurs (0 to 1).
+        #[arg(long, default_value_t = 0.02)]
+        quirk_rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Report what will move, what will be fixed and how, what cannot move and why (writes nothing to a database).
+    Plan {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Folder for plan.md and plan.json.
+        #[arg(long, default_value = "migration-report")]
+        report_dir: PathBuf,
+    },
+    /// Copy the legacy data into the target in resumable batches.
+    Copy {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Stop when more rows than this are quarantined.
+        #[arg(long, default_value_t = 10_000)]
+        max_quarantine: i64,
+        /// Testing: stop after this many committed batches, as a killed run would.
+        #[arg(long, hide = true)]
+        stop_after_batches: Option<u64>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Prove the target holds exactly the transformed source; exit 1 on any difference.
+    Verify {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Folder for verify.md and verify.json.
+        #[arg(long, default_value = "migration-report")]
+        report_dir: PathBuf,
+    },
+    /// Where a copy has got to: steps, batches, rows, quarantine.
+    Status {
+        /// The target database (default: DATABASE_URL).
+        #[arg(long, hide_env_values = true)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn need(url: Option<&String>, what: &str) -> anyhow::Result<String> {
+    url.cloned().with_context(|| {
+        format!("no {what} database: pass its URL or set the environment variable")
+    })
+}
+
+fn target(endpoints_to: Option<&String>, global: &Global) -> anyhow::Result<String> {
+    need(
+        endpoints_to.or(global.database_url.as_ref()),
+        "target (--to or DATABASE_URL)",
+    )
+}
+
+/// Says what is about to be written and asks on a terminal; `--yes` answers for scripts.
+fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {
+    eprintln!("{what}");
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to write without confirmation: no terminal to ask on; pass --yes");
+    }
+    eprint!("Proceed? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("not confirmed: nothing written");
+    }
+    Ok(())
+}
+
+pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        MigrateCommand::GenerateLegacy {
+            to,
+            scale,
+            quirk_rate,
+            seed,
+            yes,
+        } => {
+            let url = need(to.as_ref(), "legacy (--to or LEGACY_DATABASE_URL)")?;
+            confirm(
+                &format!(
+                    "generate-legacy: will create the legacy schema in {} and fill it (scale {scale}, quirk rate {quirk_rate}, seed {seed})",
+                    source::redact(&url)
+                ),
+                *yes,
+            )?;
+            let mut conn = source::connect(&url, "legacy").await?;
+            let started = std::time::Instant::now();
+            let made = generate::run(
+                &mut conn,
+                &generate::GenerateOptions {
+                    scale: *scale,
+                    quirk_rate: *quirk_rate,
+                    seed: *seed,
+                },
+            )
+            .await?;
+            output::line(&format!(
+                "generated {} users, {} chamas, {} transactions, {} notifications, {} audit rows in {:.1} s",
+                made.users,
+                made.chamas,
+                made.transactions,
+                made.notifications,
+                made.audit_logs,
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Plan {
+            endpoints,
+            report_dir,
+        } => {
+            let from = need(
+                endpoints.from.as_ref(),
+                "legacy (--from or LEGACY_DATABASE_URL)",
+            )?;
+            let summary = plan::run(&from, endpoints.batch_size).await?;
+            let markdown = summary.markdown("Migration plan");
+            report::write(
+                report_dir,
+                "plan",
+                &markdown,
+                &serde_json::to_value(&summary)?,
+            )?;
+            output::line(&markdown);
+            output::line(&format!(
+                "written: {}/plan.md and plan.json",
+                report_dir.display()
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Copy {
+            endpoints,
+            max_quarantine,
+            stop_after_batches,
+            yes,
+        } => {
+            let from = need(
+                endpoints.from.as_ref(),
+                "legacy (--from or LEGACY_DATABASE_URL)",
+            )?;
+            let to = target(endpoints.to.as_ref(), global)?;
+            confirm(
+                &format!(
+                    "copy: will write the legacy data of {} into {} (schema pesachama_migrate for checkpoints and quarantine; triggers suppressed during the load, one migration audit entry)",
+                    source::redact(&from),
+                    source::redact(&to)
+                ),
+                *yes,
+            )?;
+            let options = copy::CopyOptions {
+                batch_size: endpoints.batch_size,
+                max_quarantine: *max_quarantine,
+                stop_after_batches: *stop_after_batches,
+                progress: true,
+            };
+            let summary = copy::run(&from, &to, &options).await?;
+            output::line(&format!(
+                "copied {} legacy rows into {} target rows in {:.1} s ({:.0} rows/s){}; {} rows quarantined (pesachama_migrate.quarantine)",
+                summary.source_rows,
+                summary.target_rows,
+                summary.seconds,
+                summary.source_rows as f64 / summary.seconds.max(0.001),
+                if summary.resumed { ", resumed" } else { "" },
+                summary.quarantined
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Verify {
+            endpoints,
+            report_dir,
+        } => {
+            let from = need(
+                endpoints.from.as_ref(),
+                "legacy (--from or LEGACY_DATABASE_URL)",
+            )?;
+            let to = target(endpoints.to.as_ref(), global)?;
+            let result = verify::run(&from, &to, endpoints.batch_size).await?;
+            let markdown = result.markdown();
+            report::write(
+                report_dir,
+                "verify",
+                &markdown,
+                &serde_json::to_value(&result)?,
+            )?;
+            output::line(&markdown);
+            Ok(if result.differences().is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        MigrateCommand::Status { to, json } => {
+            let to = target(to.as_ref(), global)?;
+            let mut conn = source::connect(&to, "target").await?;
+            let checkpoints = state::checkpoints(&mut conn).await?;
+            let quarantined = if checkpoints.is_empty() {
+                0
+            } else {
+                state::quarantined(&mut conn).await?
+            };
+            if *json {
+                output::json(
+                    &serde_json::json!({ "steps": checkpoints, "quarantined": quarantined }),
+                )?;
+            } else if checkpoints.is_empty() {
+                output::line("no migration has run against this target");
+            } else {
+                let rows: Vec<Vec<String>> = checkpoints
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.step.clone(),
+                            if c.done {
+                                "done".into()
+                            } else {
+                                "in progress".into()
+                            },
+                            c.batches.to_string(),
+                            c.source_rows.to_string(),
+                            c.target_rows.to_string(),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &["STEP", "STATE", "BATCHES", "LEGACY ROWS", "TARGET ROWS"],
+                    &rows,
+                );
+                output::line(&format!("{quarantined} rows quarantined"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `pesachama migrate ...` through the real binary: generate, plan (report files), copy
+//! (refused without a terminal or --yes), verify (exit code), status.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{pesachama, stderr, stdout};
+use pesachama_testkit::TestDb;
+
+#[tokio::test]
+async fn generate_plan_copy_verify_status_through_the_binary() {
+    let legacy = TestDb::empty().await;
+    let target = TestDb::new().await;
+    let reports = tempfile::tempdir().unwrap();
+    let migrate = |args: &[&str]| {
+        pesachama()
+            .env("LEGACY_DATABASE_URL", &legacy.url)
+            .env("DATABASE_URL", &target.url)
+            .arg("migrate")
+            .args(args)
+            .output()
+            .expect("run pesachama")
+    };
+
+    let refused = migrate(&["generate-legacy", "--scale", "0.001"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("pass --yes"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let made = migrate(&[
+        "generate-legacy",
+        "--scale",
+        "0.001",
+        "--quirk-rate",
+        "0.05",
+        "--yes",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(stdout(&made).contains("generated"), "{}", stdout(&made));
+
+    let dir = reports.path().to_str().unwrap();
+    let plan = migrate(&["plan", "--report-dir", dir]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(stdout(&plan).contains("## Rows that cannot move (why)"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.path().join("plan.json")).unwrap())
+            .unwrap();
+    assert!(json["tables"]["transactions"]["read"].as_u64().unwrap() > 0);
+    assert!(reports.path().join("plan.md").exists());
+
+    let refused = migrate(&["copy"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("pass --yes"),
+        "{}",
+        stderr(&refused)
+    );
+    let nothing: i64 = sqlx::query_scalar("select count(*) from public.users")
+        .fetch_one(&target.pool)
+        .await
+        .unwrap();
+    assert_eq!(nothing, 0, "a refused copy writes nothing");
+
+    let copied = migrate(&["copy", "--yes", "--batch-size", "500"]);
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    assert!(stdout(&copied).contains("rows/s"), "{}", stdout(&copied));
+
+    let verified = migrate(&["verify", "--report-dir", dir]);
+    assert!(
+        verified.status.success(),
+        "{}\n{}",
+        stdout(&verified),
+        stderr(&verified)
+    );
+    assert!(
+        stdout(&verified).contains(" 0 differences"),
+        "{}",
+        stdout(&verified)
+    );
+
+    let status = migrate(&["status", "--json"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["steps"].as_array().unwrap().len(), 9);
+    assert!(
+        status["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["done"] == true)
+    );
+
+    // A difference makes verify fail, and names the row.
+    sqlx::query("update public.users set first_name = 'Changed' where id = (select id from public.users order by id limit 1)")
+        .execute(&target.pool).await.unwrap();
+    let failed = migrate(&["verify", "--report-dir", dir]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
+    assert!(
+        stdout(&failed).contains("public.users"),
+        "{}",
+        stdout(&failed)
+    );
+}

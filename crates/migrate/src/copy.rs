@@ -1,0 +1,358 @@
+//! `migrate copy`: every step in dependency order (independent steps in parallel), each in
+//! batches written with COPY, each batch committed together with its checkpoint.
+//!
+//! During the load the session runs with `session_replication_role = replica`, so the target's
+//! triggers (audit rows, `updated_at`, bootstrap of chamas and members, foreign-key checks) stay
+//! quiet: the transforms already produced the rows those triggers would have, and one
+//! `migration.copy` audit entry records the whole load instead. CHECK and UNIQUE constraints
+//! still hold, and `verify` runs the integrity report afterwards.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use anyhow::{Context as _, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::batch::{Batch, Update};
+use crate::pipeline::{self, Cursor, LEVELS, Step};
+use crate::source::{self, Context};
+use crate::state;
+use crate::target::{self, Sink, Table};
+
+/// What a step says when another step's failure stopped it.
+const STOPPED: &str = "stopped because another step failed";
+
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Legacy rows per batch (for the ledger: transactions, whole chamas at a time).
+    pub batch_size: usize,
+    /// Stop the run when more rows than this are quarantined.
+    pub max_quarantine: i64,
+    /// Test hook: stop (as if killed) after this many committed batches.
+    pub stop_after_batches: Option<u64>,
+    pub progress: bool,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 5_000,
+            max_quarantine: 10_000,
+            stop_after_batches: None,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CopySummary {
+    pub source_rows: u64,
+    pub target_rows: u64,
+    pub quarantined: i64,
+    pub seconds: f64,
+    pub resumed: bool,
+}
+
+/// Writes one batch's rows and updates into `sink` on `conn` (inside the caller's transaction).
+pub async fn write_batch(
+    conn: &mut PgConnection,
+    sink: &Sink,
+    batch: &Batch,
+) -> anyhow::Result<()> {
+    for (table, payload, _) in batch.payloads() {
+        let statement = format!(
+            "COPY {} ({}) FROM STDIN",
+            sink.table(&table),
+            columns(&table)
+        );
+        let mut copy = conn
+            .copy_in_raw(&statement)
+            .await
+            .with_context(|| format!("starting {statement}"))?;
+        copy.send(payload.into_bytes())
+            .await
+            .with_context(|| format!("copying into {}", table.name))?;
+        copy.finish()
+            .await
+            .with_context(|| format!("copying into {}", table.name))?;
+    }
+    write_updates(conn, sink, batch).await
+}
+
+/// Sets the balances a ledger batch computed on rows loaded earlier.
+pub async fn write_updates(
+    conn: &mut PgConnection,
+    sink: &Sink,
+    batch: &Batch,
+) -> anyhow::Result<()> {
+    let (mut chamas, mut balances) = (Vec::<Uuid>::new(), Vec::<i64>::new());
+    let (mut m_chamas, mut m_users, mut m_totals) =
+        (Vec::<Uuid>::new(), Vec::<Uuid>::new(), Vec::<i64>::new());
+    for update in &batch.updates {
+        match update {
+            Update::ChamaBalance { chama, balance } => {
+                chamas.push(*chama);
+                balances.push(*balance);
+            }
+            Update::MemberTotal { chama, user, total } => {
+                m_chamas.push(*chama);
+                m_users.push(*user);
+                m_totals.push(*total);
+            }
+        }
+    }
+    if !chamas.is_empty() {
+        sqlx::query(&format!(
+            "update {} c set balance = v.balance from unnest($1::uuid[], $2::bigint[]) v(id, balance) where c.id = v.id",
+            sink.table(&target::CHAMAS)
+        ))
+        .bind(&chamas).bind(&balances).execute(&mut *conn).await.context("setting chama balances")?;
+    }
+    if !m_chamas.is_empty() {
+        sqlx::query(&format!(
+            "update {} m set contributed_total = v.total from unnest($1::uuid[], $2::uuid[], $3::bigint[]) v(chama, usr, total)
+             where m.chama_id = v.chama and m.user_id = v.usr",
+            sink.table(&target::MEMBERS)
+        ))
+        .bind(&m_chamas).bind(&m_users).bind(&m_totals).execute(&mut *conn).await.context("setting member totals")?;
+    }
+    Ok(())
+}
+
+pub fn columns(table: &Table) -> String {
+    table
+        .columns
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Refuses a target that is not this build's schema, or (for a new run) not empty.
+pub async fn check_target(
+    url: &str,
+    conn: &mut PgConnection,
+    resuming: bool,
+) -> anyhow::Result<()> {
+    let pool = pesachama_store::connect(url, 1)
+        .await
+        .context("connecting to the target")?;
+    let pending = pesachama_store::migrations::pending_count(&pool).await;
+    pool.close().await;
+    match pending {
+        Ok(0) => {}
+        Ok(n) => bail!(
+            "the target's schema is not current: {n} migrations of this build are not applied (run `pesachama db migrate` against it first)"
+        ),
+        Err(err) => bail!(
+            "the target does not have the PesaChama schema ({err}); run `pesachama db migrate` against it first"
+        ),
+    }
+    if resuming {
+        return Ok(());
+    }
+    let (users, chamas, transactions): (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from auth.users), (select count(*) from public.chamas), (select count(*) from public.transactions)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if users + chamas + transactions > 0 {
+        bail!(
+            "the target is not empty ({users} auth users, {chamas} chamas, {transactions} transactions): migrate into a freshly migrated database"
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<CopySummary> {
+    let started = std::time::Instant::now();
+    let mut src = source::connect(from, "legacy").await?;
+    pipeline::check_legacy_shape(&mut src).await?;
+    let mut lock = source::connect(to, "target").await?;
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+        .bind(state::COPY_LOCK)
+        .fetch_one(&mut lock)
+        .await?;
+    if !locked {
+        bail!(
+            "another `pesachama migrate copy` is running against this target (advisory lock held); wait for it or stop it"
+        );
+    }
+    let resuming = !state::checkpoints(&mut lock).await?.is_empty();
+    check_target(to, &mut lock, resuming).await?;
+    state::ensure(&mut lock).await?;
+    sqlx::query("insert into pesachama_migrate.runs (options) values ($1)")
+        .bind(serde_json::json!({ "batch_size": options.batch_size, "resumed": resuming }))
+        .execute(&mut lock)
+        .await?;
+    let cx = Arc::new(source::load_context(&mut src).await?);
+    drop(src);
+
+    let progress = if options.progress {
+        MultiProgress::new()
+    } else {
+        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    };
+    let batches = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let checkpoints = state::checkpoints(&mut lock).await?;
+    for level in LEVELS {
+        let mut tasks = Vec::new();
+        for step in level.iter().copied() {
+            let checkpoint = checkpoints.iter().find(|c| c.step == step.name()).cloned();
+            if checkpoint.as_ref().is_some_and(|c| c.done) {
+                continue;
+            }
+            let bar = progress.add(ProgressBar::new(step.total(&cx)));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>22} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_prefix(step.name());
+            bar.set_position(
+                checkpoint
+                    .as_ref()
+                    .map(|c| c.source_rows.max(0) as u64)
+                    .unwrap_or(0),
+            );
+            let (cx, to, options, batches, stop) = (
+                cx.clone(),
+                to.to_owned(),
+                options.clone(),
+                batches.clone(),
+                stop.clone(),
+            );
+            let from = from.to_owned();
+            tasks.push(async move {
+                let result = copy_step(
+                    step,
+                    &cx,
+                    &from,
+                    &to,
+                    checkpoint.and_then(|c| c.last_key),
+                    &options,
+                    &batches,
+                    &stop,
+                    &bar,
+                )
+                .await;
+                bar.finish();
+                if result.is_err() {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                result
+            });
+        }
+        // The steps of a level run concurrently (each on connections of its own); the first
+        // error wins, after the others have stopped at a batch boundary.
+        let results = futures_util::future::join_all(tasks).await;
+        let errors: Vec<anyhow::Error> = results.into_iter().filter_map(Result::err).collect();
+        let cause = errors
+            .iter()
+            .position(|e| e.to_string() != STOPPED)
+            .unwrap_or(0);
+        if let Some(err) = errors.into_iter().nth(cause) {
+            return Err(err);
+        }
+    }
+
+    // Legacy audit ids were copied as they were: the identity continues after them.
+    sqlx::raw_sql(
+        "select setval(pg_get_serial_sequence('internal.legacy_audit_logs', 'id'),
+                       greatest(coalesce((select max(id) from internal.legacy_audit_logs), 0), 1))",
+    )
+    .execute(&mut lock)
+    .await
+    .context("setting sequences")?;
+    let quarantined = state::quarantined(&mut lock).await?;
+    let (source_rows, target_rows): (i64, i64) = sqlx::query_as(
+        "select coalesce(sum(source_rows), 0)::bigint, coalesce(sum(target_rows), 0)::bigint from pesachama_migrate.checkpoints",
+    ).fetch_one(&mut lock).await?;
+    let already: bool = sqlx::query_scalar(
+        "select exists (select from public.audit_logs where action = 'migration.copy')",
+    )
+    .fetch_one(&mut lock)
+    .await?;
+    if !already {
+        sqlx::query("select internal.audit_log('migration.copy', null, null, null, $1, null)")
+            .bind(serde_json::json!({ "source_rows": source_rows, "target_rows": target_rows, "quarantined": quarantined, "tool": "pesachama migrate copy" }))
+            .execute(&mut lock).await.context("writing the migration's audit entry")?;
+    }
+    sqlx::query("update pesachama_migrate.runs set finished_at = now(), status = 'done' where finished_at is null")
+        .execute(&mut lock).await?;
+    let _ = sqlx::query("select pg_advisory_unlock($1)")
+        .bind(state::COPY_LOCK)
+        .execute(&mut lock)
+        .await;
+    Ok(CopySummary {
+        source_rows: source_rows as u64,
+        target_rows: target_rows as u64,
+        quarantined,
+        seconds: started.elapsed().as_secs_f64(),
+        resumed: resuming,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn copy_step(
+    step: Step,
+    cx: &Context,
+    from: &str,
+    to: &str,
+    after: Option<String>,
+    options: &CopyOptions,
+    batches: &AtomicU64,
+    stop: &AtomicBool,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut src = source::connect(from, "legacy").await?;
+    let mut dst = source::connect(to, "target").await?;
+    let mut cursor = Cursor::new(step, after, options.batch_size);
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            bail!(STOPPED);
+        }
+        let Some(done) = cursor.next(cx, &mut src).await? else {
+            break;
+        };
+        let legacy_rows = state::rejected_rows(&mut src, &done.batch.issues).await?;
+        let mut tx = sqlx::Connection::begin(&mut dst).await?;
+        sqlx::raw_sql("set local session_replication_role = replica").execute(&mut *tx).await
+            .context("suppressing triggers needs a role allowed to set session_replication_role (superuser, or postgres on Supabase)")?;
+        write_batch(&mut tx, &Sink::Target, &done.batch)
+            .await
+            .with_context(|| format!("step {}", step.name()))?;
+        state::record_batch(
+            &mut tx,
+            step.name(),
+            &done.key,
+            done.batch.source_rows,
+            done.batch.target_rows(),
+            &done.batch.issues,
+            &done.drifts,
+            &legacy_rows,
+        )
+        .await?;
+        let quarantined = state::quarantined(&mut tx).await?;
+        if quarantined > options.max_quarantine {
+            drop(tx);
+            bail!(
+                "{quarantined} rows quarantined, more than --max-quarantine {}: stopping (see pesachama_migrate.quarantine or run `migrate plan`)",
+                options.max_quarantine
+            );
+        }
+        tx.commit().await?;
+        bar.inc(done.batch.source_rows);
+        let n = batches.fetch_add(1, Ordering::SeqCst) + 1;
+        if options.stop_after_batches.is_some_and(|limit| n >= limit) {
+            stop.store(true, Ordering::SeqCst);
+            bail!("stopped after {n} batches (--stop-after-batches); run again to resume");
+        }
+    }
+    state::mark_done(&mut dst, step.name()).await?;
+    Ok(())
+}

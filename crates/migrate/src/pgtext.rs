@@ -1,0 +1,133 @@
+//! PostgreSQL's COPY text format: tab-separated fields, `\N` for NULL, backslash escapes.
+//!
+//! Both directions of the copy use it (`COPY ... TO STDOUT` from the legacy database and
+//! `COPY ... FROM STDIN` into the target), so rows never pass through per-row statements.
+
+/// One row read from COPY: its fields, `None` for NULL.
+pub type Fields = Vec<Option<String>>;
+
+/// Splits a COPY text payload into rows of fields.
+pub fn decode(payload: &[u8]) -> Vec<Fields> {
+    let text = String::from_utf8_lossy(payload);
+    text.split_terminator('\n').map(decode_line).collect()
+}
+
+fn decode_line(line: &str) -> Fields {
+    line.split('\t')
+        .map(|field| {
+            if field == "\\N" {
+                None
+            } else {
+                Some(unescape(field))
+            }
+        })
+        .collect()
+}
+
+fn unescape(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_owned();
+    }
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('v') => out.push('\u{b}'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// Appends one row in COPY text format to `out`.
+pub fn encode_row(out: &mut String, fields: &[Option<String>]) {
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        match field {
+            None => out.push_str("\\N"),
+            Some(value) => escape_into(out, value),
+        }
+    }
+    out.push('\n');
+}
+
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            other => out.push(other),
+        }
+    }
+}
+
+/// A field of a row being built: text, or NULL.
+pub fn some(value: impl ToString) -> Option<String> {
+    Some(value.to_string())
+}
+
+/// A PostgreSQL array literal of text values (`{push,sms}`), quoting every element.
+pub fn text_array<S: AsRef<str>>(items: &[S]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|item| {
+            let escaped = item.as_ref().replace('\\', "\\\\").replace('"', "\\\"");
+            format!("\"{escaped}\"")
+        })
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+/// Parses a PostgreSQL array literal of simple values (uuids, identifiers) into its elements.
+pub fn parse_simple_array(literal: &str) -> Vec<String> {
+    let inner = literal.trim().trim_start_matches('{').trim_end_matches('}');
+    if inner.is_empty() {
+        return Vec::new();
+    }
+    inner
+        .split(',')
+        .map(|item| item.trim().trim_matches('"').to_owned())
+        .filter(|item| !item.eq_ignore_ascii_case("null"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_nulls_tabs_newlines_and_backslashes() {
+        let row: Fields = vec![
+            Some("plain".into()),
+            None,
+            Some("tab\there\nnew line \\ slash".into()),
+            Some(String::new()),
+        ];
+        let mut out = String::new();
+        encode_row(&mut out, &row);
+        assert_eq!(out.matches('\n').count(), 1, "one line per row: {out:?}");
+        assert_eq!(decode(out.as_bytes()), vec![row]);
+    }
+
+    #[test]
+    fn arrays_both_ways() {
+        assert_eq!(text_array(&["push", "sms"]), r#"{"push","sms"}"#);
+        assert_eq!(text_array::<&str>(&[]), "{}");
+        assert_eq!(parse_simple_array("{a,\"b\",NULL}"), vec!["a", "b"]);
+        assert!(parse_simple_array("{}").is_empty());
+    }
+}

@@ -1,0 +1,403 @@
+//! The steps of a migration, in dependency order, each read in batches by key.
+//!
+//! `plan`, `copy` and `verify` all walk the same cursors and apply the same transforms; they
+//! differ only in what they do with each batch (count it, write it, write it to scratch).
+
+use anyhow::Context as _;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::batch::Batch;
+use crate::ledger::{self, ChamaBooks, Drift};
+use crate::model::{
+    self, AuditLog, Device, Disbursement, Meeting, Notification, Transaction, text,
+};
+use crate::rows;
+use crate::source::{self, Context};
+use crate::users;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Users,
+    Chamas,
+    Members,
+    Meetings,
+    Devices,
+    Ledger,
+    Disbursements,
+    Notifications,
+    Audit,
+}
+
+/// Steps of one level depend only on earlier levels, so they run in parallel.
+pub const LEVELS: &[&[Step]] = &[
+    &[Step::Users],
+    &[Step::Chamas],
+    &[Step::Members, Step::Meetings, Step::Devices],
+    &[Step::Ledger],
+    &[Step::Disbursements, Step::Notifications, Step::Audit],
+];
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Users => "users",
+            Step::Chamas => "chamas",
+            Step::Members => "chama_members",
+            Step::Meetings => "meetings",
+            Step::Devices => "user_devices",
+            Step::Ledger => "transactions",
+            Step::Disbursements => "disbursement_requests",
+            Step::Notifications => "notifications",
+            Step::Audit => "audit_logs",
+        }
+    }
+
+    /// Legacy rows this step reads in all.
+    pub fn total(self, cx: &Context) -> u64 {
+        cx.counts.get(self.name()).copied().unwrap_or(0)
+    }
+}
+
+/// Where a step has got to: the last key of the last batch done.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    pub step: Step,
+    pub after: Option<String>,
+    pub batch_size: usize,
+}
+
+/// One batch and the key to resume after it.
+#[derive(Debug)]
+pub struct Done {
+    pub batch: Batch,
+    pub key: String,
+    pub drifts: Vec<Drift>,
+}
+
+impl Cursor {
+    pub fn new(step: Step, after: Option<String>, batch_size: usize) -> Self {
+        Self {
+            step,
+            after,
+            batch_size: batch_size.max(1),
+        }
+    }
+
+    /// The next batch, or `None` when the step is finished.
+    pub async fn next(
+        &mut self,
+        cx: &Context,
+        src: &mut PgConnection,
+    ) -> anyhow::Result<Option<Done>> {
+        let done = match self.step {
+            Step::Users => self.in_memory(
+                &cx.users,
+                |u| text(&u.id).to_owned(),
+                |u, out| {
+                    if let Some(contact) = cx.contacts.get(text(&u.id)) {
+                        users::transform(u, contact, out);
+                    }
+                },
+            ),
+            Step::Chamas => self.in_memory(
+                &cx.chamas,
+                |c| text(&c.id).to_owned(),
+                |c, out| rows::chama(c, &cx.user_ids, out),
+            ),
+            Step::Members => self.members(cx),
+            Step::Ledger => self.ledger(cx, src).await?,
+            Step::Meetings => {
+                let rows = self.read::<Meeting>(src, "id", "uuid").await?;
+                self.rows(
+                    rows,
+                    |m| text(&m.id).to_owned(),
+                    |m, out| rows::meeting(m, &cx.user_ids, out),
+                )
+            }
+            Step::Devices => {
+                let rows = self.read::<Device>(src, "id", "bigint").await?;
+                self.rows(
+                    rows,
+                    |d| text(&d.id).to_owned(),
+                    |d, out| rows::device(d, &cx.superseded_devices, out),
+                )
+            }
+            Step::Disbursements => {
+                let rows = self.read::<Disbursement>(src, "id", "uuid").await?;
+                let dcx = rows::DisbursementContext {
+                    users: &cx.user_ids,
+                    required: &cx.required_approvals,
+                    moved_transactions: &cx.moved_transactions,
+                };
+                self.rows(
+                    rows,
+                    |d| text(&d.id).to_owned(),
+                    |d, out| rows::disbursement(d, &dcx, out),
+                )
+            }
+            Step::Notifications => {
+                let rows = self.read::<Notification>(src, "id", "bigint").await?;
+                self.rows(
+                    rows,
+                    |n| text(&n.id).to_owned(),
+                    |n, out| rows::notification(n, &cx.chama_ids, out),
+                )
+            }
+            Step::Audit => {
+                let rows = self.read::<AuditLog>(src, "id", "bigint").await?;
+                self.rows(rows, |a| text(&a.id).to_owned(), rows::audit)
+            }
+        };
+        if let Some(done) = &done {
+            self.after = Some(done.key.clone());
+        }
+        Ok(done)
+    }
+
+    fn in_memory<T>(
+        &self,
+        all: &[T],
+        key: impl Fn(&T) -> String,
+        each: impl Fn(&T, &mut Batch),
+    ) -> Option<Done> {
+        let start = match &self.after {
+            None => 0,
+            Some(after) => all.partition_point(|row| key(row).as_str() <= after.as_str()),
+        };
+        let slice = &all[start.min(all.len())..(start + self.batch_size).min(all.len())];
+        let last = slice.last()?;
+        let mut batch = Batch::default();
+        for row in slice {
+            each(row, &mut batch);
+        }
+        batch.source_rows = slice.len() as u64;
+        Some(Done {
+            batch,
+            key: key(last),
+            drifts: Vec::new(),
+        })
+    }
+
+    fn rows<T>(
+        &self,
+        rows: Vec<T>,
+        key: impl Fn(&T) -> String,
+        each: impl Fn(&T, &mut Batch),
+    ) -> Option<Done> {
+        let last = key(rows.last()?);
+        let mut batch = Batch::default();
+        for row in &rows {
+            each(row, &mut batch);
+        }
+        batch.source_rows = rows.len() as u64;
+        Some(Done {
+            batch,
+            key: last,
+            drifts: Vec::new(),
+        })
+    }
+
+    /// Reads the next `batch_size` rows of a legacy table in key order.
+    async fn read<T: LegacyRow>(
+        &self,
+        src: &mut PgConnection,
+        key: &str,
+        key_type: &str,
+    ) -> anyhow::Result<Vec<T>> {
+        let filter = match &self.after {
+            None => String::new(),
+            Some(after) => format!("where {key} > {}::{key_type}", literal(after)),
+        };
+        let select = format!(
+            "select {} from public.{} {filter} order by {key} limit {}",
+            T::select_list(),
+            T::TABLE,
+            self.batch_size
+        );
+        Ok(source::copy_out(src, &select)
+            .await?
+            .into_iter()
+            .map(T::from_fields)
+            .collect())
+    }
+
+    /// Memberships, a few chamas at a time (the chairperson rule is per chama).
+    fn members(&self, cx: &Context) -> Option<Done> {
+        let mut batch = Batch::default();
+        let mut last = None;
+        let range = match &self.after {
+            None => cx.members_by_chama.range::<String, _>(..),
+            Some(after) => cx.members_by_chama.range::<String, _>((
+                std::ops::Bound::Excluded(after.clone()),
+                std::ops::Bound::Unbounded,
+            )),
+        };
+        for (chama, members) in range {
+            let active = chama
+                .parse::<Uuid>()
+                .ok()
+                .and_then(|c| cx.chama_active.get(&c).copied());
+            rows::members(active, members, &mut batch);
+            batch.source_rows += members.len() as u64;
+            last = Some(chama.clone());
+            if batch.source_rows as usize >= self.batch_size {
+                break;
+            }
+        }
+        Some(Done {
+            batch,
+            key: last?,
+            drifts: Vec::new(),
+        })
+    }
+
+    /// The books of a few chamas at a time: every chama's history is posted whole.
+    async fn ledger(&self, cx: &Context, src: &mut PgConnection) -> anyhow::Result<Option<Done>> {
+        let start = match &self.after {
+            None => 0,
+            Some(after) => cx.chamas.partition_point(|c| text(&c.id) <= after.as_str()),
+        };
+        let mut chosen: Vec<Uuid> = Vec::new();
+        let mut planned = 0u64;
+        for chama in cx.chamas.iter().skip(start) {
+            let Ok(id) = text(&chama.id).parse::<Uuid>() else {
+                continue;
+            };
+            chosen.push(id);
+            planned += cx.transactions_per_chama.get(&id).copied().unwrap_or(0);
+            if planned as usize >= self.batch_size {
+                break;
+            }
+        }
+        let Some(last) = chosen.last().copied() else {
+            return Ok(None);
+        };
+        let (batch, drifts) = books_of(&chosen, cx, src).await?;
+        Ok(Some(Done {
+            batch,
+            key: last.to_string(),
+            drifts,
+        }))
+    }
+}
+
+/// The books of the chamas `chosen`: every chama's legacy history read and posted whole.
+pub async fn books_of(
+    chosen: &[Uuid],
+    cx: &Context,
+    src: &mut PgConnection,
+) -> anyhow::Result<(Batch, Vec<Drift>)> {
+    let mut batch = Batch::default();
+    let mut drifts = Vec::new();
+    if chosen.is_empty() {
+        return Ok((batch, drifts));
+    }
+    let list = chosen
+        .iter()
+        .map(|c| format!("'{c}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let select = format!(
+        "select {} from public.transactions where chama_id in ({list}) order by chama_id, created_at, id",
+        Transaction::select_list()
+    );
+    let all: Vec<Transaction> = source::copy_out(src, &select)
+        .await?
+        .into_iter()
+        .map(Transaction::from_fields)
+        .collect();
+    batch.source_rows = all.len() as u64;
+    let mut by_chama: std::collections::HashMap<String, Vec<Transaction>> = Default::default();
+    for row in all {
+        by_chama
+            .entry(text(&row.chama_id).to_owned())
+            .or_default()
+            .push(row);
+    }
+    let empty = Vec::new();
+    for chama in chosen {
+        let rows = by_chama.remove(&chama.to_string()).unwrap_or_default();
+        let books = ChamaBooks {
+            chama_id: *chama,
+            created_at: cx
+                .chama_created
+                .get(chama)
+                .map(String::as_str)
+                .unwrap_or_default(),
+            legacy_balance_cents: cx.legacy_balance.get(chama).copied().unwrap_or_default(),
+            members: cx.migrated_members.get(chama).unwrap_or(&empty),
+            duplicate_receipts: &cx.duplicate_receipts,
+        };
+        drifts.push(ledger::build(&books, &rows, &mut batch));
+    }
+    Ok((batch, drifts))
+}
+
+/// A key as an SQL literal (keys are uuids and integers we produced, but quote anyway).
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The legacy row types readable by key.
+pub trait LegacyRow: Sized {
+    const TABLE: &'static str;
+    fn select_list() -> String;
+    fn from_fields(fields: crate::pgtext::Fields) -> Self;
+}
+
+macro_rules! legacy_readable {
+    ($($t:ty),*) => {$(
+        impl LegacyRow for $t {
+            const TABLE: &'static str = <$t>::TABLE;
+            fn select_list() -> String { <$t>::select_list() }
+            fn from_fields(fields: crate::pgtext::Fields) -> Self { <$t>::from_fields(fields) }
+        }
+    )*};
+}
+legacy_readable!(Meeting, Device, Disbursement, Notification, AuditLog);
+
+/// Checks the source is the legacy schema: every legacy table with the columns we read.
+pub async fn check_legacy_shape(src: &mut PgConnection) -> anyhow::Result<()> {
+    let expected: &[(&str, &[&str])] = &[
+        ("users", model::User::COLUMNS),
+        ("user_devices", model::Device::COLUMNS),
+        ("chamas", model::Chama::COLUMNS),
+        ("chama_members", model::Member::COLUMNS),
+        ("transactions", model::Transaction::COLUMNS),
+        ("disbursement_requests", model::Disbursement::COLUMNS),
+        ("meetings", model::Meeting::COLUMNS),
+        ("notifications", model::Notification::COLUMNS),
+        ("audit_logs", model::AuditLog::COLUMNS),
+        ("user_sessions", &["id", "user_id"]),
+        ("ussd_sessions", &["id", "session_id"]),
+    ];
+    let found: Vec<(String, String)> = sqlx::query_as(
+        "select table_name::text, column_name::text from information_schema.columns where table_schema = 'public'",
+    )
+    .fetch_all(&mut *src)
+    .await
+    .context("reading the source's schema")?;
+    let mut missing = Vec::new();
+    for (table, columns) in expected {
+        for column in *columns {
+            if !found.iter().any(|(t, c)| t == table && c == column) {
+                missing.push(format!("{table}.{column}"));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the source is not the legacy PesaChama v1 schema: missing {} (first: {})",
+            missing.len(),
+            missing
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}

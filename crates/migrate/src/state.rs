@@ -1,0 +1,220 @@
+//! The toolkit's own bookkeeping on the target, in schema `pesachama_migrate` (created by
+//! `migrate copy`, never exposed to the Data API): checkpoints per step, the quarantine, fix
+//! counts, balance drift. A batch's rows and its checkpoint commit in one transaction, so a
+//! killed run resumes after the last committed batch with nothing duplicated or lost.
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use sqlx::PgConnection;
+
+use crate::ledger::Drift;
+use crate::target::{Issue, Severity};
+
+const SCHEMA: &str = "
+create schema if not exists pesachama_migrate;
+revoke all on schema pesachama_migrate from public;
+create table if not exists pesachama_migrate.runs (
+  id bigserial primary key,
+  started_at timestamptz not null default now(),
+  finished_at timestamptz,
+  status text not null default 'running',
+  options jsonb not null default '{}'
+);
+create table if not exists pesachama_migrate.checkpoints (
+  step text primary key,
+  last_key text,
+  batches bigint not null default 0,
+  source_rows bigint not null default 0,
+  target_rows bigint not null default 0,
+  done boolean not null default false,
+  updated_at timestamptz not null default now()
+);
+create table if not exists pesachama_migrate.quarantine (
+  id bigserial primary key,
+  source_table text not null,
+  legacy_id text not null,
+  reason text not null,
+  legacy_row jsonb,
+  created_at timestamptz not null default now(),
+  unique (source_table, legacy_id, reason)
+);
+create table if not exists pesachama_migrate.fixes (
+  source_table text not null,
+  reason text not null,
+  rows bigint not null default 0,
+  primary key (source_table, reason)
+);
+create table if not exists pesachama_migrate.drift (
+  chama_id uuid primary key,
+  legacy_balance bigint not null,
+  legacy_sum bigint not null,
+  migrated_balance bigint not null,
+  opening_balance bigint not null
+);
+";
+
+/// Held by a running `migrate copy` for its whole run, on the target.
+pub const COPY_LOCK: i64 = 0x7065_7361_636f_7079; // "pesacopy"
+
+pub async fn ensure(conn: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::raw_sql(SCHEMA)
+        .execute(&mut *conn)
+        .await
+        .context("creating schema pesachama_migrate")?;
+    Ok(())
+}
+
+pub async fn exists(conn: &mut PgConnection) -> anyhow::Result<bool> {
+    Ok(
+        sqlx::query_scalar("select to_regclass('pesachama_migrate.checkpoints') is not null")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Checkpoint {
+    pub step: String,
+    pub last_key: Option<String>,
+    pub batches: i64,
+    pub source_rows: i64,
+    pub target_rows: i64,
+    pub done: bool,
+}
+
+pub async fn checkpoints(conn: &mut PgConnection) -> anyhow::Result<Vec<Checkpoint>> {
+    if !exists(conn).await? {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_as("select step, last_key, batches, source_rows, target_rows, done from pesachama_migrate.checkpoints order by step")
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
+/// The legacy rows of rejected issues, as JSON, read from the source for the quarantine.
+pub async fn rejected_rows(
+    src: &mut PgConnection,
+    issues: &[Issue],
+) -> anyhow::Result<HashMap<(String, String), String>> {
+    let mut by_table: HashMap<&str, Vec<&str>> = HashMap::new();
+    for issue in issues.iter().filter(|i| i.severity == Severity::Rejected) {
+        by_table
+            .entry(issue.table)
+            .or_default()
+            .push(issue.legacy_id.as_str());
+    }
+    let mut rows = HashMap::new();
+    for (table, ids) in by_table {
+        let found: Vec<(String, String)> = sqlx::query_as(&format!(
+            "select t.id::text, row_to_json(t)::text from public.{table} t where t.id::text = any($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *src)
+        .await?;
+        for (id, row) in found {
+            rows.insert((table.to_owned(), id), row);
+        }
+    }
+    Ok(rows)
+}
+
+/// Records one committed batch (call inside the batch's transaction).
+#[allow(clippy::too_many_arguments)]
+pub async fn record_batch(
+    conn: &mut PgConnection,
+    step: &str,
+    key: &str,
+    source_rows: u64,
+    target_rows: u64,
+    issues: &[Issue],
+    drifts: &[Drift],
+    legacy_rows: &HashMap<(String, String), String>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into pesachama_migrate.checkpoints (step, last_key, batches, source_rows, target_rows)
+         values ($1, $2, 1, $3, $4)
+         on conflict (step) do update set last_key = excluded.last_key, batches = checkpoints.batches + 1,
+           source_rows = checkpoints.source_rows + excluded.source_rows,
+           target_rows = checkpoints.target_rows + excluded.target_rows, updated_at = now()",
+    )
+    .bind(step).bind(key).bind(source_rows as i64).bind(target_rows as i64)
+    .execute(&mut *conn).await?;
+    let (mut q_tables, mut q_ids, mut q_reasons, mut q_rows) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut fixes: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
+    for issue in issues {
+        match issue.severity {
+            Severity::Rejected => {
+                q_tables.push(issue.table);
+                q_ids.push(issue.legacy_id.as_str());
+                q_reasons.push(issue.reason.as_str());
+                q_rows.push(
+                    legacy_rows
+                        .get(&(issue.table.to_owned(), issue.legacy_id.clone()))
+                        .cloned(),
+                );
+            }
+            _ => {
+                *fixes
+                    .entry((issue.table, issue.reason.as_str()))
+                    .or_default() += 1
+            }
+        }
+    }
+    sqlx::query(
+        "insert into pesachama_migrate.quarantine (source_table, legacy_id, reason, legacy_row)
+         select t, i, r, j::jsonb from unnest($1::text[], $2::text[], $3::text[], $4::text[]) as u(t, i, r, j)
+         on conflict do nothing",
+    )
+    .bind(&q_tables)
+    .bind(&q_ids)
+    .bind(&q_reasons)
+    .bind(&q_rows)
+    .execute(&mut *conn)
+    .await?;
+    let (f_tables, f_reasons, f_rows): (Vec<&str>, Vec<&str>, Vec<i64>) = fixes.into_iter().fold(
+        (vec![], vec![], vec![]),
+        |(mut a, mut b, mut c), ((t, r), n)| {
+            a.push(t);
+            b.push(r);
+            c.push(n);
+            (a, b, c)
+        },
+    );
+    sqlx::query(
+        "insert into pesachama_migrate.fixes (source_table, reason, rows)
+         select * from unnest($1::text[], $2::text[], $3::bigint[])
+         on conflict (source_table, reason) do update set rows = fixes.rows + excluded.rows",
+    )
+    .bind(&f_tables)
+    .bind(&f_reasons)
+    .bind(&f_rows)
+    .execute(&mut *conn)
+    .await?;
+    for d in drifts {
+        sqlx::query("insert into pesachama_migrate.drift values ($1, $2, $3, $4, $5) on conflict (chama_id) do nothing")
+            .bind(d.chama_id).bind(d.legacy_balance).bind(d.legacy_sum).bind(d.migrated_balance).bind(d.opening_balance)
+            .execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub async fn mark_done(conn: &mut PgConnection, step: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into pesachama_migrate.checkpoints (step, done) values ($1, true)
+         on conflict (step) do update set done = true, updated_at = now()",
+    )
+    .bind(step)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn quarantined(conn: &mut PgConnection) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("select count(*) from pesachama_migrate.quarantine")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
