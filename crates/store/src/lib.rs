@@ -7,6 +7,7 @@ pub mod integrity;
 pub mod migrations;
 pub mod outbox;
 pub mod pins;
+pub mod realtime;
 pub mod rls;
 
 pub use db::{connect, ensure_database, seed_demo};
