@@ -158,14 +158,22 @@ impl ChangeListener {
 
     /// Waits for the next change, then takes whatever else has already arrived (up to `max`),
     /// so a burst is handled as one batch. Payloads that do not parse are skipped and logged.
+    ///
+    /// sqlx hands notifications over one read at a time, so the rest of a burst is taken by
+    /// polling the connection once per notification without waiting (a zero timeout polls the
+    /// read once; bytes already read stay in sqlx's buffer if it is not ready).
     pub async fn next_batch(&mut self, max: usize) -> Result<Vec<Change>, StoreError> {
         let first = self.listener.recv().await?;
         let mut batch = Vec::new();
         push_parsed(&mut batch, first.payload());
         while batch.len() < max {
-            match self.listener.next_buffered() {
-                Some(next) => push_parsed(&mut batch, next.payload()),
-                None => break,
+            if let Some(next) = self.listener.next_buffered() {
+                push_parsed(&mut batch, next.payload());
+                continue;
+            }
+            match tokio::time::timeout(Duration::ZERO, self.listener.try_recv()).await {
+                Ok(Ok(Some(next))) => push_parsed(&mut batch, next.payload()),
+                _ => break,
             }
         }
         Ok(batch)
