@@ -74,8 +74,8 @@ select internal.realtime_publish('public', 'disbursement_requests', 'chama');
 --
 -- For each identity it takes the identity's role and claims transaction-locally, exactly as a
 -- request does, and asks the table for the changed keys: RLS answers. A DELETE is checked
--- against its delete scope instead (the row is gone). The role is set back to the session user
--- before the next identity and at the end. Callers run it in a transaction of its own.
+-- against its delete scope instead (the row is gone). Everything that needs the owner's rights
+-- is done before the first identity; the role is set back to the session user at the end.
 create function internal.realtime_visible(p_identities jsonb, p_changes jsonb)
   returns table (identity_index integer, change_index integer)
   language plpgsql
@@ -88,6 +88,7 @@ declare
   v_queries text[];
   v_relations text[];
   v_owner text := session_user;
+  v_current text := '';
   v_deletes jsonb;
 begin
   -- Everything that reads `internal` is done now, as the owner: request roles cannot.
@@ -120,7 +121,11 @@ begin
       raise exception 'realtime_visible: role % is not checked here', v_role using errcode = 'PX422';
     end if;
     perform set_config('request.jwt.claims', (v_identity -> 'claims')::text, true);
-    perform set_config('role', v_role, true);
+    -- Switching role costs a quarter of a check: only when the next identity's role differs.
+    if v_role <> v_current then
+      perform set_config('role', v_role, true);
+      v_current := v_role;
+    end if;
     for i in 1 .. coalesce(array_length(v_queries, 1), 0) loop
       if has_table_privilege(v_role, v_relations[i], 'SELECT') then
         return query execute v_queries[i] using v_index;
@@ -135,7 +140,6 @@ begin
                  else exists (select from public.chamas ch where ch.id = (d ->> 'c')::uuid)
                end;
     end if;
-    perform set_config('role', v_owner, true);
     v_index := v_index + 1;
   end loop;
   perform set_config('role', v_owner, true);
