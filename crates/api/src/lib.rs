@@ -106,6 +106,13 @@ pub fn app(mut state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(gotrue::router(state.clone()))
+        .merge(pesachama_realtime::router(pesachama_realtime::Hub::new(
+            pesachama_realtime::RealtimeConfig::new(
+                state.pool.clone(),
+                state.auth.verifier.clone(),
+            )
+            .with_opaque_keys(state.auth.settings.opaque_api_keys.clone()),
+        )))
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/openapi.json", axum::routing::get(openapi_json))
         .fallback(|| async { ApiError::NotFound })

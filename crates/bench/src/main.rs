@@ -7,6 +7,7 @@
 
 mod auth;
 mod contributions;
+mod realtime;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,13 @@ enum Bench {
     /// Contributions per second through the API against pgbench's TPC-B rate on the same
     /// server, and read latency at half that load.
     Contributions,
+    /// Commit-to-client latency of realtime postgres_changes with many connected subscribers,
+    /// against raw LISTEN/NOTIFY on the same server.
+    Realtime {
+        /// Subscriber counts to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000, 5000])]
+        subscribers: Vec<usize>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +47,6 @@ fn main() -> anyhow::Result<()> {
     match cli.bench {
         Bench::Auth => runtime.block_on(auth::run(phase)),
         Bench::Contributions => runtime.block_on(contributions::run(phase)),
+        Bench::Realtime { subscribers } => runtime.block_on(realtime::run(phase, &subscribers)),
     }
 }

@@ -8,6 +8,7 @@ pub mod migrations;
 pub mod notifications;
 pub mod outbox;
 pub mod pins;
+pub mod realtime;
 pub mod rls;
 pub mod storage;
 

@@ -1,0 +1,373 @@
+//! The per-process hub: the channels joined on this server's sockets, the LISTEN task that
+//! receives every committed change of the database, and the fan-out.
+//!
+//! Fan-out of a batch of changes costs two queries whatever the number of subscribers: one read
+//! of the changed rows per table, and one call of `internal.realtime_visible` that asks RLS,
+//! for every distinct identity among the interested subscribers, which of those rows it may
+//! SELECT. Subscribers are grouped by what RLS can tell apart ([`Identity::rls_key`]), so a
+//! user with three tabs open costs one check, and a subscriber whose filter or table does not
+//! match costs none.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use pesachama_auth::TokenVerifier;
+use pesachama_store::PgPool;
+use pesachama_store::realtime::{self as store, Change, ChangeListener};
+use serde_json::{Value, json};
+use tokio::sync::{OnceCell, mpsc};
+use uuid::Uuid;
+
+use crate::identity::Identity;
+use crate::join::{Binding, Catalog};
+use crate::payload::{ChangeView, postgres_changes};
+use crate::protocol::Frame;
+
+/// How the hub is configured.
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    pub pool: PgPool,
+    /// Verifies API keys and access tokens (the server's own verifier).
+    pub verifier: TokenVerifier,
+    /// Opaque API keys accepted besides JWTs (`sb_publishable_...` anon, `sb_secret_...` service).
+    pub opaque_api_keys: Vec<String>,
+    /// Largest frame accepted, in bytes; larger frames are refused with an error message and
+    /// the connection stays open (four times this closes it, code 1009).
+    pub max_frame_bytes: usize,
+    /// Frames waiting for a slow client before it is disconnected.
+    pub send_queue: usize,
+}
+
+impl RealtimeConfig {
+    pub fn new(pool: PgPool, verifier: TokenVerifier) -> Self {
+        Self {
+            pool,
+            verifier,
+            opaque_api_keys: Vec::new(),
+            max_frame_bytes: 1024 * 1024,
+            send_queue: 1024,
+        }
+    }
+
+    pub fn with_opaque_keys(mut self, keys: Vec<String>) -> Self {
+        self.opaque_api_keys = keys;
+        self
+    }
+}
+
+/// A joined channel, as the fan-out sees it.
+#[derive(Debug)]
+pub struct ChannelEntry {
+    pub key: u64,
+    pub topic: String,
+    pub join_ref: Option<String>,
+    pub bindings: Vec<Binding>,
+    pub broadcast_self: bool,
+    /// Broadcasts are acknowledged with a `phx_reply` (`broadcast.ack`).
+    pub broadcast_ack: bool,
+    /// Replaced by `access_token` events.
+    pub identity: RwLock<Identity>,
+    pub outbox: mpsc::Sender<Frame>,
+    /// Set when a frame could not be queued: the socket task then closes the connection.
+    pub overflowed: AtomicBool,
+}
+
+impl ChannelEntry {
+    pub fn identity(&self) -> Identity {
+        self.identity
+            .read()
+            .map(|i| i.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// Queues a frame. A client too slow to take its frames is never waited for: the frame is
+    /// dropped and its socket task closes the connection, so the client reconnects and knows
+    /// it may have missed changes.
+    pub fn deliver(&self, frame: Frame) {
+        if self.outbox.try_send(frame).is_err() {
+            self.overflowed.store(true, Ordering::Relaxed);
+            tracing::warn!(topic = %self.topic, "realtime client too slow; frame dropped");
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    channels: BTreeMap<u64, Arc<ChannelEntry>>,
+    by_topic: HashMap<String, Vec<u64>>,
+}
+
+/// The hub of one server process.
+#[derive(Debug)]
+pub struct Hub {
+    pub config: RealtimeConfig,
+    catalog: OnceCell<Arc<Catalog>>,
+    registry: RwLock<Registry>,
+    next_key: AtomicU64,
+}
+
+/// Changes taken from the listener at once, at most.
+const BATCH: usize = 500;
+
+impl Hub {
+    pub fn new(config: RealtimeConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            catalog: OnceCell::new(),
+            registry: RwLock::new(Registry::default()),
+            next_key: AtomicU64::new(1),
+        })
+    }
+
+    /// The publication, after the LISTEN connection is up: a channel subscribed once this
+    /// returns sees every change committed from then on. Started on first use, so building the
+    /// router needs no database; retried on the next join if the database was unreachable.
+    pub async fn started(self: &Arc<Self>) -> Result<Arc<Catalog>, String> {
+        self.catalog
+            .get_or_try_init(|| async {
+                let tables = store::published_tables(&self.config.pool)
+                    .await
+                    .map_err(|err| format!("cannot read the realtime publication: {err}"))?;
+                let mut catalog = Catalog::default();
+                for table in tables {
+                    catalog
+                        .tables
+                        .insert((table.schema, table.table), table.columns);
+                }
+                let listener = ChangeListener::connect(&self.config.pool)
+                    .await
+                    .map_err(|err| format!("cannot listen for changes: {err}"))?;
+                tokio::spawn(listen(Arc::downgrade(self), listener));
+                Ok(Arc::new(catalog))
+            })
+            .await
+            .cloned()
+    }
+
+    pub fn next_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn register(&self, entry: Arc<ChannelEntry>) {
+        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        registry
+            .by_topic
+            .entry(entry.topic.clone())
+            .or_default()
+            .push(entry.key);
+        registry.channels.insert(entry.key, entry);
+    }
+
+    pub fn unregister(&self, key: u64) {
+        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = registry.channels.remove(&key)
+            && let Some(keys) = registry.by_topic.get_mut(&entry.topic)
+        {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                registry.by_topic.remove(&entry.topic);
+            }
+        }
+    }
+
+    /// Channels joined on this process (for tests and metrics).
+    pub fn channel_count(&self) -> usize {
+        self.registry
+            .read()
+            .map(|r| r.channels.len())
+            .unwrap_or_default()
+    }
+
+    /// Sends a client's broadcast to the other clients of its topic on this process (and back
+    /// to the sender when it joined with `broadcast.self`).
+    pub fn broadcast(&self, from: &ChannelEntry, payload: &Value) {
+        let targets: Vec<Arc<ChannelEntry>> = {
+            let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+            registry
+                .by_topic
+                .get(&from.topic)
+                .into_iter()
+                .flatten()
+                .filter_map(|key| registry.channels.get(key).cloned())
+                .collect()
+        };
+        for target in targets {
+            if target.key != from.key || from.broadcast_self {
+                target.deliver(Frame::new(&from.topic, "broadcast", payload.clone()));
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Arc<ChannelEntry>> {
+        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        registry
+            .channels
+            .values()
+            .filter(|c| !c.bindings.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// Delivers one batch of committed changes to the channels that may see them.
+    pub async fn fan_out(&self, changes: &[Change]) -> Result<(), String> {
+        let Some(catalog) = self.catalog.get() else {
+            return Ok(());
+        };
+        let channels = self.snapshot();
+        if channels.is_empty() || changes.is_empty() {
+            return Ok(());
+        }
+        let records = self.current_records(changes, catalog).await?;
+
+        // Which channel wants which change, and through which of its bindings.
+        let mut wanted: Vec<(Arc<ChannelEntry>, usize, Vec<u64>)> = Vec::new();
+        for (index, change) in changes.iter().enumerate() {
+            let deleted;
+            let record = if change.op == "DELETE" {
+                deleted = json!({ "id": change.id, "chama_id": change.chama_id,
+                                  "user_id": change.user_id });
+                &deleted
+            } else {
+                match records.get(&(change.table.clone(), change.id)) {
+                    Some(record) => record,
+                    None => continue, // gone before we read it; its DELETE follows
+                }
+            };
+            for channel in &channels {
+                let ids: Vec<u64> = channel
+                    .bindings
+                    .iter()
+                    .filter(|b| {
+                        b.covers(&change.schema, &change.table)
+                            && b.event.wants(&change.op)
+                            && b.filter.as_ref().is_none_or(|f| f.matches(record))
+                    })
+                    .map(|b| b.id)
+                    .collect();
+                if !ids.is_empty() {
+                    wanted.push((channel.clone(), index, ids));
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+
+        // One RLS check per distinct identity, for the whole batch.
+        let mut identity_index: HashMap<String, usize> = HashMap::new();
+        let mut identities: Vec<Value> = Vec::new();
+        let mut channel_identity: Vec<Option<usize>> = Vec::with_capacity(wanted.len());
+        for (channel, _, _) in &wanted {
+            let identity = channel.identity();
+            if identity.bypasses_rls() {
+                channel_identity.push(None);
+                continue;
+            }
+            let next = identities.len();
+            let index = *identity_index.entry(identity.rls_key()).or_insert(next);
+            if index == next {
+                identities.push(identity.to_check());
+            }
+            channel_identity.push(Some(index));
+        }
+        let visible: HashSet<(usize, usize)> = if identities.is_empty() {
+            HashSet::new()
+        } else {
+            let batch: Vec<Value> = changes
+                .iter()
+                .map(|c| {
+                    json!({ "s": c.schema, "t": c.table, "op": c.op, "id": c.id,
+                            "c": c.chama_id, "u": c.user_id })
+                })
+                .collect();
+            store::visible(
+                &self.config.pool,
+                &Value::Array(identities),
+                &Value::Array(batch),
+            )
+            .await
+            .map_err(|err| format!("the visibility check failed: {err}"))?
+            .into_iter()
+            .collect()
+        };
+
+        for ((channel, index, ids), identity) in wanted.into_iter().zip(channel_identity) {
+            if identity.is_some_and(|i| !visible.contains(&(i, index))) {
+                continue;
+            }
+            let change = &changes[index];
+            let record = records.get(&(change.table.clone(), change.id));
+            let columns = catalog
+                .columns(&change.schema, &change.table)
+                .unwrap_or(&[]);
+            let payload = postgres_changes(
+                &ids,
+                &ChangeView {
+                    schema: &change.schema,
+                    table: &change.table,
+                    op: &change.op,
+                    id: change.id,
+                    at: &change.ts,
+                    record: if change.op == "DELETE" { None } else { record },
+                    columns,
+                },
+            );
+            let mut frame = Frame::new(&channel.topic, "postgres_changes", payload);
+            frame.join_ref = channel.join_ref.clone();
+            channel.deliver(frame);
+        }
+        Ok(())
+    }
+
+    /// The rows of the batch's inserts and updates, one query per table.
+    async fn current_records(
+        &self,
+        changes: &[Change],
+        catalog: &Catalog,
+    ) -> Result<HashMap<(String, Uuid), Value>, String> {
+        let mut by_table: BTreeMap<(&str, &str), Vec<Uuid>> = BTreeMap::new();
+        for change in changes.iter().filter(|c| c.op != "DELETE") {
+            // Only published tables reach a query; a forged notification names nothing else.
+            if catalog.columns(&change.schema, &change.table).is_some() {
+                by_table
+                    .entry((&change.schema, &change.table))
+                    .or_default()
+                    .push(change.id);
+            }
+        }
+        let mut records = HashMap::new();
+        for ((schema, table), ids) in by_table {
+            let rows = store::current_rows(&self.config.pool, schema, table, &ids)
+                .await
+                .map_err(|err| format!("cannot read {schema}.{table}: {err}"))?;
+            records.extend(
+                rows.into_iter()
+                    .map(|(id, row)| ((table.to_owned(), id), row)),
+            );
+        }
+        Ok(records)
+    }
+}
+
+/// The LISTEN loop of a hub; ends when the hub is gone.
+async fn listen(hub: Weak<Hub>, mut listener: ChangeListener) {
+    loop {
+        match listener.next_batch(BATCH).await {
+            Ok(batch) => {
+                let Some(hub) = hub.upgrade() else { return };
+                if let Err(err) = hub.fan_out(&batch).await {
+                    tracing::error!(%err, changes = batch.len(), "realtime fan-out failed");
+                }
+            }
+            Err(err) => {
+                if hub.upgrade().is_none() {
+                    return;
+                }
+                tracing::warn!(%err, "realtime listener lost its connection; reconnecting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
