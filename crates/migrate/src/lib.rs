@@ -11,6 +11,7 @@
 pub mod batch;
 pub mod clean;
 pub mod copy;
+pub mod cutover;
 pub mod generate;
 pub mod ids;
 pub mod ledger;

@@ -31,12 +31,19 @@ pub enum Step {
 }
 
 /// Steps of one level depend only on earlier levels, so they run in parallel.
+/// The legacy audit trail depends on nothing and notifications only on users and chamas, so
+/// the two largest tables start as early as they can.
 pub const LEVELS: &[&[Step]] = &[
-    &[Step::Users],
+    &[Step::Users, Step::Audit],
     &[Step::Chamas],
-    &[Step::Members, Step::Meetings, Step::Devices],
+    &[
+        Step::Members,
+        Step::Meetings,
+        Step::Devices,
+        Step::Notifications,
+    ],
     &[Step::Ledger],
-    &[Step::Disbursements, Step::Notifications, Step::Audit],
+    &[Step::Disbursements],
 ];
 
 impl Step {

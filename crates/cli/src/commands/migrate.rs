@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use pesachama_migrate::{copy, generate, plan, report, source, state, verify};
+use pesachama_migrate::{copy, cutover, generate, plan, report, source, state, sync, verify};
 
 use crate::cli::Global;
 use crate::output;
@@ -79,6 +79,38 @@ pub enum MigrateCommand {
         /// Folder for verify.md and verify.json.
         #[arg(long, default_value = "migration-report")]
         report_dir: PathBuf,
+    },
+    /// Keep the target current while both systems run: apply legacy changes, report the lag.
+    Sync {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Install the change capture on legacy (run before `copy`), then sync.
+        #[arg(long)]
+        install: bool,
+        /// Keep syncing until interrupted, a cycle every --interval seconds.
+        #[arg(long)]
+        follow: bool,
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Freeze legacy (revoke CONNECT, terminate sessions), drain, verify, set sequences, start capture for rollback.
+    Cutover {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Replay every write made on the target since the cut-over into legacy, then reopen legacy.
+    Rollback {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
     /// Where a copy has got to: steps, batches, rows, quarantine.
     Status {
@@ -244,6 +276,109 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
             } else {
                 ExitCode::from(1)
             })
+        }
+        MigrateCommand::Sync {
+            endpoints,
+            install,
+            follow,
+            interval,
+            yes,
+        } => {
+            let from = need(
+                endpoints.from.as_ref(),
+                "legacy (--from or LEGACY_DATABASE_URL)",
+            )?;
+            let to = target(endpoints.to.as_ref(), global)?;
+            confirm(
+                &format!(
+                    "sync: will {}apply the changes captured on {} to {}",
+                    if *install {
+                        "install change capture (schema pesachama_sync, triggers) on legacy, then "
+                    } else {
+                        ""
+                    },
+                    source::redact(&from),
+                    source::redact(&to)
+                ),
+                *yes,
+            )?;
+            let mut src = source::connect(&from, "legacy").await?;
+            if *install {
+                sync::install_capture(&mut src).await?;
+                output::line("change capture installed on legacy");
+            }
+            let mut dst = source::connect(&to, "target").await?;
+            loop {
+                let cycle = sync::cycle(&mut src, &mut dst).await?;
+                output::line(&format!(
+                    "applied {} changes; {} pending; lag {:.1} s",
+                    cycle.applied, cycle.pending, cycle.lag_seconds
+                ));
+                for note in &cycle.deletes_for_review {
+                    output::line(note);
+                }
+                if !*follow {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs_f64(interval.max(0.1))) => {}
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Cutover { endpoints, yes } => {
+            let from = need(
+                endpoints.from.as_ref(),
+                "legacy (--from or LEGACY_DATABASE_URL)",
+            )?;
+            let to = target(endpoints.to.as_ref(), global)?;
+            confirm(
+                &format!(
+                    "cutover: will revoke CONNECT on {} from every non-superuser role, terminate its sessions, make it read-only, drain and verify into {}, and start capturing target changes for a rollback",
+                    source::redact(&from),
+                    source::redact(&to)
+                ),
+                *yes,
+            )?;
+            let done = cutover::cutover(&from, &to, endpoints.batch_size).await?;
+            output::line(&format!(
+                "legacy frozen (CONNECT revoked from {:?}, {} sessions ended); {} changes drained; {} rows verified, 0 differences.\n\n\
+                 Switch now:\n  1. point every server at the target: DATABASE_URL={} pesachama serve (or your Supabase project)\n  \
+                 2. point the mobile app at the target's Supabase URL and anon key\n  \
+                 3. point the M-Pesa callback, USSD and SMS webhooks at the new server\n  \
+                 4. keep legacy frozen; if anything is wrong: pesachama migrate rollback (replays every target write into legacy, then reopens it)",
+                done.frozen_roles,
+                done.sessions_terminated,
+                done.drained_changes,
+                done.rows_verified,
+                source::redact(&to)
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Rollback { endpoints, yes } => {
+            let from = need(
+                endpoints.from.as_ref(),
+                "legacy (--from or LEGACY_DATABASE_URL)",
+            )?;
+            let to = target(endpoints.to.as_ref(), global)?;
+            confirm(
+                &format!(
+                    "rollback: will replay every change made on {} since the cut-over into {} and reopen it",
+                    source::redact(&to),
+                    source::redact(&from)
+                ),
+                *yes,
+            )?;
+            let back = cutover::rollback(&from, &to).await?;
+            output::line(&format!(
+                "replayed {} target changes into legacy; legacy reopened",
+                back.replayed
+            ));
+            for note in &back.not_replayed {
+                output::line(note);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         MigrateCommand::Status { to, json } => {
             let to = target(to.as_ref(), global)?;
