@@ -8,6 +8,7 @@ pub mod migrations;
 pub mod outbox;
 pub mod pins;
 pub mod rls;
+pub mod ussd;
 
 pub use db::{connect, ensure_database, seed_demo};
 pub use sqlx::PgPool;

@@ -40,6 +40,12 @@ pub fn latest(previous: Option<&str>, text: &str) -> Hop {
     Hop::Input(input.trim().to_owned())
 }
 
+/// The input when the previous text is not known (a gateway that rewrote its history): the
+/// part after the last `*`.
+pub fn last(text: &str) -> Hop {
+    Hop::Input(text.rsplit('*').next().unwrap_or("").trim().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +62,6 @@ mod tests {
         // History rewritten: the part after the last star.
         assert_eq!(latest(Some("1*2"), "9*7"), Hop::Input("7".into()));
         assert_eq!(latest(Some("12"), "123"), Hop::Input("123".into()));
+        assert_eq!(last("1*2* 34 "), Hop::Input("34".into()));
     }
 }
