@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             Command::Check(args) => commands::check::run(&cli.global, args).await,
             Command::Keys(args) => commands::keys::run(&cli.global, args),
             Command::Admin(args) => commands::admin::run(&cli.global, args).await,
+            Command::Simulate(args) => commands::simulate::run(&cli.global, args).await,
         }
     });
     match result {

@@ -3,3 +3,4 @@ pub mod check;
 pub mod db;
 pub mod keys;
 pub mod serve;
+pub mod simulate;
