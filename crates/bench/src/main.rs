@@ -7,6 +7,7 @@
 
 mod auth;
 mod contributions;
+mod ussd;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,9 @@ enum Bench {
     /// Contributions per second through the API against pgbench's TPC-B rate on the same
     /// server, and read latency at half that load.
     Contributions,
+    /// USSD hops per second and p50/p99 latency per hop at 500 concurrent sessions, against
+    /// `GET /health` at the same concurrency.
+    Ussd,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +43,6 @@ fn main() -> anyhow::Result<()> {
     match cli.bench {
         Bench::Auth => runtime.block_on(auth::run(phase)),
         Bench::Contributions => runtime.block_on(contributions::run(phase)),
+        Bench::Ussd => runtime.block_on(ussd::run(phase)),
     }
 }
