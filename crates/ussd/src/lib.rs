@@ -10,7 +10,10 @@ pub mod gsm;
 pub mod input;
 pub mod machine;
 pub mod model;
+mod navigation;
+mod parse;
 pub mod render;
+mod resume;
 pub mod state;
 pub mod text;
 

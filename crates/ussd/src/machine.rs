@@ -1,21 +1,21 @@
 //! The menus' transitions. [`step`] takes the state, the latest input and this hop's facts and
 //! answers the next state with either a screen or an action for the handler to perform;
-//! [`resume`] takes what came of that action and answers the screen. Both are pure functions:
-//! the handler owns the database, the clock and the PIN hashes.
+//! [`resume`] (in `resume.rs`) takes what came of that action and answers the screen. Both
+//! are pure functions: the handler owns the database, the clock and the PIN hashes.
 
-use pesachama_domain::{Currency, Money, Pin};
+use pesachama_domain::Pin;
 
 use crate::gsm;
 use crate::input::MAX_INPUT;
-use crate::model::{Action, Decision, Facts, Language, Outcome, PinRefusal, Refusal};
+use crate::model::{Action, Facts, Language};
+use crate::navigation::back;
+use crate::parse::{amount, choice, full_name, in_range, money};
 use crate::render::{self, CHAMAS_PER_PAGE, LINES_PER_PAGE, PENDING_PER_PAGE, Screen, pages};
 use crate::state::{Purpose, State};
-use crate::text::{kes, phrases};
+use crate::text::phrases;
 
-/// The smallest contribution or withdrawal: KES 10.
-pub const MIN_AMOUNT: i64 = 1_000;
-/// M-Pesa's largest single transaction: KES 250,000.
-pub const MAX_AMOUNT: i64 = 25_000_000;
+pub use crate::parse::{MAX_AMOUNT, MIN_AMOUNT};
+pub use crate::resume::{expired, failure, not_kenyan, resume};
 
 /// What to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct Step {
     pub reply: Reply,
 }
 
-fn show(state: State, language: Language, facts: &Facts, notice: Option<&str>) -> Step {
+pub(crate) fn show(state: State, language: Language, facts: &Facts, notice: Option<&str>) -> Step {
     let screen = render::state(&state, language, facts, notice);
     let state = if screen.end { State::Ended } else { state };
     Step {
@@ -42,7 +42,7 @@ fn show(state: State, language: Language, facts: &Facts, notice: Option<&str>) -
     }
 }
 
-fn end(language: Language, text: String) -> Step {
+pub(crate) fn end(language: Language, text: String) -> Step {
     Step {
         state: State::Ended,
         language,
@@ -69,151 +69,6 @@ fn home_of(facts: &Facts) -> State {
 /// The first screen of a session.
 pub fn start(language: Language, facts: &Facts) -> Step {
     show(home_of(facts), language, facts, None)
-}
-
-/// Where `0` leads from each state.
-fn back(state: &State) -> Option<State> {
-    Some(match state {
-        State::Welcome | State::Home | State::Ended => return None,
-        State::RegisterName => State::Welcome,
-        State::RegisterPin { .. } => State::RegisterName,
-        State::RegisterConfirm {
-            first_name,
-            last_name,
-        } => State::RegisterPin {
-            first_name: first_name.clone(),
-            last_name: last_name.clone(),
-        },
-        State::Chamas { purpose, page } => match page.checked_sub(1) {
-            Some(page) => State::Chamas {
-                purpose: *purpose,
-                page,
-            },
-            None => State::Home,
-        },
-        State::Balance { .. } => State::Chamas {
-            purpose: Purpose::Balances,
-            page: 0,
-        },
-        State::ContributeAmount { .. } => State::Chamas {
-            purpose: Purpose::Contribute,
-            page: 0,
-        },
-        State::ContributeOther { chama } | State::ContributePin { chama, .. } => {
-            State::ContributeAmount { chama: *chama }
-        }
-        State::StatementPin { .. } => State::Chamas {
-            purpose: Purpose::Statement,
-            page: 0,
-        },
-        State::Statement {
-            chama,
-            lines,
-            balance,
-            page,
-        } => match page.checked_sub(1) {
-            Some(page) => State::Statement {
-                chama: *chama,
-                lines: lines.clone(),
-                balance: *balance,
-                page,
-            },
-            None => State::Chamas {
-                purpose: Purpose::Statement,
-                page: 0,
-            },
-        },
-        State::WithdrawAmount { .. } => State::Chamas {
-            purpose: Purpose::Withdraw,
-            page: 0,
-        },
-        State::WithdrawReason { chama, .. } => State::WithdrawAmount { chama: *chama },
-        State::WithdrawPin { chama, amount, .. } => State::WithdrawReason {
-            chama: *chama,
-            amount: *amount,
-        },
-        State::Approvals { items, page } => match page.checked_sub(1) {
-            Some(page) => State::Approvals {
-                items: items.clone(),
-                page,
-            },
-            None => State::Home,
-        },
-        State::Approval { items, page, .. } => State::Approvals {
-            items: items.clone(),
-            page: *page,
-        },
-        State::ApprovalPin {
-            items, page, index, ..
-        } => State::Approval {
-            items: items.clone(),
-            page: *page,
-            index: *index,
-        },
-        State::Meeting { .. } => State::Chamas {
-            purpose: Purpose::Meeting,
-            page: 0,
-        },
-        State::ChangePinCurrent
-        | State::ChangePinNew
-        | State::ChangePinConfirm
-        | State::Language => State::Home,
-    })
-}
-
-/// A menu choice: `1`..`count`.
-fn choice(input: &str, count: usize) -> Option<usize> {
-    if input.is_empty() || input.len() > 2 || !input.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: usize = input.parse().ok()?;
-    (1..=count).contains(&n).then_some(n)
-}
-
-/// An amount in whole shillings, within M-Pesa's range; the error is the notice to show.
-fn amount(input: &str, language: Language) -> Result<i64, &'static str> {
-    let p = phrases(language);
-    let digits: String = input.chars().filter(|c| *c != ',').collect();
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(p.digits_only);
-    }
-    let money = Money::parse_major(&digits, Currency::Kes).map_err(|err| match err {
-        pesachama_domain::money::InvalidAmount::TooLarge => p.amount_high,
-        pesachama_domain::money::InvalidAmount::NotPositive => p.amount_low,
-        _ => p.digits_only,
-    })?;
-    in_range(money.minor(), language)
-}
-
-fn in_range(cents: i64, language: Language) -> Result<i64, &'static str> {
-    let p = phrases(language);
-    if cents < MIN_AMOUNT {
-        Err(p.amount_low)
-    } else if cents > MAX_AMOUNT {
-        Err(p.amount_high)
-    } else {
-        Ok(cents)
-    }
-}
-
-/// A full name: 2 to 40 letters, spaces, apostrophes, dashes, dots; split at the first space.
-fn full_name(input: &str) -> Option<(String, Option<String>)> {
-    let name = input.split_whitespace().collect::<Vec<_>>().join(" ");
-    let letters = name.chars().filter(|c| c.is_alphabetic()).count();
-    let allowed = name
-        .chars()
-        .all(|c| (c.is_alphabetic() && gsm::is_basic(c)) || " '-.".contains(c));
-    if !allowed || letters < 2 || name.chars().count() > 40 {
-        return None;
-    }
-    match name.split_once(' ') {
-        Some((first, last)) => Some((first.to_owned(), Some(last.to_owned()))),
-        None => Some((name, None)),
-    }
-}
-
-fn money(cents: i64) -> Option<Money> {
-    Money::from_minor(cents, Currency::Kes).ok()
 }
 
 /// The next step from `state` given the latest input.
@@ -586,144 +441,4 @@ pub fn step(state: &State, language: Language, input: &str, facts: &Facts) -> St
         },
         State::Balance { .. } | State::Meeting { .. } | State::Ended => invalid(state.clone()),
     }
-}
-
-/// The step after the handler performed the action `state` asked for.
-pub fn resume(state: &State, language: Language, outcome: Outcome, facts: &Facts) -> Step {
-    let p = phrases(language);
-    match (state, outcome) {
-        (_, Outcome::Pin(PinRefusal::Wrong { remaining })) => {
-            let notice = p.wrong_pin.replace("{n}", &remaining.to_string());
-            show(state.clone(), language, facts, Some(&notice))
-        }
-        (_, Outcome::Pin(PinRefusal::Locked { minutes })) => end(
-            language,
-            p.pin_locked.replace("{n}", &minutes.max(1).to_string()),
-        ),
-        (_, Outcome::Pin(PinRefusal::NotSet)) => end(language, p.pin_not_set.to_owned()),
-        (
-            State::RegisterPin {
-                first_name,
-                last_name,
-            },
-            Outcome::PinHeld,
-        ) => show(
-            State::RegisterConfirm {
-                first_name: first_name.clone(),
-                last_name: last_name.clone(),
-            },
-            language,
-            facts,
-            None,
-        ),
-        (State::ChangePinNew, Outcome::PinHeld) => {
-            show(State::ChangePinConfirm, language, facts, None)
-        }
-        (
-            State::RegisterConfirm {
-                first_name,
-                last_name,
-            },
-            Outcome::PinMismatch,
-        ) => show(
-            State::RegisterPin {
-                first_name: first_name.clone(),
-                last_name: last_name.clone(),
-            },
-            language,
-            facts,
-            Some(p.pin_mismatch),
-        ),
-        (State::ChangePinConfirm, Outcome::PinMismatch) => {
-            show(State::ChangePinNew, language, facts, Some(p.pin_mismatch))
-        }
-        (State::RegisterConfirm { first_name, .. }, Outcome::Registered) => Step {
-            state: State::Home,
-            language,
-            reply: Reply::Show(render::home(language, first_name, Some(p.registered))),
-        },
-        (State::ChangePinCurrent, Outcome::PinVerified) => {
-            show(State::ChangePinNew, language, facts, None)
-        }
-        (State::ChangePinConfirm, Outcome::PinChanged) => end(language, p.pin_changed.to_owned()),
-        (State::Language, Outcome::LanguageSet(chosen)) => {
-            let name = facts
-                .member
-                .as_ref()
-                .map(|m| m.first_name.as_str())
-                .unwrap_or("");
-            let notice = phrases(chosen).language_set;
-            Step {
-                state: State::Home,
-                language: chosen,
-                reply: Reply::Show(render::home(chosen, name, Some(notice))),
-            }
-        }
-        (State::ContributePin { amount, .. }, Outcome::ContributionQueued) => {
-            end(language, p.stk_sent.replace("{amount}", &kes(*amount)))
-        }
-        (State::StatementPin { chama }, Outcome::Statement { lines, balance }) => show(
-            State::Statement {
-                chama: *chama,
-                lines,
-                balance,
-                page: 0,
-            },
-            language,
-            facts,
-            None,
-        ),
-        (State::WithdrawPin { .. }, Outcome::WithdrawalRequested { required }) => end(
-            language,
-            p.withdraw_sent.replace("{n}", &required.to_string()),
-        ),
-        (State::Home, Outcome::Pending(items)) => {
-            show(State::Approvals { items, page: 0 }, language, facts, None)
-        }
-        (State::ApprovalPin { .. }, Outcome::Decided(decision)) => end(
-            language,
-            match decision {
-                Decision::Counted {
-                    approvals,
-                    required,
-                } => p
-                    .counted
-                    .replace("{a}", &approvals.to_string())
-                    .replace("{k}", &required.to_string()),
-                Decision::Approved => p.approved.to_owned(),
-                Decision::Unfunded => p.unfunded.to_owned(),
-                Decision::Rejected => p.rejected.to_owned(),
-            },
-        ),
-        (State::Chamas { .. }, Outcome::Meeting { chama, meeting }) => {
-            show(State::Meeting { chama, meeting }, language, facts, None)
-        }
-        (_, Outcome::Refused(refusal)) => end(
-            language,
-            match refusal {
-                Refusal::Rule => p.refused_rule,
-                Refusal::Gone => p.refused_gone,
-                Refusal::AlreadyDecided => p.refused_decided,
-                Refusal::NotAllowed => p.refused_not_allowed,
-            }
-            .to_owned(),
-        ),
-        // An outcome that does not belong to the state: a bug in the handler; close politely.
-        _ => end(language, p.failure.to_owned()),
-    }
-}
-
-/// The polite END for any internal failure, in the member's language.
-pub fn failure(language: Language) -> Screen {
-    Screen::end(phrases(language).failure)
-}
-
-/// The END for a hop on a session past the telco's 180 seconds.
-pub fn expired(language: Language) -> Screen {
-    Screen::end(phrases(language).expired)
-}
-
-/// The END for a number that is not a Kenyan mobile number.
-pub fn not_kenyan() -> Screen {
-    Screen::end(phrases(Language::En).not_kenyan)
 }
