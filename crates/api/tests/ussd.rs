@@ -657,6 +657,27 @@ async fn bad_requests_get_a_screen_never_an_http_error() {
             .await
             .starts_with("CON Invalid choice.")
     );
+    // An empty input (send pressed on nothing) and a letter where a digit is expected.
+    assert!(
+        gw.hop("ATUid_empty", CHEBET.1, "")
+            .await
+            .starts_with("CON Welcome")
+    );
+    assert!(
+        gw.hop("ATUid_empty", CHEBET.1, "1")
+            .await
+            .starts_with("CON Choose a chama:")
+    );
+    assert!(
+        gw.hop("ATUid_empty", CHEBET.1, "1*")
+            .await
+            .starts_with("CON Invalid choice.\n1. Eldoret")
+    );
+    assert!(
+        gw.hop("ATUid_empty", CHEBET.1, "1**x")
+            .await
+            .starts_with("CON Invalid choice.\n1. Eldoret")
+    );
     // A session id used by another number is refused.
     assert_eq!(gw.hop("ATUid_long", WANJIKU.1, "1").await, polite);
     assert_eq!(
