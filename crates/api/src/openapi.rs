@@ -10,7 +10,7 @@ use crate::AppState;
 use crate::error::ErrorBody;
 use crate::routes::{
     admin, chamas, disbursements, health, invitations, meetings, membership, notifications, pins,
-    statements, transactions, users,
+    statements, transactions, users, ussd,
 };
 
 #[derive(OpenApi)]
@@ -28,7 +28,8 @@ use crate::routes::{
         (name = "admin", description = "Platform administration (platform_role admin in app_metadata)"),
         (name = "meetings", description = "Meetings, attendance, minutes and video tokens (Agora)"),
         (name = "notifications", description = "In-app notifications and push devices"),
-        (name = "auth", description = "PINs for USSD; sign-up and sign-in are under /auth/v1 (GoTrue)")
+        (name = "auth", description = "PINs for USSD; sign-up and sign-in are under /auth/v1 (GoTrue)"),
+        (name = "ussd", description = "Africa's Talking USSD callback: CON/END screens for feature phones")
     ),
     modifiers(&BearerAuth)
 )]
@@ -37,6 +38,7 @@ struct ApiDoc;
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::health))
+        .routes(routes!(ussd::ussd))
         .routes(routes!(health::ready))
         .routes(routes!(users::get_user))
         .routes(routes!(users::update_me))

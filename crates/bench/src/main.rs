@@ -8,6 +8,7 @@
 mod auth;
 mod contributions;
 mod realtime;
+mod ussd;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,9 @@ enum Bench {
         #[arg(long, value_delimiter = ',', default_values_t = [1000, 5000])]
         subscribers: Vec<usize>,
     },
+    /// USSD hops per second and p50/p99 latency per hop at 500 concurrent sessions, against
+    /// `GET /health` at the same concurrency.
+    Ussd,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Bench::Auth => runtime.block_on(auth::run(phase)),
         Bench::Contributions => runtime.block_on(contributions::run(phase)),
         Bench::Realtime { subscribers } => runtime.block_on(realtime::run(phase, &subscribers)),
+        Bench::Ussd => runtime.block_on(ussd::run(phase)),
     }
 }

@@ -90,6 +90,39 @@ pub enum Command {
     /// The migration toolkit: legacy PesaChama v1 to this schema (plan, copy, verify, status).
     #[command(subcommand_required = true)]
     Migrate(crate::commands::migrate::MigrateArgs),
+    /// Simulators of the outside world, for walking the system without a phone.
+    #[command(subcommand_required = true)]
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(subcommand)]
+    pub command: SimulateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimulateCommand {
+    /// An interactive USSD session, as Africa's Talking would run it: each line you type is one
+    /// input, sent with the session's whole `*`-joined text to POST /ussd.
+    Ussd(UssdSimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UssdSimArgs {
+    /// The phone dialling (any Kenyan spelling: 07..., +2547...).
+    #[arg(long)]
+    pub phone: String,
+    /// A running server (http://127.0.0.1:3000); without it, the app runs in this process on
+    /// the configured database (embedded by default).
+    #[arg(long, value_parser = parse_http_url)]
+    pub url: Option<String>,
+    /// The service code dialled.
+    #[arg(long, default_value = "*384*21#")]
+    pub service_code: String,
+    /// In-process only: load the demo data first (idempotent).
+    #[arg(long)]
+    pub demo: bool,
 }
 
 #[derive(Debug, Args)]

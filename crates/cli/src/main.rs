@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             Command::Worker(args) => commands::worker::run(&cli.global, args).await,
             Command::Admin(args) => commands::admin::run(&cli.global, args).await,
             Command::Migrate(args) => commands::migrate::run(&cli.global, args).await,
+            Command::Simulate(args) => commands::simulate::run(&cli.global, args).await,
         }
     });
     match result {

@@ -11,6 +11,7 @@ pub mod pins;
 pub mod realtime;
 pub mod rls;
 pub mod storage;
+pub mod ussd;
 
 pub use db::{connect, ensure_database, seed_demo};
 pub use sqlx::PgPool;

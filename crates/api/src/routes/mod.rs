@@ -13,6 +13,7 @@ pub mod pins;
 pub mod statements;
 pub mod transactions;
 pub mod users;
+pub mod ussd;
 
 use axum::body::Bytes;
 use sqlx::{Postgres, Transaction};

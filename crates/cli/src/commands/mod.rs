@@ -5,4 +5,5 @@ pub mod delivery;
 pub mod keys;
 pub mod migrate;
 pub mod serve;
+pub mod simulate;
 pub mod worker;
