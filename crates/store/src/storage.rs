@@ -288,3 +288,76 @@ pub async fn list_objects(
         .fetch_all(executor)
         .await?)
 }
+
+/// The objects a meeting links to, as far as the executor's role may see them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MeetingObjects {
+    pub meeting_id: Uuid,
+    pub chama_id: Uuid,
+    pub minutes_id: Option<Uuid>,
+    pub minutes_name: Option<String>,
+    pub recording_id: Option<Uuid>,
+    pub recording_name: Option<String>,
+}
+
+/// `None` when the meeting is missing or hidden by RLS.
+pub async fn meeting_objects(
+    executor: impl PgExecutor<'_>,
+    meeting_id: Uuid,
+) -> Result<Option<MeetingObjects>, StoreError> {
+    Ok(sqlx::query_as(
+        "select m.id as meeting_id, m.chama_id,
+                mo.id as minutes_id, mo.name as minutes_name,
+                ro.id as recording_id, ro.name as recording_name
+           from public.meetings m
+           left join storage.objects mo on mo.id = m.minutes_object_id
+           left join storage.objects ro on ro.id = m.recording_object_id
+          where m.id = $1",
+    )
+    .bind(meeting_id)
+    .fetch_optional(executor)
+    .await?)
+}
+
+/// A change of one link: leave it, clear it, or point it at an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Keep,
+    Clear,
+    To(Uuid),
+}
+
+impl Link {
+    fn parts(self) -> (bool, Option<Uuid>) {
+        match self {
+            Self::Keep => (false, None),
+            Self::Clear => (true, None),
+            Self::To(id) => (true, Some(id)),
+        }
+    }
+}
+
+/// Sets the meeting's links (the UPDATE policy: officials). `false` when no row was updated.
+pub async fn link_meeting_objects(
+    executor: impl PgExecutor<'_>,
+    meeting_id: Uuid,
+    minutes: Link,
+    recording: Link,
+) -> Result<bool, StoreError> {
+    let (set_minutes, minutes) = minutes.parts();
+    let (set_recording, recording) = recording.parts();
+    let updated = sqlx::query(
+        "update public.meetings set
+            minutes_object_id = case when $2 then $3 else minutes_object_id end,
+            recording_object_id = case when $4 then $5 else recording_object_id end
+          where id = $1",
+    )
+    .bind(meeting_id)
+    .bind(set_minutes)
+    .bind(minutes)
+    .bind(set_recording)
+    .bind(recording)
+    .execute(executor)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
