@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -76,9 +76,8 @@ pub struct NewObject<'a> {
 }
 
 /// A written row and, for a replaced object, the version it had before.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Written {
-    #[sqlx(flatten)]
     pub row: ObjectRow,
     pub previous_version: Option<String>,
 }
@@ -86,10 +85,31 @@ pub struct Written {
 /// Inserts the row (a duplicate name is a [`StoreError::Conflict`]); with `upsert`, replaces
 /// the existing row's version and metadata instead, keeping its id.
 pub async fn write_object(
-    executor: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     object: &NewObject<'_>,
     upsert: bool,
 ) -> Result<Written, StoreError> {
+    // For an upsert, writers of one name take turns (a transaction-level advisory lock, also
+    // when the row does not exist yet): a concurrent upsert waits, then reads the version the
+    // first one committed, so the bytes it replaces are the ones it removes. Rows RLS hides
+    // are not returned; the upsert below then fails on them.
+    let previous_version = if upsert {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
+            .bind(object.bucket_id)
+            .bind(object.name)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query_scalar::<_, Option<String>>(
+            "select version from storage.objects where bucket_id = $1 and name = $2",
+        )
+        .bind(object.bucket_id)
+        .bind(object.name)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten()
+    } else {
+        None
+    };
     let on_conflict = if upsert {
         "on conflict (bucket_id, name) do update set
            version = excluded.version, metadata = excluded.metadata,
@@ -98,18 +118,13 @@ pub async fn write_object(
     } else {
         ""
     };
-    // The CTE reads the row before the statement, so the old version is known even though
-    // RETURNING only shows the new one.
     let sql = format!(
-        "with previous as (
-           select version from storage.objects where bucket_id = $2 and name = $3
-         )
-         insert into storage.objects (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
+        "insert into storage.objects (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
          values ($1, $2, $3, $4, $4::text, $5, $6, $7)
          {on_conflict}
-         returning {OBJECT_COLUMNS}, (select version from previous) as previous_version"
+         returning {OBJECT_COLUMNS}"
     );
-    Ok(sqlx::query_as(&sql)
+    let row = sqlx::query_as(&sql)
         .bind(object.id)
         .bind(object.bucket_id)
         .bind(object.name)
@@ -117,8 +132,12 @@ pub async fn write_object(
         .bind(&object.version)
         .bind(&object.metadata)
         .bind(&object.user_metadata)
-        .fetch_one(executor)
-        .await?)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Written {
+        row,
+        previous_version,
+    })
 }
 
 /// The row if the executor's role may SELECT it.
