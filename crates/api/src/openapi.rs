@@ -9,8 +9,8 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ErrorBody;
 use crate::routes::{
-    admin, chamas, disbursements, health, invitations, meetings, membership, notifications, pins,
-    statements, transactions, users, ussd,
+    admin, chamas, disbursements, health, invitations, meeting_files, meetings, membership,
+    notifications, pins, statements, transactions, users, ussd,
 };
 
 #[derive(OpenApi)]
@@ -76,6 +76,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(meetings::cancel))
         .routes(routes!(meetings::attendance))
         .routes(routes!(meetings::video_token))
+        .routes(routes!(meeting_files::files, meeting_files::link))
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::unread_count))
         .routes(routes!(notifications::mark_read))

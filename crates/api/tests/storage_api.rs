@@ -789,3 +789,36 @@ async fn without_a_configured_store_storage_answers_503() {
     .await;
     assert_eq!(status, 503, "{body}");
 }
+
+#[tokio::test]
+async fn concurrent_upserts_leave_one_object_and_no_stray_bytes() {
+    let (app, dir) = demo().await;
+    let chebet = app.demo_token(CHEBET).await;
+    let name = format!("{CHEBET_ID}/me.png");
+    let bodies: Vec<Vec<u8>> = (0..6)
+        .map(|i| format!("version {i}").into_bytes())
+        .collect();
+    let uploads = bodies.iter().map(|body| {
+        upload(
+            &app,
+            Some(&chebet),
+            "avatars",
+            &name,
+            "image/png",
+            body.clone(),
+            true,
+        )
+    });
+    for (status, body) in futures_util::future::join_all(uploads).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, stored) = download(&app, None, &format!("/object/public/avatars/{name}")).await;
+    assert_eq!(status, 200);
+    assert!(bodies.contains(&stored));
+    assert_eq!(object_rows(&app).await, 1);
+    assert_eq!(
+        files_under(dir.path()),
+        1,
+        "every replaced version's bytes are removed"
+    );
+}

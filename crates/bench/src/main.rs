@@ -8,6 +8,7 @@
 mod auth;
 mod contributions;
 mod realtime;
+mod storage;
 mod ussd;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,9 @@ enum Bench {
     /// USSD hops per second and p50/p99 latency per hop at 500 concurrent sessions, against
     /// `GET /health` at the same concurrency.
     Ussd,
+    /// Upload and download MB/s through `/storage/v1` against raw filesystem writes and
+    /// reads of the same bytes.
+    Storage,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         Bench::Contributions => runtime.block_on(contributions::run(phase)),
         Bench::Realtime { subscribers } => runtime.block_on(realtime::run(phase, &subscribers)),
         Bench::Ussd => runtime.block_on(ussd::run(phase)),
+        Bench::Storage => runtime.block_on(storage::run(phase)),
     }
 }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -76,9 +76,8 @@ pub struct NewObject<'a> {
 }
 
 /// A written row and, for a replaced object, the version it had before.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Written {
-    #[sqlx(flatten)]
     pub row: ObjectRow,
     pub previous_version: Option<String>,
 }
@@ -86,10 +85,31 @@ pub struct Written {
 /// Inserts the row (a duplicate name is a [`StoreError::Conflict`]); with `upsert`, replaces
 /// the existing row's version and metadata instead, keeping its id.
 pub async fn write_object(
-    executor: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     object: &NewObject<'_>,
     upsert: bool,
 ) -> Result<Written, StoreError> {
+    // For an upsert, writers of one name take turns (a transaction-level advisory lock, also
+    // when the row does not exist yet): a concurrent upsert waits, then reads the version the
+    // first one committed, so the bytes it replaces are the ones it removes. Rows RLS hides
+    // are not returned; the upsert below then fails on them.
+    let previous_version = if upsert {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
+            .bind(object.bucket_id)
+            .bind(object.name)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query_scalar::<_, Option<String>>(
+            "select version from storage.objects where bucket_id = $1 and name = $2",
+        )
+        .bind(object.bucket_id)
+        .bind(object.name)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten()
+    } else {
+        None
+    };
     let on_conflict = if upsert {
         "on conflict (bucket_id, name) do update set
            version = excluded.version, metadata = excluded.metadata,
@@ -98,18 +118,13 @@ pub async fn write_object(
     } else {
         ""
     };
-    // The CTE reads the row before the statement, so the old version is known even though
-    // RETURNING only shows the new one.
     let sql = format!(
-        "with previous as (
-           select version from storage.objects where bucket_id = $2 and name = $3
-         )
-         insert into storage.objects (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
+        "insert into storage.objects (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
          values ($1, $2, $3, $4, $4::text, $5, $6, $7)
          {on_conflict}
-         returning {OBJECT_COLUMNS}, (select version from previous) as previous_version"
+         returning {OBJECT_COLUMNS}"
     );
-    Ok(sqlx::query_as(&sql)
+    let row = sqlx::query_as(&sql)
         .bind(object.id)
         .bind(object.bucket_id)
         .bind(object.name)
@@ -117,8 +132,12 @@ pub async fn write_object(
         .bind(&object.version)
         .bind(&object.metadata)
         .bind(&object.user_metadata)
-        .fetch_one(executor)
-        .await?)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Written {
+        row,
+        previous_version,
+    })
 }
 
 /// The row if the executor's role may SELECT it.
@@ -287,4 +306,77 @@ pub async fn list_objects(
         .bind(query.offset)
         .fetch_all(executor)
         .await?)
+}
+
+/// The objects a meeting links to, as far as the executor's role may see them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MeetingObjects {
+    pub meeting_id: Uuid,
+    pub chama_id: Uuid,
+    pub minutes_id: Option<Uuid>,
+    pub minutes_name: Option<String>,
+    pub recording_id: Option<Uuid>,
+    pub recording_name: Option<String>,
+}
+
+/// `None` when the meeting is missing or hidden by RLS.
+pub async fn meeting_objects(
+    executor: impl PgExecutor<'_>,
+    meeting_id: Uuid,
+) -> Result<Option<MeetingObjects>, StoreError> {
+    Ok(sqlx::query_as(
+        "select m.id as meeting_id, m.chama_id,
+                mo.id as minutes_id, mo.name as minutes_name,
+                ro.id as recording_id, ro.name as recording_name
+           from public.meetings m
+           left join storage.objects mo on mo.id = m.minutes_object_id
+           left join storage.objects ro on ro.id = m.recording_object_id
+          where m.id = $1",
+    )
+    .bind(meeting_id)
+    .fetch_optional(executor)
+    .await?)
+}
+
+/// A change of one link: leave it, clear it, or point it at an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Keep,
+    Clear,
+    To(Uuid),
+}
+
+impl Link {
+    fn parts(self) -> (bool, Option<Uuid>) {
+        match self {
+            Self::Keep => (false, None),
+            Self::Clear => (true, None),
+            Self::To(id) => (true, Some(id)),
+        }
+    }
+}
+
+/// Sets the meeting's links (the UPDATE policy: officials). `false` when no row was updated.
+pub async fn link_meeting_objects(
+    executor: impl PgExecutor<'_>,
+    meeting_id: Uuid,
+    minutes: Link,
+    recording: Link,
+) -> Result<bool, StoreError> {
+    let (set_minutes, minutes) = minutes.parts();
+    let (set_recording, recording) = recording.parts();
+    let updated = sqlx::query(
+        "update public.meetings set
+            minutes_object_id = case when $2 then $3 else minutes_object_id end,
+            recording_object_id = case when $4 then $5 else recording_object_id end
+          where id = $1",
+    )
+    .bind(meeting_id)
+    .bind(set_minutes)
+    .bind(minutes)
+    .bind(set_recording)
+    .bind(recording)
+    .execute(executor)
+    .await?;
+    Ok(updated.rows_affected() == 1)
 }

@@ -6,6 +6,7 @@ pub mod chamas;
 pub mod disbursements;
 pub mod health;
 pub mod invitations;
+pub mod meeting_files;
 pub mod meetings;
 pub mod membership;
 pub mod notifications;

@@ -305,7 +305,7 @@ pub(super) async fn copy_object(
     }
     let version = Uuid::new_v4();
     let written = write_object(
-        &mut *tx,
+        &mut tx,
         &NewObject {
             id: Uuid::new_v4(),
             bucket_id: to_bucket.as_str(),

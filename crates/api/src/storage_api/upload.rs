@@ -176,7 +176,7 @@ async fn check_write(
         metadata: json!({}),
         user_metadata: None,
     };
-    write_object(&mut *tx, &probe, upsert).await?;
+    write_object(&mut tx, &probe, upsert).await?;
     tx.rollback().await?;
     Ok(())
 }
@@ -276,7 +276,7 @@ async fn store(
     });
     let mut tx = caller_tx(state, caller).await?;
     let written = write_object(
-        &mut *tx,
+        &mut tx,
         &NewObject {
             id: Uuid::new_v4(),
             bucket_id: bucket.as_str(),
