@@ -32,11 +32,10 @@ fn user(id: Uuid) -> Value {
 }
 
 async fn next(listener: &mut ChangeListener) -> Change {
-    let batch = tokio::time::timeout(Duration::from_secs(10), listener.next_batch(1))
+    tokio::time::timeout(Duration::from_secs(10), listener.next())
         .await
         .expect("a change is announced")
-        .unwrap();
-    batch.into_iter().next().unwrap()
+        .unwrap()
 }
 
 #[tokio::test]
