@@ -258,8 +258,9 @@ impl Hub {
         // One RLS check per distinct identity, for the whole batch.
         let mut identity_index: HashMap<String, usize> = HashMap::new();
         let mut identities: Vec<Value> = Vec::new();
+        let mut wants: Vec<std::collections::BTreeSet<usize>> = Vec::new();
         let mut channel_identity: Vec<Option<usize>> = Vec::with_capacity(wanted.len());
-        for (channel, _, _) in &wanted {
+        for (channel, change, _) in &wanted {
             let identity = channel.identity();
             if identity.bypasses_rls() {
                 channel_identity.push(None);
@@ -269,8 +270,14 @@ impl Hub {
             let index = *identity_index.entry(identity.rls_key()).or_insert(next);
             if index == next {
                 identities.push(identity.to_check());
+                wants.push(std::collections::BTreeSet::new());
             }
+            wants[index].insert(*change);
             channel_identity.push(Some(index));
+        }
+        // Each identity is checked only against the changes its subscriptions want.
+        for (identity, want) in identities.iter_mut().zip(&wants) {
+            identity["w"] = json!(want);
         }
         let visible: HashSet<(usize, usize)> = if identities.is_empty() {
             HashSet::new()
