@@ -68,14 +68,17 @@ select internal.realtime_publish('public', 'disbursement_requests', 'chama');
 
 -- Which of the changes each identity may see, in one round trip for a whole batch.
 --
--- p_identities: [{"role": "authenticated"|"anon", "claims": {...}}, ...] (service_role never
--- comes here: it bypasses RLS). p_changes: [{"s", "t", "op", "id", "c", "u"}, ...].
--- Answers (identity index, change index) for every visible pair, indexes from 0.
+-- p_identities: [{"role": "authenticated"|"anon", "claims": {...}, "w": [change indexes]}, ...]
+-- (service_role never comes here: it bypasses RLS); `w` lists the changes the identity's
+-- subscriptions want, so an identity is checked only against those. p_changes: [{"s", "t",
+-- "op", "id", "c", "u"}, ...]. Answers (identity index, change index) for every visible pair,
+-- indexes from 0.
 --
 -- For each identity it takes the identity's role and claims transaction-locally, exactly as a
--- request does, and asks the table for the changed keys: RLS answers. A DELETE is checked
--- against its delete scope instead (the row is gone). Everything that needs the owner's rights
--- is done before the first identity; the role is set back to the session user at the end.
+-- request does, and asks each table for the wanted keys by primary key (an index scan: RLS runs
+-- its policy on those rows only). A DELETE is checked against its delete scope instead (the row
+-- is gone). Everything that needs the owner's rights is done before the first identity; the
+-- role is set back to the session user at the end.
 create function internal.realtime_visible(p_identities jsonb, p_changes jsonb)
   returns table (identity_index integer, change_index integer)
   language plpgsql
@@ -85,31 +88,24 @@ declare
   v_identity jsonb;
   v_index integer := 0;
   v_role text;
-  v_queries text[];
-  v_relations text[];
+  v_group record;
   v_owner text := session_user;
   v_current text := '';
+  v_rows jsonb;
   v_deletes jsonb;
 begin
-  -- Everything that reads `internal` is done now, as the owner: request roles cannot.
-  -- One query per published table of the batch, looking the changed keys up by primary key
-  -- (an index scan: RLS then runs its policy on those rows only, never on the whole table).
-  select coalesce(array_agg(format(
-           'select $1, c.i from unnest(%L::uuid[], %L::integer[]) c(id, i)
-             where c.id in (select r.id from %I.%I r where r.id = any(%L::uuid[]))',
-           g.ids, g.idxs, g.s, g.t, g.ids)), '{}'),
-         coalesce(array_agg(format('%I.%I', g.s, g.t)), '{}')
-    into v_queries, v_relations
-    from (select p.schema_name as s, p.table_name as t,
-                 array_agg((c.value ->> 'id')::uuid) as ids,
-                 array_agg((c.ordinality - 1)::integer) as idxs
-            from jsonb_array_elements(p_changes) with ordinality c(value, ordinality)
-            join internal.realtime_publication p
-              on p.schema_name = c.value ->> 's' and p.table_name = c.value ->> 't'
-           where c.value ->> 'op' <> 'DELETE'
-           group by p.schema_name, p.table_name) g;
-  select coalesce(jsonb_agg(jsonb_build_object('i', c.ordinality - 1, 'scope', p.delete_scope,
-                                               'c', c.value -> 'c', 'u', c.value -> 'u')), '[]')
+  -- The batch's published changes by index, read as the owner (request roles cannot read
+  -- `internal`): inserts and updates with their quoted relation, deletes with their scope.
+  select coalesce(jsonb_object_agg((c.ordinality - 1)::text,
+                    jsonb_build_object('r', format('%I.%I', p.schema_name, p.table_name),
+                                       'id', c.value -> 'id')), '{}')
+    into v_rows
+    from jsonb_array_elements(p_changes) with ordinality c(value, ordinality)
+    join internal.realtime_publication p
+      on p.schema_name = c.value ->> 's' and p.table_name = c.value ->> 't'
+   where c.value ->> 'op' <> 'DELETE';
+  select coalesce(jsonb_object_agg((c.ordinality - 1)::text,
+                    jsonb_build_object('scope', p.delete_scope, 'c', c.value -> 'c', 'u', c.value -> 'u')), '{}')
     into v_deletes
     from jsonb_array_elements(p_changes) with ordinality c(value, ordinality)
     join internal.realtime_publication p
@@ -126,18 +122,30 @@ begin
       perform set_config('role', v_role, true);
       v_current := v_role;
     end if;
-    for i in 1 .. coalesce(array_length(v_queries, 1), 0) loop
-      if has_table_privilege(v_role, v_relations[i], 'SELECT') then
-        return query execute v_queries[i] using v_index;
+    for v_group in
+      select v_rows -> w ->> 'r' as rel,
+             array_agg((v_rows -> w ->> 'id')::uuid) as ids,
+             array_agg(w::integer) as idxs
+        from jsonb_array_elements_text(coalesce(v_identity -> 'w', '[]')) w
+       where v_rows ? w
+       group by 1
+    loop
+      if has_table_privilege(v_role, v_group.rel, 'SELECT') then
+        -- rel is a quoted name from the publication, never from a client.
+        return query execute format(
+          'select $1, c.i from unnest($2::uuid[], $3::integer[]) c(id, i)
+            where c.id in (select r.id from %s r where r.id = any($2))', v_group.rel)
+          using v_index, v_group.ids, v_group.idxs;
       end if;
     end loop;
-    if v_role = 'authenticated' and jsonb_array_length(v_deletes) > 0 then
+    if v_role = 'authenticated' and v_deletes <> '{}' then
       return query
-        select v_index, (d ->> 'i')::integer
-          from jsonb_array_elements(v_deletes) d
-         where case d ->> 'scope'
-                 when 'user' then (d ->> 'u')::uuid = (select auth.uid())
-                 else exists (select from public.chamas ch where ch.id = (d ->> 'c')::uuid)
+        select v_index, w::integer
+          from jsonb_array_elements_text(coalesce(v_identity -> 'w', '[]')) w
+         where v_deletes ? w
+           and case v_deletes -> w ->> 'scope'
+                 when 'user' then (v_deletes -> w ->> 'u')::uuid = (select auth.uid())
+                 else exists (select from public.chamas ch where ch.id = (v_deletes -> w ->> 'c')::uuid)
                end;
     end if;
     v_index := v_index + 1;

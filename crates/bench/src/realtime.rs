@@ -33,9 +33,12 @@ pub async fn run(phase: Duration, counts: &[usize]) -> anyhow::Result<()> {
         "baseline LISTEN/NOTIFY, commit to listener: {}",
         baseline.summary()
     );
+    drop(app);
     for &count in counts {
-        let users = make_members(&app, count).await?;
         for filtered in [false, true] {
+            // A fresh server and database per run, so a run never starts behind another's backlog.
+            let app = TestApp::spawn().await;
+            let users = make_members(&app, count).await?;
             let result = deliver(&app, &users, filtered, phase).await?;
             println!(
                 "{count} subscribers, {}: {} ({} of {} deliveries)",

@@ -258,8 +258,9 @@ impl Hub {
         // One RLS check per distinct identity, for the whole batch.
         let mut identity_index: HashMap<String, usize> = HashMap::new();
         let mut identities: Vec<Value> = Vec::new();
+        let mut wants: Vec<std::collections::BTreeSet<usize>> = Vec::new();
         let mut channel_identity: Vec<Option<usize>> = Vec::with_capacity(wanted.len());
-        for (channel, _, _) in &wanted {
+        for (channel, change, _) in &wanted {
             let identity = channel.identity();
             if identity.bypasses_rls() {
                 channel_identity.push(None);
@@ -269,8 +270,14 @@ impl Hub {
             let index = *identity_index.entry(identity.rls_key()).or_insert(next);
             if index == next {
                 identities.push(identity.to_check());
+                wants.push(std::collections::BTreeSet::new());
             }
+            wants[index].insert(*change);
             channel_identity.push(Some(index));
+        }
+        // Each identity is checked only against the changes its subscriptions want.
+        for (identity, want) in identities.iter_mut().zip(&wants) {
+            identity["w"] = json!(want);
         }
         let visible: HashSet<(usize, usize)> = if identities.is_empty() {
             HashSet::new()
@@ -352,22 +359,42 @@ impl Hub {
 }
 
 /// The LISTEN loop of a hub; ends when the hub is gone.
+///
+/// A reader task takes notifications off the connection one by one (never cancelled halfway);
+/// this loop takes everything that has arrived as one batch, so while one batch is being
+/// delivered the next one gathers, and the cost per change falls as the rate rises.
 async fn listen(hub: Weak<Hub>, mut listener: ChangeListener) {
-    loop {
-        match listener.next_batch(BATCH).await {
-            Ok(batch) => {
-                let Some(hub) = hub.upgrade() else { return };
-                if let Err(err) = hub.fan_out(&batch).await {
-                    tracing::error!(%err, changes = batch.len(), "realtime fan-out failed");
+    let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
+    let reader = tokio::spawn(async move {
+        loop {
+            match listener.next().await {
+                Ok(change) => {
+                    if tx.send(change).is_err() {
+                        return;
+                    }
                 }
-            }
-            Err(err) => {
-                if hub.upgrade().is_none() {
-                    return;
+                Err(err) => {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    tracing::warn!(%err, "realtime listener lost its connection; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                tracing::warn!(%err, "realtime listener lost its connection; reconnecting");
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    });
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(_) => break,
+            }
+        }
+        let Some(hub) = hub.upgrade() else { break };
+        if let Err(err) = hub.fan_out(&batch).await {
+            tracing::error!(%err, changes = batch.len(), "realtime fan-out failed");
+        }
     }
+    reader.abort();
 }

@@ -156,34 +156,19 @@ impl ChangeListener {
         Ok(Self { listener })
     }
 
-    /// Waits for the next change, then takes whatever else has already arrived (up to `max`),
-    /// so a burst is handled as one batch. Payloads that do not parse are skipped and logged.
-    ///
-    /// sqlx hands notifications over one read at a time, so the rest of a burst is taken by
-    /// polling the connection once per notification without waiting (a zero timeout polls the
-    /// read once; bytes already read stay in sqlx's buffer if it is not ready).
-    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<Change>, StoreError> {
-        let first = self.listener.recv().await?;
-        let mut batch = Vec::new();
-        push_parsed(&mut batch, first.payload());
-        while batch.len() < max {
-            if let Some(next) = self.listener.next_buffered() {
-                push_parsed(&mut batch, next.payload());
-                continue;
-            }
-            match tokio::time::timeout(Duration::ZERO, self.listener.try_recv()).await {
-                Ok(Ok(Some(next))) => push_parsed(&mut batch, next.payload()),
-                _ => break,
+    /// The next change. Payloads that do not parse are skipped and logged. Cancelling this
+    /// future is not safe (sqlx may be halfway through a message): run it in a task of its own
+    /// and batch on the receiving side of a channel.
+    pub async fn next(&mut self) -> Result<Change, StoreError> {
+        loop {
+            let notification = self.listener.recv().await?;
+            match Change::parse(notification.payload()) {
+                Ok(change) => return Ok(change),
+                Err(err) => {
+                    tracing::warn!(%err, "ignoring a realtime notification that does not parse");
+                }
             }
         }
-        Ok(batch)
-    }
-}
-
-fn push_parsed(batch: &mut Vec<Change>, payload: &str) {
-    match Change::parse(payload) {
-        Ok(change) => batch.push(change),
-        Err(err) => tracing::warn!(%err, "ignoring a realtime notification that does not parse"),
     }
 }
 

@@ -27,16 +27,15 @@ async fn seeded() -> TestDb {
 }
 
 fn user(id: Uuid) -> Value {
-    json!({"role": "authenticated",
+    json!({"role": "authenticated", "w": [0, 1, 2, 3],
            "claims": {"sub": id, "role": "authenticated", "aud": "authenticated", "app_metadata": {}}})
 }
 
 async fn next(listener: &mut ChangeListener) -> Change {
-    let batch = tokio::time::timeout(Duration::from_secs(10), listener.next_batch(1))
+    tokio::time::timeout(Duration::from_secs(10), listener.next())
         .await
         .expect("a change is announced")
-        .unwrap();
-    batch.into_iter().next().unwrap()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -147,7 +146,10 @@ async fn visibility_is_what_rls_lets_each_identity_select() {
     ]);
     let identities = json!([
         user(NAFULA), user(CHEBET), user(AKINYI), user(NJOROGE),
-        {"role": "anon", "claims": {"role": "anon"}},
+        {"role": "anon", "claims": {"role": "anon"}, "w": [0, 1, 2, 3]},
+        // Akinyi again, wanting only the meeting: checked against nothing else.
+        {"role": "authenticated", "w": [1],
+         "claims": {"sub": AKINYI, "role": "authenticated", "aud": "authenticated", "app_metadata": {}}},
     ]);
     let mut pairs = realtime::visible(&db.pool, &identities, &changes)
         .await
@@ -164,6 +166,7 @@ async fn visibility_is_what_rls_lets_each_identity_select() {
             (2, 1), // ... the Kisumu meeting (she is a member there too)
             (2, 2), // ... Umoja's delete
             (3, 1), // Njoroge: only the Kisumu meeting
+            (5, 1), // Akinyi, asking about the meeting only
         ]
     );
     // In a caller's transaction, the check hands the connection back as the server's role.
