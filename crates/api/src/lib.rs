@@ -10,6 +10,7 @@ pub mod gotrue;
 pub mod keys;
 pub mod metrics;
 mod middleware;
+pub mod mpesa_worker;
 pub mod openapi;
 pub mod pins;
 pub mod routes;
@@ -39,6 +40,8 @@ pub struct ServerConfig {
     pub auth: gotrue::AuthSettings,
     /// Agora credentials for video meetings; without them meeting tokens are refused (503).
     pub agora: Option<AgoraConfig>,
+    /// M-Pesa (Daraja client and callback settings); without it callbacks answer 404.
+    pub mpesa: Option<Arc<mpesa_worker::Mpesa>>,
 }
 
 /// `AGORA_APP_ID` and `AGORA_APP_CERTIFICATE`, 32 hexadecimal characters each.
@@ -55,6 +58,7 @@ impl ServerConfig {
             body_limit: 1024 * 1024,
             auth: gotrue::AuthSettings::new(jwt_secret),
             agora: None,
+            mpesa: None,
         }
     }
 }
@@ -100,6 +104,7 @@ pub fn app(mut state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(gotrue::router(state.clone()))
+        .merge(routes::mpesa::callbacks())
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/openapi.json", axum::routing::get(openapi_json))
         .fallback(|| async { ApiError::NotFound })

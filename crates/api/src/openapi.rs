@@ -9,8 +9,8 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ErrorBody;
 use crate::routes::{
-    admin, chamas, disbursements, health, invitations, meetings, notifications, pins, statements,
-    transactions, users,
+    admin, chamas, disbursements, health, invitations, meetings, mpesa, notifications, pins,
+    statements, transactions, users,
 };
 
 #[derive(OpenApi)]
@@ -87,6 +87,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disbursements::reject))
         .routes(routes!(disbursements::cancel))
         .routes(routes!(disbursements::mark_paid))
+        .routes(routes!(mpesa::contribute))
+        .routes(routes!(mpesa::get_payment_request))
 }
 
 /// Declares the bearer scheme the protected routes name.

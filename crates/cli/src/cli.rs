@@ -196,6 +196,9 @@ pub struct ServeArgs {
     /// Refuse new sign-ups (existing users still sign in).
     #[arg(long, env = "AUTH_DISABLE_SIGNUP")]
     pub disable_signup: bool,
+
+    #[command(flatten)]
+    pub mpesa: crate::commands::mpesa::MpesaArgs,
 }
 
 #[derive(Debug, Args)]

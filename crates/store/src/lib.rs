@@ -5,6 +5,7 @@ pub mod auth;
 pub mod db;
 pub mod integrity;
 pub mod migrations;
+pub mod mpesa;
 pub mod outbox;
 pub mod pins;
 pub mod rls;

@@ -7,6 +7,7 @@ pub mod disbursements;
 pub mod health;
 pub mod invitations;
 pub mod meetings;
+pub mod mpesa;
 pub mod notifications;
 pub mod pins;
 pub mod statements;

@@ -2,4 +2,5 @@ pub mod admin;
 pub mod check;
 pub mod db;
 pub mod keys;
+pub mod mpesa;
 pub mod serve;

@@ -87,6 +87,9 @@ async fn serve(
         }
         None => pesachama_auth::Jwks::default(),
     };
+    let (mpesa, _daraja_simulator) =
+        crate::commands::mpesa::configure(&args.mpesa, address).await?;
+    config.mpesa = Some(mpesa.clone());
     let app = pesachama_api::app(AppState::with_jwks(pool.clone(), config, jwks));
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -141,6 +144,14 @@ async fn serve(
         ))
     };
 
+    let mpesa_worker = {
+        let mut stopped = stopped.clone();
+        let worker = pesachama_api::mpesa_worker::MpesaWorker::new(pool.clone(), mpesa);
+        tokio::spawn(worker.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    };
+
     tracing::info!(%address, "PesaChama is listening on http://{address}");
     pesachama_api::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("shutting down");
@@ -149,6 +160,7 @@ async fn serve(
         let _ = worker.await;
     }
     let _ = sweeper.await;
+    let _ = mpesa_worker.await;
     pool.close().await;
     Ok(())
 }
