@@ -10,6 +10,7 @@ pub mod gotrue;
 pub mod keys;
 pub mod metrics;
 mod middleware;
+pub mod mpesa_payouts;
 pub mod mpesa_worker;
 pub mod openapi;
 pub mod pins;

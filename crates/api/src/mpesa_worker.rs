@@ -1,5 +1,6 @@
 //! M-Pesa in the server: the settings and Daraja client ([`Mpesa`]), the applier of stored
-//! callbacks, and the worker that owns the outbox topic `mpesa.stk_push`.
+//! callbacks, and the worker that owns the outbox topics `mpesa.stk_push`, and, when B2C is
+//! configured, `payout` and `mpesa.b2c_status` (see [`crate::mpesa_payouts`]).
 //!
 //! Callbacks are applied right after they are stored (by the callback route, after it has
 //! answered) and again by the worker, which re-scans the inbox for callbacks still `received`:
@@ -19,6 +20,7 @@ use pesachama_store::{PgPool, StoreError};
 use uuid::Uuid;
 
 use crate::delivery::backoff_seconds;
+use crate::mpesa_payouts::{PAYOUT_TOPIC, STATUS_TOPIC};
 
 /// Topic of an STK push to start (written by the API route and the USSD menu alike).
 pub const STK_TOPIC: &str = "mpesa.stk_push";
@@ -52,6 +54,11 @@ impl Mpesa {
         }
     }
 
+    /// B2C is configured (an initiator and its security credential).
+    pub fn pays_out(&self) -> bool {
+        !self.client.config().security_credential.is_empty()
+    }
+
     /// The URL Daraja posts a callback of `kind` to (`stk`, `b2c/result`, ...).
     pub fn callback_url(&self, kind: &str) -> String {
         format!(
@@ -69,6 +76,9 @@ pub async fn apply(
 ) -> Result<String, StoreError> {
     match callback.kind.as_str() {
         "stk" => apply_stk(pool, mpesa, callback).await,
+        "b2c_result" | "b2c_timeout" | "status_result" | "status_timeout" => {
+            crate::mpesa_payouts::apply(pool, mpesa, callback).await
+        }
         other => {
             store::hold_callback(
                 pool,
@@ -162,10 +172,26 @@ impl MpesaWorker {
     /// One round: the due outbox messages of our topics, then the callbacks left unapplied.
     /// Answers how many things it handled.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
-        let topics = [STK_TOPIC];
+        let mut topics = vec![STK_TOPIC];
+        if self.mpesa.pays_out() {
+            topics.extend([PAYOUT_TOPIC, STATUS_TOPIC]);
+        }
         let batch = outbox::claim(&self.pool, &topics, BATCH, LEASE_SECONDS).await?;
         for message in &batch {
-            let outcome = self.stk_push(message).await?;
+            let outcome = match message.topic.as_str() {
+                STK_TOPIC => self.stk_push(message).await?,
+                topic => {
+                    let handled = if topic == PAYOUT_TOPIC {
+                        crate::mpesa_payouts::pay(&self.pool, &self.mpesa, message).await?
+                    } else {
+                        crate::mpesa_payouts::query_status(&self.pool, &self.mpesa, message).await?
+                    };
+                    match handled {
+                        Ok(()) => Outcome::Done,
+                        Err(why) => Outcome::Retry(why),
+                    }
+                }
+            };
             match outcome {
                 Outcome::Done => outbox::complete(&self.pool, message.id).await?,
                 Outcome::Retry(why) => {

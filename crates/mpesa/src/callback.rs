@@ -200,7 +200,14 @@ pub fn parse_b2c_result(payload: &Value) -> Result<B2cResult, CallbackError> {
             .take(500)
             .collect(),
         originator_conversation_id: text(result, "OriginatorConversationID")?.to_owned(),
-        conversation_id: text(result, "ConversationID")?.to_owned(),
+        // Empty in an answer about a transaction Daraja does not know.
+        conversation_id: result
+            .get("ConversationID")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .chars()
+            .take(100)
+            .collect(),
         transaction_id: result
             .get("TransactionID")
             .and_then(Value::as_str)

@@ -6,6 +6,7 @@ pub mod db;
 pub mod integrity;
 pub mod migrations;
 pub mod mpesa;
+pub mod mpesa_b2c;
 pub mod outbox;
 pub mod pins;
 pub mod rls;

@@ -158,10 +158,68 @@ pub(crate) fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
 
 /// The callback routes (not in the OpenAPI document: they are Daraja's, not the app's).
 pub fn callbacks() -> axum::Router<AppState> {
-    axum::Router::new().route(
-        "/mpesa/callbacks/{token}/stk",
-        axum::routing::post(stk_callback),
+    use axum::routing::post;
+    axum::Router::new()
+        .route("/mpesa/callbacks/{token}/stk", post(stk_callback))
+        .route(
+            "/mpesa/callbacks/{token}/b2c/result",
+            post(|s, t, ip, b| b2c_callback(s, t, ip, b, "b2c_result")),
+        )
+        .route(
+            "/mpesa/callbacks/{token}/b2c/timeout",
+            post(|s, t, ip, b| b2c_callback(s, t, ip, b, "b2c_timeout")),
+        )
+        .route(
+            "/mpesa/callbacks/{token}/status/result",
+            post(|s, t, ip, b| b2c_callback(s, t, ip, b, "status_result")),
+        )
+        .route(
+            "/mpesa/callbacks/{token}/status/timeout",
+            post(|s, t, ip, b| b2c_callback(s, t, ip, b, "status_timeout")),
+        )
+}
+
+/// A B2C result or queue timeout (key: ConversationID), or a transaction status answer (key:
+/// the body's digest, as one payout may be asked about more than once).
+async fn b2c_callback(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    ip: ClientIp,
+    body: Bytes,
+    kind: &'static str,
+) -> Result<Response, ApiError> {
+    let mpesa = admit(&state, &token, &ip)?;
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(payload) => payload,
+        Err(err) => {
+            return refuse_malformed(&state, kind, &body, None, &ip, format!("not JSON: {err}"))
+                .await;
+        }
+    };
+    let parsed = match pesachama_mpesa::callback::parse_b2c_result(&payload) {
+        Ok(parsed) => parsed,
+        Err(err) => return refuse_malformed(&state, kind, &body, Some(payload), &ip, err.0).await,
+    };
+    let key = match kind {
+        "b2c_result" | "b2c_timeout" if !parsed.conversation_id.is_empty() => {
+            parsed.conversation_id
+        }
+        _ => hex::encode(sha2::Sha256::digest(&body)),
+    };
+    let stored = store::store_callback(
+        &state.pool,
+        kind,
+        &key,
+        &payload,
+        ip.text(),
+        "received",
+        None,
     )
+    .await?;
+    if let Some(id) = stored {
+        apply_soon(state.pool.clone(), mpesa, id);
+    }
+    Ok(accepted())
 }
 
 /// The token and the source address, checked before anything is read or stored.
