@@ -76,6 +76,7 @@ pub async fn apply(
 ) -> Result<String, StoreError> {
     match callback.kind.as_str() {
         "stk" => apply_stk(pool, mpesa, callback).await,
+        "c2b_confirmation" => apply_c2b(pool, callback).await,
         "b2c_result" | "b2c_timeout" | "status_result" | "status_timeout" => {
             crate::mpesa_payouts::apply(pool, mpesa, callback).await
         }
@@ -125,6 +126,28 @@ async fn apply_stk(
     )
     .await?;
     tracing::info!(callback_id = callback.id, checkout_request_id = %parsed.checkout_request_id, result_code, status, "STK callback");
+    Ok(status)
+}
+
+async fn apply_c2b(pool: &PgPool, callback: &StoredCallback) -> Result<String, StoreError> {
+    let parsed = match pesachama_mpesa::callback::parse_c2b(&callback.payload) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            store::hold_callback(pool, callback.id, &err.0).await?;
+            return Ok("review".to_owned());
+        }
+    };
+    let status = store::apply_c2b(
+        pool,
+        callback.id,
+        &parsed.trans_id,
+        parsed.amount.minor(),
+        &parsed.bill_ref,
+        parsed.phone.as_ref().map(|p| p.as_e164()),
+        parsed.paid_at,
+    )
+    .await?;
+    tracing::info!(callback_id = callback.id, trans_id = %parsed.trans_id, status, "C2B confirmation");
     Ok(status)
 }
 

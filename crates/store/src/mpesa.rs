@@ -225,3 +225,37 @@ pub async fn apply_stk(
     .fetch_one(executor)
     .await?)
 }
+
+/// C2B validation: an active chama has this account number.
+pub async fn c2b_account_known(
+    executor: impl PgExecutor<'_>,
+    bill_ref: &str,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("select internal.c2b_account_known($1)")
+        .bind(bill_ref)
+        .fetch_one(executor)
+        .await?)
+}
+
+/// Applies a stored C2B confirmation; answers its new status (`applied` or `review`).
+pub async fn apply_c2b(
+    executor: impl PgExecutor<'_>,
+    callback_id: i64,
+    trans_id: &str,
+    amount: i64,
+    bill_ref: &str,
+    phone: Option<&str>,
+    paid_at: Option<DateTime<Utc>>,
+) -> Result<String, StoreError> {
+    Ok(
+        sqlx::query_scalar("select internal.apply_c2b_confirmation($1, $2, $3, $4, $5, $6)")
+            .bind(callback_id)
+            .bind(trans_id)
+            .bind(amount)
+            .bind(bill_ref)
+            .bind(phone)
+            .bind(paid_at)
+            .fetch_one(executor)
+            .await?,
+    )
+}

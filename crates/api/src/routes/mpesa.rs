@@ -162,6 +162,14 @@ pub fn callbacks() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/mpesa/callbacks/{token}/stk", post(stk_callback))
         .route(
+            "/mpesa/callbacks/{token}/c2b/validation",
+            post(c2b_validation),
+        )
+        .route(
+            "/mpesa/callbacks/{token}/c2b/confirmation",
+            post(c2b_confirmation),
+        )
+        .route(
             "/mpesa/callbacks/{token}/b2c/result",
             post(|s, t, ip, b| b2c_callback(s, t, ip, b, "b2c_result")),
         )
@@ -177,6 +185,90 @@ pub fn callbacks() -> axum::Router<AppState> {
             "/mpesa/callbacks/{token}/status/timeout",
             post(|s, t, ip, b| b2c_callback(s, t, ip, b, "status_timeout")),
         )
+}
+
+/// Paybill validation: accept an account number naming an active chama, refuse any other
+/// with C2B00012 (invalid account number) so the payer keeps their money.
+async fn c2b_validation(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    ip: ClientIp,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admit(&state, &token, &ip)?;
+    let kind = "c2b_validation";
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(payload) => payload,
+        Err(err) => {
+            return refuse_malformed(&state, kind, &body, None, &ip, format!("not JSON: {err}"))
+                .await;
+        }
+    };
+    let parsed = match pesachama_mpesa::callback::parse_c2b(&payload) {
+        Ok(parsed) => parsed,
+        Err(err) => return refuse_malformed(&state, kind, &body, Some(payload), &ip, err.0).await,
+    };
+    let known = store::c2b_account_known(&state.pool, &parsed.bill_ref).await?;
+    let (status, error) = if known {
+        ("applied", None)
+    } else {
+        ("ignored", Some("unknown account number: refused"))
+    };
+    store::store_callback(
+        &state.pool,
+        kind,
+        &parsed.trans_id,
+        &payload,
+        ip.text(),
+        status,
+        error,
+    )
+    .await?;
+    if known {
+        Ok(accepted())
+    } else {
+        Ok(Json(
+            json!({ "ResultCode": "C2B00012", "ResultDesc": "Rejected: invalid account number" }),
+        )
+        .into_response())
+    }
+}
+
+/// Paybill confirmation (the money is taken): stored under its TransID, then credited to the
+/// member whose phone paid, in the chama the account number names, or held for review.
+async fn c2b_confirmation(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    ip: ClientIp,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mpesa = admit(&state, &token, &ip)?;
+    let kind = "c2b_confirmation";
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(payload) => payload,
+        Err(err) => {
+            return refuse_malformed(&state, kind, &body, None, &ip, format!("not JSON: {err}"))
+                .await;
+        }
+    };
+    let parsed = match pesachama_mpesa::callback::parse_c2b(&payload) {
+        Ok(parsed) => parsed,
+        Err(err) => return refuse_malformed(&state, kind, &body, Some(payload), &ip, err.0).await,
+    };
+    let stored = store::store_callback(
+        &state.pool,
+        kind,
+        &parsed.trans_id,
+        &payload,
+        ip.text(),
+        "received",
+        None,
+    )
+    .await?;
+    if let Some(id) = stored {
+        apply_soon(state.pool.clone(), mpesa, id);
+    }
+    Ok(accepted())
 }
 
 /// A B2C result or queue timeout (key: ConversationID), or a transaction status answer (key:

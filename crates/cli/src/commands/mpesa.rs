@@ -143,6 +143,15 @@ pub async fn configure(
             .unwrap_or_else(random_token);
         let mut mpesa = Mpesa::new(client, &base, &token);
         mpesa.allowed_sources = allowed;
+        // Paybill payments made on the simulator come here.
+        mpesa
+            .client
+            .register_c2b_urls(
+                &mpesa.callback_url("c2b/validation"),
+                &mpesa.callback_url("c2b/confirmation"),
+            )
+            .await
+            .context("registering the C2B URLs with the simulator")?;
         tracing::info!(simulator = %simulator.base_url(), "M-Pesa: no MPESA_* settings, so an in-process Daraja simulator stands in (KES 1032, 1037, 2001 fail; see docs/mpesa.md)");
         return Ok((Arc::new(mpesa), Some(simulator)));
     }
