@@ -11,6 +11,7 @@ pub mod keys;
 pub mod metrics;
 mod middleware;
 pub mod mpesa_payouts;
+pub mod mpesa_reconcile;
 pub mod mpesa_worker;
 pub mod openapi;
 pub mod pins;

@@ -40,6 +40,8 @@ pub struct Mpesa {
     pub unknown_grace: Duration,
     /// Callbacks still unapplied after this long are applied by the worker's re-scan.
     pub rescan_after: Duration,
+    /// Requests and payouts unanswered this long are reconciled (asked about).
+    pub reconcile_after: Duration,
 }
 
 impl Mpesa {
@@ -51,6 +53,7 @@ impl Mpesa {
             allowed_sources: Vec::new(),
             unknown_grace: Duration::from_secs(120),
             rescan_after: Duration::from_secs(5),
+            reconcile_after: Duration::from_secs(180),
         }
     }
 
@@ -176,6 +179,8 @@ pub struct MpesaWorker {
     pub mpesa: Arc<Mpesa>,
     /// Pause between rounds when there was nothing to do.
     pub idle: Duration,
+    /// How often reconciliation runs.
+    pub reconcile_every: Duration,
 }
 
 enum Outcome {
@@ -189,6 +194,7 @@ impl MpesaWorker {
             pool,
             mpesa,
             idle: Duration::from_millis(250),
+            reconcile_every: Duration::from_secs(60),
         }
     }
 
@@ -310,7 +316,38 @@ impl MpesaWorker {
     /// Runs until `shutdown` completes; a database hiccup is logged and retried.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut last_reconcile = std::time::Instant::now();
         loop {
+            if last_reconcile.elapsed() >= self.reconcile_every {
+                last_reconcile = std::time::Instant::now();
+                match crate::mpesa_reconcile::reconcile_once(
+                    &self.pool,
+                    &self.mpesa,
+                    self.mpesa.reconcile_after,
+                )
+                .await
+                {
+                    Ok(report)
+                        if !report.changed.is_empty()
+                            || !report.errors.is_empty()
+                            || report.review_callbacks + report.review_requests > 0 =>
+                    {
+                        tracing::info!(
+                            changed = report.changed.len(),
+                            pending = report.still_pending.len(),
+                            payouts_queried = report.payouts_queried.len(),
+                            review_callbacks = report.review_callbacks,
+                            review_requests = report.review_requests,
+                            errors = report.errors.len(),
+                            "M-Pesa reconciliation"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "M-Pesa reconciliation failed; it runs again later")
+                    }
+                }
+            }
             let pause = match self.run_once().await {
                 Ok(n) if n as i64 >= BATCH => Duration::ZERO,
                 Ok(_) => self.idle,

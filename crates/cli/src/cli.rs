@@ -84,6 +84,12 @@ pub enum Command {
     /// Platform administrators: grant or revoke the role (kept in the user's app_metadata).
     #[command(subcommand_required = true)]
     Admin(AdminArgs),
+    /// M-Pesa tools: reconcile with Daraja.
+    #[command(subcommand_required = true)]
+    Mpesa(crate::commands::mpesa_commands::MpesaCommandArgs),
+    /// Local stand-ins for external services: `simulate daraja`.
+    #[command(subcommand_required = true)]
+    Simulate(crate::commands::mpesa_commands::SimulateArgs),
 }
 
 #[derive(Debug, Args)]

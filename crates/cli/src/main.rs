@@ -35,6 +35,12 @@ fn main() -> ExitCode {
             Command::Check(args) => commands::check::run(&cli.global, args).await,
             Command::Keys(args) => commands::keys::run(&cli.global, args),
             Command::Admin(args) => commands::admin::run(&cli.global, args).await,
+            Command::Mpesa(args) => match &args.command {
+                commands::mpesa_commands::MpesaCommand::Reconcile(args) => {
+                    commands::mpesa_commands::reconcile(&cli.global, args).await
+                }
+            },
+            Command::Simulate(args) => commands::mpesa_commands::simulate(&cli.global, args).await,
         }
     });
     match result {

@@ -259,3 +259,46 @@ pub async fn apply_c2b(
             .await?,
     )
 }
+
+/// Settles a request on the word of an STK query: `completed`, `failed`, `review` or
+/// `unchanged`.
+pub async fn apply_stk_query(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    result_code: i32,
+    result_desc: &str,
+) -> Result<String, StoreError> {
+    Ok(
+        sqlx::query_scalar("select internal.apply_stk_query($1, $2, $3)")
+            .bind(id)
+            .bind(result_code)
+            .bind(result_desc)
+            .fetch_one(executor)
+            .await?,
+    )
+}
+
+/// Payouts `processing` for longer than `older_than_seconds`.
+pub async fn unsettled_payouts(
+    executor: impl PgExecutor<'_>,
+    older_than_seconds: f64,
+    limit: i32,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(
+        sqlx::query_scalar("select internal.unsettled_payouts(make_interval(secs => $1), $2)")
+            .bind(older_than_seconds)
+            .bind(limit)
+            .fetch_all(executor)
+            .await?,
+    )
+}
+
+/// What waits for a person: callbacks and payment requests held for review.
+pub async fn review_counts(executor: impl PgExecutor<'_>) -> Result<(i64, i64), StoreError> {
+    Ok(sqlx::query_as(
+        "select (select count(*) from internal.mpesa_callbacks where status = 'review'),
+                (select count(*) from public.payment_requests where status = 'review')",
+    )
+    .fetch_one(executor)
+    .await?)
+}
