@@ -7,6 +7,7 @@
 
 mod auth;
 mod contributions;
+mod mpesa;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,9 @@ enum Bench {
     /// Contributions per second through the API against pgbench's TPC-B rate on the same
     /// server, and read latency at half that load.
     Contributions,
+    /// STK callbacks applied per second end to end against pgbench's TPC-B rate, and the
+    /// time from callback to acknowledgement.
+    Mpesa,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +43,6 @@ fn main() -> anyhow::Result<()> {
     match cli.bench {
         Bench::Auth => runtime.block_on(auth::run(phase)),
         Bench::Contributions => runtime.block_on(contributions::run(phase)),
+        Bench::Mpesa => runtime.block_on(mpesa::run(phase)),
     }
 }
