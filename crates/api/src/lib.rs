@@ -11,6 +11,9 @@ pub mod gotrue;
 pub mod keys;
 pub mod metrics;
 mod middleware;
+pub mod mpesa_payouts;
+pub mod mpesa_reconcile;
+pub mod mpesa_worker;
 pub mod openapi;
 pub mod pins;
 pub mod push;
@@ -44,6 +47,8 @@ pub struct ServerConfig {
     pub agora: Option<AgoraConfig>,
     /// Where `/storage/v1` keeps objects; without it the storage routes answer 503.
     pub storage: Option<storage_api::StorageSettings>,
+    /// M-Pesa (Daraja client and callback settings); without it callbacks answer 404.
+    pub mpesa: Option<Arc<mpesa_worker::Mpesa>>,
 }
 
 /// `AGORA_APP_ID` and `AGORA_APP_CERTIFICATE`, 32 hexadecimal characters each.
@@ -61,6 +66,7 @@ impl ServerConfig {
             auth: gotrue::AuthSettings::new(jwt_secret),
             agora: None,
             storage: None,
+            mpesa: None,
         }
     }
 }
@@ -113,6 +119,7 @@ pub fn app(mut state: AppState) -> Router {
             )
             .with_opaque_keys(state.auth.settings.opaque_api_keys.clone()),
         )))
+        .merge(routes::mpesa::callbacks())
         .route("/metrics", axum::routing::get(metrics_text))
         .route("/openapi.json", axum::routing::get(openapi_json))
         .fallback(|| async { ApiError::NotFound })

@@ -33,7 +33,7 @@ impl<B> MakeSpan<B> for RequestSpan {
             "request",
             request_id = %request_id,
             method = %request.method(),
-            path = %request.uri().path(),
+            path = %crate::routes::mpesa::loggable_path(request.uri().path()),
         )
     }
 }

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ErrorBody;
 use crate::routes::{
-    admin, chamas, disbursements, health, invitations, meeting_files, meetings, membership,
+    admin, chamas, disbursements, health, invitations, meeting_files, meetings, membership, mpesa,
     notifications, pins, statements, transactions, users, ussd,
 };
 
@@ -93,6 +93,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disbursements::reject))
         .routes(routes!(disbursements::cancel))
         .routes(routes!(disbursements::mark_paid))
+        .routes(routes!(mpesa::contribute))
+        .routes(routes!(mpesa::get_payment_request))
 }
 
 /// Declares the bearer scheme the protected routes name.

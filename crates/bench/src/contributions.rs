@@ -13,7 +13,11 @@ use tokio::sync::Mutex;
 const PASSWORD: &str = "tembo-na-twiga-42";
 
 /// pgbench's TPC-B rate on a fresh database of the same server.
-async fn pgbench_tps(phase: Duration, clients: usize, threads: usize) -> anyhow::Result<f64> {
+pub(crate) async fn pgbench_tps(
+    phase: Duration,
+    clients: usize,
+    threads: usize,
+) -> anyhow::Result<f64> {
     let db = TestDb::empty().await;
     // Nothing else runs meanwhile, so blocking this thread on pgbench is fine.
     let init = std::process::Command::new("pgbench")

@@ -7,6 +7,7 @@
 
 mod auth;
 mod contributions;
+mod mpesa;
 mod realtime;
 mod storage;
 mod ussd;
@@ -44,6 +45,9 @@ enum Bench {
     /// Upload and download MB/s through `/storage/v1` against raw filesystem writes and
     /// reads of the same bytes.
     Storage,
+    /// STK callbacks applied per second end to end against pgbench's TPC-B rate, and the
+    /// time from callback to acknowledgement.
+    Mpesa,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +62,6 @@ fn main() -> anyhow::Result<()> {
         Bench::Realtime { subscribers } => runtime.block_on(realtime::run(phase, &subscribers)),
         Bench::Ussd => runtime.block_on(ussd::run(phase)),
         Bench::Storage => runtime.block_on(storage::run(phase)),
+        Bench::Mpesa => runtime.block_on(mpesa::run(phase)),
     }
 }

@@ -83,13 +83,16 @@ pub enum Command {
     Keys(KeysArgs),
     /// Deliver the outbox (push, SMS, email) and run the sweeper, without serving HTTP; any
     /// number of workers can share a database (no message is delivered twice).
-    Worker(WorkerArgs),
+    Worker(Box<WorkerArgs>),
     /// Platform administrators: grant or revoke the role (kept in the user's app_metadata).
     #[command(subcommand_required = true)]
     Admin(AdminArgs),
     /// The migration toolkit: legacy PesaChama v1 to this schema (plan, copy, verify, status).
     #[command(subcommand_required = true)]
     Migrate(crate::commands::migrate::MigrateArgs),
+    /// M-Pesa tools: reconcile with Daraja.
+    #[command(subcommand_required = true)]
+    Mpesa(crate::commands::mpesa_commands::MpesaCommandArgs),
     /// Simulators of the outside world, for walking the system without a phone.
     #[command(subcommand_required = true)]
     Simulate(SimulateArgs),
@@ -106,6 +109,9 @@ pub enum SimulateCommand {
     /// An interactive USSD session, as Africa's Talking would run it: each line you type is one
     /// input, sent with the session's whole `*`-joined text to POST /ussd.
     Ussd(UssdSimArgs),
+    /// Serve a local Daraja (OAuth, STK push and query, C2B, B2C, transaction status) that
+    /// delivers callbacks in Daraja's shapes; amounts choose what happens (docs/mpesa.md).
+    Daraja(crate::commands::mpesa_commands::DarajaArgs),
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +223,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub storage: crate::storage_config::StorageArgs,
+
+    #[command(flatten)]
+    pub mpesa: crate::commands::mpesa::MpesaArgs,
 }
 
 /// The channels the outbox worker delivers through (`serve` and `worker`).
@@ -275,6 +284,9 @@ pub struct DeliveryArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+
+    #[command(flatten)]
+    pub mpesa: crate::commands::mpesa::MpesaArgs,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,11 @@ fn main() -> ExitCode {
             Command::Admin(args) => commands::admin::run(&cli.global, args).await,
             Command::Migrate(args) => commands::migrate::run(&cli.global, args).await,
             Command::Simulate(args) => commands::simulate::run(&cli.global, args).await,
+            Command::Mpesa(args) => match &args.command {
+                commands::mpesa_commands::MpesaCommand::Reconcile(args) => {
+                    commands::mpesa_commands::reconcile(&cli.global, args).await
+                }
+            },
         }
     });
     match result {

@@ -5,6 +5,8 @@ pub mod auth;
 pub mod db;
 pub mod integrity;
 pub mod migrations;
+pub mod mpesa;
+pub mod mpesa_b2c;
 pub mod notifications;
 pub mod outbox;
 pub mod pins;

@@ -37,6 +37,16 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a port");
+        Self::spawn_listener(listener, db, state).await
+    }
+
+    /// On a listener the test bound first (to know the app's address before building its
+    /// state, e.g. the callback URLs a fake service is given).
+    pub async fn spawn_listener(
+        listener: tokio::net::TcpListener,
+        db: TestDb,
+        state: AppState,
+    ) -> Self {
         let address = listener.local_addr().expect("local address");
         let app = pesachama_api::app(state);
         let (tx, rx) = oneshot::channel::<()>();

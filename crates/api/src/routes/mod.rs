@@ -9,6 +9,7 @@ pub mod invitations;
 pub mod meeting_files;
 pub mod meetings;
 pub mod membership;
+pub mod mpesa;
 pub mod notifications;
 pub mod pins;
 pub mod statements;

@@ -4,6 +4,8 @@ pub mod db;
 pub mod delivery;
 pub mod keys;
 pub mod migrate;
+pub mod mpesa;
+pub mod mpesa_commands;
 pub mod serve;
 pub mod simulate;
 pub mod worker;

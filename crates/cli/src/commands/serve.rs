@@ -88,6 +88,9 @@ async fn serve(
         }
         None => pesachama_auth::Jwks::default(),
     };
+    let (mpesa, _daraja_simulator) =
+        crate::commands::mpesa::configure(&args.mpesa, address).await?;
+    config.mpesa = Some(mpesa.clone());
     let app = pesachama_api::app(AppState::with_jwks(pool.clone(), config, jwks));
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -99,12 +102,23 @@ async fn serve(
         super::delivery::spawn(worker, &pool, &stopped)
     };
 
+    let mpesa_worker = (!args.no_worker).then(|| {
+        let mut stopped = stopped.clone();
+        let worker = pesachama_api::mpesa_worker::MpesaWorker::new(pool.clone(), mpesa);
+        tokio::spawn(worker.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
+
     tracing::info!(%address, "PesaChama is listening on http://{address}");
     pesachama_api::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("shutting down");
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;
+    }
+    if let Some(mpesa_worker) = mpesa_worker {
+        let _ = mpesa_worker.await;
     }
     pool.close().await;
     Ok(())
