@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../supabase");
+    // Read at run time, not `env!` (baked in when this script is compiled): a target folder
+    // copied to another checkout would otherwise keep embedding the first checkout's files.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
+    let root = Path::new(&manifest_dir).join("../../supabase");
     let migrations_dir = root.join("migrations");
     println!("cargo:rerun-if-changed={}", migrations_dir.display());
     println!("cargo:rerun-if-changed={}", root.join("seed.sql").display());

@@ -305,10 +305,12 @@ pub struct Swept {
     pub invitations: i32,
     /// Meetings whose members were reminded (a day ahead).
     pub reminders: i32,
+    /// USSD sessions past the telco's 180 seconds, marked timed out.
+    pub ussd_sessions: i32,
 }
 
-/// Expires withdrawal requests and invitations past their time and sends the reminders of
-/// meetings starting within a day.
+/// Expires withdrawal requests, invitations and USSD sessions past their time and sends the
+/// reminders of meetings starting within a day.
 pub async fn sweep_once(pool: &PgPool) -> Result<Swept, StoreError> {
     let requests: i32 = sqlx::query_scalar("select internal.expire_disbursements()")
         .fetch_one(pool)
@@ -317,13 +319,17 @@ pub async fn sweep_once(pool: &PgPool) -> Result<Swept, StoreError> {
         .fetch_one(pool)
         .await?;
     let reminders = notifications::send_meeting_reminders(pool, 24).await?;
+    let ussd_sessions: i32 = sqlx::query_scalar("select internal.expire_ussd_sessions()")
+        .fetch_one(pool)
+        .await?;
     let swept = Swept {
         requests,
         invitations,
         reminders,
+        ussd_sessions,
     };
     if swept != Swept::default() {
-        tracing::info!(requests, invitations, reminders, "swept");
+        tracing::info!(requests, invitations, reminders, ussd_sessions, "swept");
     }
     Ok(swept)
 }

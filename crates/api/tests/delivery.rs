@@ -145,7 +145,7 @@ async fn two_workers_never_deliver_the_same_message() {
 }
 
 #[tokio::test]
-async fn the_sweep_expires_stale_withdrawal_requests_and_invitations_only() {
+async fn the_sweep_expires_stale_withdrawal_requests_invitations_and_ussd_sessions_only() {
     let db = TestDb::new().await;
     pesachama_store::seed_demo(&db.pool).await.unwrap();
     // The demo's pending request, made stale; a fresh invitation and a stale one.
@@ -161,12 +161,22 @@ async fn the_sweep_expires_stale_withdrawal_requests_and_invitations_only() {
     .execute(&db.pool)
     .await
     .unwrap();
+    sqlx::query(
+        "insert into public.ussd_sessions (session_id, phone_number, created_at, last_activity_at, expires_at)
+         values ('ATUid_fresh', '+254712345001', now(), now(), now() + interval '3 minutes'),
+                ('ATUid_stale', '+254712345001', now() - interval '5 minutes', now() - interval '5 minutes',
+                 now() - interval '2 minutes')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(
         pesachama_api::delivery::sweep_once(&db.pool).await.unwrap(),
         pesachama_api::delivery::Swept {
             requests: 1,
             invitations: 1,
-            reminders: 0
+            reminders: 0,
+            ussd_sessions: 1
         }
     );
     assert_eq!(

@@ -4,9 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ussd_common;
+
 use pesachama_testkit::{TestApp, TestDb};
 use reqwest::Method;
 use serde_json::{Value, json};
+use ussd_common::{Gateway, form, post};
 use uuid::Uuid;
 
 const UMOJA: &str = "c4a3a000-0000-4000-8000-000000000001";
@@ -19,90 +22,6 @@ const CHEBET: (&str, &str) = ("chebet.langat@example.co.ke", "+254115345009");
 const NAFULA: &str = "+254720345007";
 // Menus list chamas by name: Wanjiku and Chebet see 1. Eldoret Merry-Go-Round, 2. Umoja;
 // Akinyi sees 1. Kisumu Boda Boda Sacco, 2. Umoja.
-
-/// `application/x-www-form-urlencoded` as the gateway writes it (`*` as `%2A`, `+` as `%2B`).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b' ' => "+".to_owned(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
-fn form(session: &str, phone: &str, text: &str) -> String {
-    format!(
-        "sessionId={}&serviceCode={}&phoneNumber={}&networkCode=63902&text={}",
-        encode(session),
-        encode("*384*21#"),
-        encode(phone),
-        encode(text)
-    )
-}
-
-/// Posts a raw body and checks the answer is a 200 `text/plain` beginning CON or END.
-async fn post(base: &str, client: &reqwest::Client, content_type: &str, body: String) -> String {
-    let response = client
-        .post(format!("{base}/ussd"))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let kind = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(kind.starts_with("text/plain"), "{kind}");
-    let text = response.text().await.unwrap();
-    assert!(
-        text.starts_with("CON ") || text.starts_with("END "),
-        "{text:?}"
-    );
-    text
-}
-
-struct Gateway {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Gateway {
-    fn of(app: &TestApp) -> Self {
-        Self {
-            base: app.url(""),
-            client: app.client.clone(),
-        }
-    }
-
-    async fn hop(&self, session: &str, phone: &str, text: &str) -> String {
-        post(
-            &self.base,
-            &self.client,
-            "application/x-www-form-urlencoded",
-            form(session, phone, text),
-        )
-        .await
-    }
-
-    /// A whole session: each input appended to `text` as the gateway does; the answers.
-    async fn dial(&self, phone: &str, inputs: &[&str]) -> Vec<String> {
-        let session = format!("ATUid_{}", Uuid::new_v4().simple());
-        let mut answers = vec![self.hop(&session, phone, "").await];
-        let mut text = String::new();
-        for (i, input) in inputs.iter().enumerate() {
-            if i > 0 {
-                text.push('*');
-            }
-            text.push_str(input);
-            answers.push(self.hop(&session, phone, &text).await);
-        }
-        answers
-    }
-}
 
 async fn demo() -> TestApp {
     let app = TestApp::spawn().await;
