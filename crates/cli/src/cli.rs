@@ -81,8 +81,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the anon and service-role API keys for the configured JWT secret.
     Keys(KeysArgs),
-    /// Deliver the outbox (push, SMS, email) and run the sweeper, without serving HTTP; any
-    /// number of workers can share a database (no message is delivered twice).
+    /// Deliver the outbox (push, SMS, email; M-Pesa pushes and payouts when MPESA_* is set) and
+    /// run the sweeper, without serving HTTP; any number of workers can share a database (no
+    /// message is delivered twice).
     Worker(Box<WorkerArgs>),
     /// Platform administrators: grant or revoke the role (kept in the user's app_metadata).
     #[command(subcommand_required = true)]
