@@ -146,7 +146,38 @@ async fn a_withdrawal_needs_k_officials_reserves_the_money_and_is_paid_once() {
         422
     );
 
-    // Paid in cash by the treasurer (M-Pesa B2C comes with the M-Pesa work).
+    // While M-Pesa is paying it (the B2C worker has started), it cannot be paid in cash too.
+    let started: Option<String> =
+        sqlx::query_scalar("select internal.b2c_payout_starting($1::uuid)")
+            .bind(&id)
+            .fetch_one(&demo.app.db.pool)
+            .await
+            .unwrap();
+    assert!(started.is_some());
+    let refused = demo
+        .act(
+            &akinyi,
+            &id,
+            "mark-paid",
+            Some(json!({ "reference": "CASH-77" })),
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    assert!(
+        refused.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("M-Pesa is already paying")
+    );
+    assert_eq!(demo.balance().await, before - 250_000);
+    // As if the B2C request had been refused before Daraja took it: approved again.
+    sqlx::query("update public.disbursement_requests set status = 'approved', originator_conversation_id = null where id = $1::uuid")
+        .bind(&id)
+        .execute(&demo.app.db.pool)
+        .await
+        .unwrap();
+
+    // Paid in cash by the treasurer.
     assert_eq!(
         demo.act(
             &wanjiku,
