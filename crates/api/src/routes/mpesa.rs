@@ -197,16 +197,17 @@ async fn c2b_validation(
 ) -> Result<Response, ApiError> {
     admit(&state, &token, &ip)?;
     let kind = "c2b_validation";
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(payload) => payload,
-        Err(err) => {
-            return refuse_malformed(&state, kind, &body, None, &ip, format!("not JSON: {err}"))
-                .await;
-        }
-    };
-    let parsed = match pesachama_mpesa::callback::parse_c2b(&payload) {
-        Ok(parsed) => parsed,
-        Err(err) => return refuse_malformed(&state, kind, &body, Some(payload), &ip, err.0).await,
+    let (payload, parsed) = match read_callback(
+        &state,
+        kind,
+        &body,
+        &ip,
+        pesachama_mpesa::callback::parse_c2b,
+    )
+    .await?
+    {
+        Ok(read) => read,
+        Err(answer) => return Ok(answer),
     };
     let known = store::c2b_account_known(&state.pool, &parsed.bill_ref).await?;
     let (status, error) = if known {
@@ -244,16 +245,17 @@ async fn c2b_confirmation(
 ) -> Result<Response, ApiError> {
     let mpesa = admit(&state, &token, &ip)?;
     let kind = "c2b_confirmation";
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(payload) => payload,
-        Err(err) => {
-            return refuse_malformed(&state, kind, &body, None, &ip, format!("not JSON: {err}"))
-                .await;
-        }
-    };
-    let parsed = match pesachama_mpesa::callback::parse_c2b(&payload) {
-        Ok(parsed) => parsed,
-        Err(err) => return refuse_malformed(&state, kind, &body, Some(payload), &ip, err.0).await,
+    let (payload, parsed) = match read_callback(
+        &state,
+        kind,
+        &body,
+        &ip,
+        pesachama_mpesa::callback::parse_c2b,
+    )
+    .await?
+    {
+        Ok(read) => read,
+        Err(answer) => return Ok(answer),
     };
     let stored = store::store_callback(
         &state.pool,
@@ -281,16 +283,17 @@ async fn b2c_callback(
     kind: &'static str,
 ) -> Result<Response, ApiError> {
     let mpesa = admit(&state, &token, &ip)?;
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(payload) => payload,
-        Err(err) => {
-            return refuse_malformed(&state, kind, &body, None, &ip, format!("not JSON: {err}"))
-                .await;
-        }
-    };
-    let parsed = match pesachama_mpesa::callback::parse_b2c_result(&payload) {
-        Ok(parsed) => parsed,
-        Err(err) => return refuse_malformed(&state, kind, &body, Some(payload), &ip, err.0).await,
+    let (payload, parsed) = match read_callback(
+        &state,
+        kind,
+        &body,
+        &ip,
+        pesachama_mpesa::callback::parse_b2c_result,
+    )
+    .await?
+    {
+        Ok(read) => read,
+        Err(answer) => return Ok(answer),
     };
     let key = match kind {
         "b2c_result" | "b2c_timeout" if !parsed.conversation_id.is_empty() => {
@@ -341,6 +344,32 @@ pub(crate) fn accepted() -> Response {
 }
 
 /// Stores a callback that cannot be read (for review) and answers 400 naming the problem.
+/// The callback's JSON and what `parse` makes of it. A body that is not JSON, or not the shape
+/// `parse` expects, is stored for review and answered 400: that answer is the `Err`.
+async fn read_callback<T>(
+    state: &AppState,
+    kind: &str,
+    body: &Bytes,
+    ip: &ClientIp,
+    parse: impl FnOnce(&Value) -> Result<T, pesachama_mpesa::callback::CallbackError>,
+) -> Result<Result<(Value, T), Response>, ApiError> {
+    let payload: Value = match serde_json::from_slice(body) {
+        Ok(payload) => payload,
+        Err(err) => {
+            let problem = format!("not JSON: {err}");
+            return refuse_malformed(state, kind, body, None, ip, problem)
+                .await
+                .map(Err);
+        }
+    };
+    match parse(&payload) {
+        Ok(parsed) => Ok(Ok((payload, parsed))),
+        Err(err) => refuse_malformed(state, kind, body, Some(payload), ip, err.0)
+            .await
+            .map(Err),
+    }
+}
+
 pub(crate) async fn refuse_malformed(
     state: &AppState,
     kind: &str,
@@ -376,16 +405,9 @@ async fn stk_callback(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mpesa = admit(&state, &token, &ip)?;
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(payload) => payload,
-        Err(err) => {
-            return refuse_malformed(&state, "stk", &body, None, &ip, format!("not JSON: {err}"))
-                .await;
-        }
-    };
-    let parsed = match parse_stk(&payload) {
-        Ok(parsed) => parsed,
-        Err(err) => return refuse_malformed(&state, "stk", &body, Some(payload), &ip, err.0).await,
+    let (payload, parsed) = match read_callback(&state, "stk", &body, &ip, parse_stk).await? {
+        Ok(read) => read,
+        Err(answer) => return Ok(answer),
     };
     // One CheckoutRequestID has one result; another result for it (a success after a
     // failure) is stored too, and the applier sends it to review.
