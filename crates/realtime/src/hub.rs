@@ -1,12 +1,15 @@
 //! The per-process hub: the channels joined on this server's sockets, the LISTEN task that
 //! receives every committed change of the database, and the fan-out.
 //!
-//! Fan-out of a batch of changes costs two queries whatever the number of subscribers: one read
-//! of the changed rows per table, and one call of `internal.realtime_visible` that asks RLS,
-//! for every distinct identity among the interested subscribers, which of those rows it may
-//! SELECT. Subscribers are grouped by what RLS can tell apart ([`Identity::rls_key`]), so a
-//! user with three tabs open costs one check, and a subscriber whose filter or table does not
-//! match costs none.
+//! Fan-out of a batch of changes costs three queries whatever the number of subscribers: one
+//! read of the changed rows per table, one call of `internal.realtime_audience` that names the
+//! users each change can concern (the row's user, the members of its chama), and one call of
+//! `internal.realtime_visible` that asks RLS, for every distinct identity among the interested
+//! subscribers in that audience, which of those rows it may SELECT. Subscribers are grouped by
+//! what RLS can tell apart ([`Identity::rls_key`]), so a user with three tabs open costs one
+//! check, and a subscriber whose filter, table or audience does not match costs none: a
+//! thousand users on the whole of `transactions` cost, per change, the checks of the fifty
+//! members of its chama.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,18 +71,18 @@ pub struct ChannelEntry {
     /// Broadcasts are acknowledged with a `phx_reply` (`broadcast.ack`).
     pub broadcast_ack: bool,
     /// Replaced by `access_token` events.
-    pub identity: RwLock<Identity>,
+    pub identity: RwLock<Arc<Identity>>,
     pub outbox: mpsc::Sender<Frame>,
     /// Set when a frame could not be queued: the socket task then closes the connection.
     pub overflowed: AtomicBool,
 }
 
 impl ChannelEntry {
-    pub fn identity(&self) -> Identity {
+    pub fn identity(&self) -> Arc<Identity> {
         self.identity
             .read()
-            .map(|i| i.clone())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+            .map(|i| Arc::clone(&i))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
     }
 
     /// Queues a frame. A client too slow to take its frames is never waited for: the frame is
@@ -255,15 +258,42 @@ impl Hub {
             return Ok(());
         }
 
+        // Whom each change can concern at all (its scope: the row's user, its chama's members),
+        // asked once for the batch; RLS is asked only about identities in that audience.
+        let listeners: Vec<Arc<Identity>> = wanted.iter().map(|(c, _, _)| c.identity()).collect();
+        let needs_audience = listeners.iter().any(|i| i.user_id().is_some());
+        let audience: HashSet<(usize, Uuid)> = if needs_audience {
+            let subjects: Vec<Value> = changes
+                .iter()
+                .map(|c| {
+                    let (chama, user) = subject(c, records.get(&(c.table.clone(), c.id)));
+                    json!({ "s": c.schema, "t": c.table, "c": chama, "u": user })
+                })
+                .collect();
+            store::audience(&self.config.pool, &Value::Array(subjects))
+                .await
+                .map_err(|err| format!("the audience query failed: {err}"))?
+                .into_iter()
+                .collect()
+        } else {
+            HashSet::new()
+        };
+
         // One RLS check per distinct identity, for the whole batch.
         let mut identity_index: HashMap<String, usize> = HashMap::new();
         let mut identities: Vec<Value> = Vec::new();
         let mut wants: Vec<std::collections::BTreeSet<usize>> = Vec::new();
-        let mut channel_identity: Vec<Option<usize>> = Vec::with_capacity(wanted.len());
-        for (channel, change, _) in &wanted {
-            let identity = channel.identity();
+        let mut gates: Vec<Gate> = Vec::with_capacity(wanted.len());
+        for ((_, change, _), identity) in wanted.iter().zip(&listeners) {
             if identity.bypasses_rls() {
-                channel_identity.push(None);
+                gates.push(Gate::Open);
+                continue;
+            }
+            if identity
+                .user_id()
+                .is_some_and(|user| !audience.contains(&(*change, user)))
+            {
+                gates.push(Gate::Closed);
                 continue;
             }
             let next = identities.len();
@@ -273,13 +303,13 @@ impl Hub {
                 wants.push(std::collections::BTreeSet::new());
             }
             wants[index].insert(*change);
-            channel_identity.push(Some(index));
+            gates.push(Gate::Checked(index));
         }
         // Each identity is checked only against the changes its subscriptions want.
         for (identity, want) in identities.iter_mut().zip(&wants) {
             identity["w"] = json!(want);
         }
-        let visible: HashSet<(usize, usize)> = if identities.is_empty() {
+        let visible = if identities.is_empty() {
             HashSet::new()
         } else {
             let batch: Vec<Value> = changes
@@ -289,19 +319,16 @@ impl Hub {
                             "c": c.chama_id, "u": c.user_id })
                 })
                 .collect();
-            store::visible(
-                &self.config.pool,
-                &Value::Array(identities),
-                &Value::Array(batch),
-            )
-            .await
-            .map_err(|err| format!("the visibility check failed: {err}"))?
-            .into_iter()
-            .collect()
+            check_visibility(&self.config.pool, identities, Value::Array(batch)).await?
         };
 
-        for ((channel, index, ids), identity) in wanted.into_iter().zip(channel_identity) {
-            if identity.is_some_and(|i| !visible.contains(&(i, index))) {
+        for ((channel, index, ids), gate) in wanted.into_iter().zip(gates) {
+            let admitted = match gate {
+                Gate::Open => true,
+                Gate::Closed => false,
+                Gate::Checked(identity) => visible.contains(&(identity, index)),
+            };
+            if !admitted {
                 continue;
             }
             let change = &changes[index];
@@ -356,6 +383,71 @@ impl Hub {
         }
         Ok(records)
     }
+}
+
+/// Whether a subscriber gets a change: without asking (the service role), never (outside the
+/// change's audience), or as RLS answers for the identity at this index.
+enum Gate {
+    Open,
+    Closed,
+    Checked(usize),
+}
+
+/// The chama and user a change concerns: from the row read after the change, or for a DELETE
+/// from the notification (the row is gone).
+fn subject(change: &Change, record: Option<&Value>) -> (Option<Uuid>, Option<Uuid>) {
+    if change.op == "DELETE" {
+        return (change.chama_id, change.user_id);
+    }
+    let field = |name: &str| {
+        record
+            .and_then(|r| r.get(name))
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+    };
+    (field("chama_id"), field("user_id"))
+}
+
+/// Identities asked about in one call of `internal.realtime_visible`; more are split over
+/// several connections at once, so a large audience uses every core of the database.
+const IDENTITIES_PER_CHECK: usize = 24;
+/// Calls of `internal.realtime_visible` in flight for one batch, at most.
+const CONCURRENT_CHECKS: usize = 4;
+
+/// `(identity index, change index)` for every change each identity may see, as RLS answers.
+async fn check_visibility(
+    pool: &PgPool,
+    identities: Vec<Value>,
+    batch: Value,
+) -> Result<HashSet<(usize, usize)>, String> {
+    let per_call = identities
+        .len()
+        .div_ceil(CONCURRENT_CHECKS)
+        .max(IDENTITIES_PER_CHECK);
+    let batch = Arc::new(batch);
+    let mut calls = tokio::task::JoinSet::new();
+    for (part, chunk) in identities.chunks(per_call).enumerate() {
+        let (pool, batch, chunk) = (pool.clone(), Arc::clone(&batch), chunk.to_vec());
+        let offset = part * per_call;
+        calls.spawn(async move {
+            store::visible(&pool, &Value::Array(chunk), &batch)
+                .await
+                .map(|pairs| {
+                    pairs
+                        .into_iter()
+                        .map(|(identity, change)| (identity + offset, change))
+                        .collect::<Vec<_>>()
+                })
+        });
+    }
+    let mut visible = HashSet::new();
+    while let Some(joined) = calls.join_next().await {
+        let pairs = joined
+            .map_err(|err| format!("the visibility check stopped: {err}"))?
+            .map_err(|err| format!("the visibility check failed: {err}"))?;
+        visible.extend(pairs);
+    }
+    Ok(visible)
 }
 
 /// The LISTEN loop of a hub; ends when the hub is gone.

@@ -6,6 +6,7 @@
 
 use pesachama_auth::{AccessClaims, Role, TokenError, TokenVerifier};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 /// A verified identity.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +16,8 @@ pub struct Identity {
     pub claims: Value,
     /// Unix seconds after which the channel must close; `None` for opaque API keys.
     pub expires_at: Option<i64>,
+    /// The signed-in user: `sub` of an `authenticated` token.
+    user: Option<Uuid>,
 }
 
 impl Identity {
@@ -33,19 +36,32 @@ impl Identity {
             role: Role::Anon,
             claims: json!({ "role": "anon" }),
             expires_at: None,
+            user: None,
         }
     }
 
     fn from_claims(claims: &AccessClaims) -> Self {
+        let json = claims.to_json();
+        let user = (claims.role == Role::Authenticated)
+            .then(|| json.get("sub").and_then(Value::as_str))
+            .flatten()
+            .and_then(|sub| Uuid::parse_str(sub).ok());
         Self {
             role: claims.role,
-            claims: claims.to_json(),
+            claims: json,
             expires_at: Some(claims.exp),
+            user,
         }
     }
 
     pub fn bypasses_rls(&self) -> bool {
         self.role == Role::ServiceRole
+    }
+
+    /// The signed-in user (`sub` of an `authenticated` token); `None` for anon and the service
+    /// role.
+    pub fn user_id(&self) -> Option<Uuid> {
+        self.user
     }
 
     /// What RLS can tell apart: two identities with the same key see the same rows, so one
@@ -103,6 +119,12 @@ mod tests {
         assert_ne!(a.expires_at, b.expires_at);
         assert_eq!(a.rls_key(), b.rls_key());
         assert_ne!(a.rls_key(), Identity::anonymous().rls_key());
+        // The user the audience of a change is matched against.
+        assert_eq!(
+            a.user_id(),
+            Some(Uuid::from_u128(0x7b0e8f3c_50c9_4a43_9d8e_2f1f6f0b9c11))
+        );
+        assert_eq!(Identity::anonymous().user_id(), None);
     }
 
     #[test]

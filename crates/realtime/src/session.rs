@@ -224,7 +224,7 @@ impl Session {
             bindings: request.bindings.clone(),
             broadcast_self: request.broadcast_self,
             broadcast_ack: request.broadcast_ack,
-            identity: RwLock::new(identity),
+            identity: RwLock::new(Arc::new(identity)),
             outbox: self.outbox.clone(),
             overflowed: AtomicBool::new(false),
         });
@@ -256,7 +256,7 @@ impl Session {
         match result {
             Ok(identity) => {
                 if let Ok(mut current) = channel.identity.write() {
-                    *current = identity;
+                    *current = Arc::new(identity);
                 }
                 vec![Frame::reply(frame, true, json!({}))]
             }

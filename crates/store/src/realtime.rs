@@ -135,6 +135,22 @@ pub async fn visible(
         .collect())
 }
 
+/// Who each change of a batch can concern: `(change index, user)` pairs, from the table's
+/// scope in the publication (`internal.realtime_audience`). `changes` is the batch as JSON
+/// objects with `s`, `t` and the row's chama (`c`) and user (`u`). Only these users need the
+/// RLS check of [`visible`]; RLS admits no one else to a published row.
+pub async fn audience(pool: &PgPool, changes: &Value) -> Result<Vec<(usize, Uuid)>, StoreError> {
+    let pairs: Vec<(i32, Uuid)> =
+        sqlx::query_as("select change_index, user_id from internal.realtime_audience($1)")
+            .bind(changes)
+            .fetch_all(pool)
+            .await?;
+    Ok(pairs
+        .into_iter()
+        .filter_map(|(i, user)| Some((usize::try_from(i).ok()?, user)))
+        .collect())
+}
+
 /// A LISTEN connection on [`CHANNEL`], on a one-connection pool of its own so it never takes a
 /// connection the requests need. sqlx reconnects it after a lost connection (and LISTENs
 /// again); notifications sent while it was away are lost, which subscribers learn of by the

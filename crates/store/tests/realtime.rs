@@ -196,3 +196,80 @@ async fn visibility_is_what_rls_lets_each_identity_select() {
     .await;
     assert!(refused.is_err());
 }
+
+/// The audience of a change (`internal.realtime_audience`) is who the server asks RLS about;
+/// anyone RLS would admit but the audience leaves out would silently miss the change. So for
+/// every row of every published table in the demo data, and every user, RLS must admit no one
+/// outside the audience.
+#[tokio::test]
+async fn the_audience_of_every_published_row_holds_everyone_rls_admits() {
+    let db = seeded().await;
+    // A notification, so that table surely has a row.
+    sqlx::query(
+        "insert into public.notifications (user_id, chama_id, type, title, body)
+         values ($1, $2, 'transaction', 'Asante', 'Received')",
+    )
+    .bind(NAFULA)
+    .bind(UMOJA)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut changes = Vec::new();
+    for table in realtime::published_tables(&db.pool).await.unwrap() {
+        let sql = format!(
+            "select id, to_jsonb(r) ->> 'chama_id' as c, to_jsonb(r) ->> 'user_id' as u
+               from {}.{} r",
+            table.schema, table.table
+        );
+        let rows: Vec<(Uuid, Option<String>, Option<String>)> =
+            sqlx::query_as(&sql).fetch_all(&db.pool).await.unwrap();
+        assert!(
+            !rows.is_empty(),
+            "the demo data has rows in {}",
+            table.table
+        );
+        for (id, chama, user) in rows {
+            changes.push(json!({"s": table.schema, "t": table.table, "op": "UPDATE",
+                                "id": id, "c": chama, "u": user}));
+        }
+    }
+    let users: Vec<Uuid> = sqlx::query_scalar("select id from auth.users order by id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let every: Vec<usize> = (0..changes.len()).collect();
+    let identities: Vec<Value> = users
+        .iter()
+        .map(|id| {
+            json!({"role": "authenticated", "w": every,
+                   "claims": {"sub": id, "role": "authenticated", "aud": "authenticated",
+                              "app_metadata": {}}})
+        })
+        .collect();
+    let changes = Value::Array(changes);
+    let visible = realtime::visible(&db.pool, &Value::Array(identities), &changes)
+        .await
+        .unwrap();
+    let audience: std::collections::HashSet<(usize, Uuid)> = realtime::audience(&db.pool, &changes)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let outside: Vec<(Uuid, &Value)> = visible
+        .iter()
+        .filter(|(user, change)| !audience.contains(&(*change, users[*user])))
+        .map(|(user, change)| (users[*user], &changes[*change]))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "RLS admits users outside the audience: {outside:?}"
+    );
+    // Not vacuous: RLS admits many, and the audience leaves many users out.
+    assert!(visible.len() > 50, "only {} visible pairs", visible.len());
+    let all_pairs = users.len() * changes.as_array().unwrap().len();
+    assert!(
+        audience.len() * 2 < all_pairs,
+        "the audience ({}) prunes little of {all_pairs}",
+        audience.len()
+    );
+}
