@@ -101,7 +101,8 @@ impl AppState {
 
 /// The whole application router with its middleware.
 pub fn app(mut state: AppState) -> Router {
-    let (api, document) = openapi::routes().split_for_parts();
+    let (api, mut document) = openapi::routes().split_for_parts();
+    document.merge(<storage_api::StorageDoc as utoipa::OpenApi>::openapi());
     state.openapi = Arc::new(
         document
             .to_pretty_json()

@@ -30,18 +30,21 @@ async fn a_worker_process_delivers_the_outbox_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
 
+    // The message is written to the mailbox first and marked done after: wait for both.
     let started = Instant::now();
-    let delivered = loop {
+    let (delivered, status) = loop {
         let text = std::fs::read_to_string(&mailbox).unwrap_or_default();
-        if text.contains("918273") || started.elapsed() > Duration::from_secs(30) {
-            break text;
+        let status: String = sqlx::query_scalar("select status from internal.outbox")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if (text.contains("918273") && status == "done")
+            || started.elapsed() > Duration::from_secs(30)
+        {
+            break (text, status);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let status: String = sqlx::query_scalar("select status from internal.outbox")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
 
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use pesachama_store::storage::Bucket;
 use serde_json::{Value, json};
 
+use super::error::StorageErrorBody;
 use super::{StorageCaller, StorageError, caller_tx};
 use crate::AppState;
 
@@ -22,6 +23,11 @@ fn bucket_json(bucket: &Bucket) -> Value {
     })
 }
 
+#[utoipa::path(
+    get, path = "/storage/v1/bucket", tag = "storage",
+    responses((status = 200, description = "the buckets the caller may see: id, name, public, file_size_limit, allowed_mime_types"), (status = 400, body = StorageErrorBody)),
+    security(("bearer" = []))
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,
@@ -34,6 +40,12 @@ pub(super) async fn list(
     )))
 }
 
+#[utoipa::path(
+    get, path = "/storage/v1/bucket/{id}", tag = "storage",
+    params(("id" = String, Path, description = "avatars, documents or recordings")),
+    responses((status = 200, description = "the bucket"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller")),
+    security(("bearer" = []))
+)]
 pub(super) async fn get_one(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,

@@ -11,6 +11,7 @@ use pesachama_storage::{BucketId, ObjectName};
 use pesachama_store::storage::{ObjectRow, find_object};
 use serde::Deserialize;
 
+use super::error::StorageErrorBody;
 use super::{StorageCaller, StorageError, caller_tx, find_bucket, row_key, settings, target};
 use crate::AppState;
 
@@ -20,6 +21,13 @@ pub(super) struct DownloadQuery {
     pub download: Option<String>,
 }
 
+#[utoipa::path(
+    get, path = "/storage/v1/object/authenticated/{bucket}/{path}", tag = "storage",
+    description = "The object's bytes, if the caller's SELECT policy on storage.objects admits it. `GET /storage/v1/object/{bucket}/{path}` is the same.",
+    params(("bucket" = String, Path), ("path" = String, Path, description = "the object's name, slashes included"), ("download" = Option<String>, Query, description = "answer as an attachment, named by this or by the object")),
+    responses((status = 200, description = "the bytes, with Content-Type, ETag, Last-Modified and Cache-Control"), (status = 304, description = "If-None-Match matched"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller")),
+    security(("bearer" = []))
+)]
 pub(super) async fn authenticated(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,
@@ -35,6 +43,29 @@ pub(super) async fn authenticated(
     serve(&state, &bucket, &name, &row, query.download).await
 }
 
+/// `GET /object/{bucket}/{path}`: what `authenticated` answers, at the path older clients use.
+#[utoipa::path(
+    get, path = "/storage/v1/object/{bucket}/{path}", tag = "storage",
+    description = "The same as `GET /storage/v1/object/authenticated/{bucket}/{path}`.",
+    params(("bucket" = String, Path), ("path" = String, Path, description = "the object's name, slashes included"), ("download" = Option<String>, Query)),
+    responses((status = 200, description = "the bytes"), (status = 400, body = StorageErrorBody), (status = 404, body = StorageErrorBody)),
+    security(("bearer" = []))
+)]
+pub(super) async fn get_object(
+    state: State<AppState>,
+    caller: StorageCaller,
+    path: Path<(String, String)>,
+    query: Query<DownloadQuery>,
+) -> Result<Response, StorageError> {
+    authenticated(state, caller, path, query).await
+}
+
+#[utoipa::path(
+    get, path = "/storage/v1/object/public/{bucket}/{path}", tag = "storage",
+    description = "An object of a public bucket (avatars), without a token.",
+    params(("bucket" = String, Path), ("path" = String, Path, description = "the object's name, slashes included"), ("download" = Option<String>, Query)),
+    responses((status = 200, description = "the bytes"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller"))
+)]
 pub(super) async fn public(
     State(state): State<AppState>,
     Path((bucket, path)): Path<(String, String)>,

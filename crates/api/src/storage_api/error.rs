@@ -171,14 +171,31 @@ impl From<PathError> for StorageError {
     }
 }
 
+/// The body of every storage error, as storage-js reads it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageErrorBody {
+    /// The HTTP status, as text (`"404"`).
+    #[schema(example = "404")]
+    pub status_code: String,
+    /// The machine-readable name (`NoSuchKey`, `InvalidKey`, `EntityTooLarge`, ...).
+    #[schema(example = "NoSuchKey")]
+    pub code: &'static str,
+    #[schema(example = "not_found")]
+    pub error: &'static str,
+    /// What is wrong, for a person.
+    #[schema(example = "Object not found")]
+    pub message: String,
+}
+
 impl IntoResponse for StorageError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "statusCode": self.status.as_u16().to_string(),
-            "code": self.code,
-            "error": self.error,
-            "message": self.message,
-        });
+        let body = StorageErrorBody {
+            status_code: self.status.as_u16().to_string(),
+            code: self.code,
+            error: self.error,
+            message: self.message,
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -13,10 +13,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::error::StorageErrorBody;
 use super::{StorageCaller, StorageError, caller_tx, find_bucket, json, row_key, settings, target};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(default, rename_all = "camelCase")]
 struct ListRequest {
     prefix: String,
@@ -38,7 +39,7 @@ impl Default for ListRequest {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(default)]
 struct SortBy {
     column: String,
@@ -55,6 +56,13 @@ impl Default for SortBy {
 }
 
 /// `POST /object/list/{bucket}`: one folder level, folders (name only) then files.
+#[utoipa::path(
+    post, path = "/storage/v1/object/list/{bucket}", tag = "storage",
+    request_body(content = ListRequest, description = "one folder level: prefix, limit (100), offset, sortBy {column, order}, search"),
+    params(("bucket" = String, Path)),
+    responses((status = 200, description = "folders (name only) then files, with id, metadata and times"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller")),
+    security(("bearer" = []))
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,
@@ -163,13 +171,20 @@ async fn delete_names(
     Ok(deleted)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct DeleteRequest {
     prefixes: Vec<String>,
 }
 
 /// `DELETE /object/{bucket}` `{prefixes: [names]}`: answers the objects deleted (those the
 /// caller may not delete are left, and left out).
+#[utoipa::path(
+    delete, path = "/storage/v1/object/{bucket}", tag = "storage",
+    request_body(content = DeleteRequest, description = "up to 1000 names"),
+    params(("bucket" = String, Path)),
+    responses((status = 200, description = "the objects deleted; those the caller may not delete are left, and left out"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller")),
+    security(("bearer" = []))
+)]
 pub(super) async fn delete_many(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,
@@ -191,6 +206,12 @@ pub(super) async fn delete_many(
 }
 
 /// `DELETE /object/{bucket}/{path}`.
+#[utoipa::path(
+    delete, path = "/storage/v1/object/{bucket}/{path}", tag = "storage",
+    params(("bucket" = String, Path), ("path" = String, Path, description = "the object's name, slashes included")),
+    responses((status = 200, description = "{message: \"Successfully deleted\"}"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller")),
+    security(("bearer" = []))
+)]
 pub(super) async fn delete_one(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,
@@ -204,7 +225,7 @@ pub(super) async fn delete_one(
     Ok(Json(json!({ "message": "Successfully deleted" })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct MoveRequest {
     bucket_id: String,
@@ -215,6 +236,12 @@ struct MoveRequest {
 
 /// `POST /object/move`: a rename within a bucket (UPDATE policy on the old name, its check on
 /// the new one). The bytes stay where they are: keys do not depend on names.
+#[utoipa::path(
+    post, path = "/storage/v1/object/move", tag = "storage",
+    request_body(content = MoveRequest, description = "a rename within a bucket"),
+    responses((status = 200, description = "{message: \"Successfully moved\"}"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller"), (status = 409, body = StorageErrorBody, description = "the destination exists")),
+    security(("bearer" = []))
+)]
 pub(super) async fn move_object(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,
@@ -240,7 +267,7 @@ pub(super) async fn move_object(
     Ok(Json(json!({ "message": "Successfully moved" })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CopyRequest {
     bucket_id: String,
@@ -251,6 +278,12 @@ struct CopyRequest {
 
 /// `POST /object/copy`: SELECT on the source, INSERT (or upsert with `x-upsert: true`) on the
 /// destination, both as the caller; the destination bucket's limits apply.
+#[utoipa::path(
+    post, path = "/storage/v1/object/copy", tag = "storage",
+    request_body(content = CopyRequest, description = "copies the bytes; x-upsert: true replaces the destination"),
+    responses((status = 200, description = "{Key, Id} of the copy"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller"), (status = 409, body = StorageErrorBody, description = "the destination exists")),
+    security(("bearer" = []))
+)]
 pub(super) async fn copy_object(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,

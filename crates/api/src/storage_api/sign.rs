@@ -16,6 +16,7 @@ use pesachama_store::storage::{find_object, find_objects};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::error::StorageErrorBody;
 use super::{StorageCaller, StorageError, caller_tx, json, target, url_path};
 use crate::AppState;
 
@@ -29,7 +30,7 @@ struct SignedClaims {
     exp: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SignRequest {
     expires_in: i64,
@@ -71,6 +72,13 @@ fn signed_url(
     ))
 }
 
+#[utoipa::path(
+    post, path = "/storage/v1/object/sign/{bucket}/{path}", tag = "storage",
+    request_body(content = SignRequest, description = "expiresIn, seconds"),
+    params(("bucket" = String, Path), ("path" = String, Path, description = "the object's name, slashes included")),
+    responses((status = 200, description = "{signedURL}: a path with a token (a JWT naming the object, with its expiry)"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller")),
+    security(("bearer" = []))
+)]
 pub(super) async fn sign_one(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,
@@ -88,6 +96,13 @@ pub(super) async fn sign_one(
     Ok(Json(json!({ "signedURL": url })))
 }
 
+#[utoipa::path(
+    post, path = "/storage/v1/object/sign/{bucket}", tag = "storage",
+    request_body(content = SignRequest, description = "expiresIn and up to 1000 paths"),
+    params(("bucket" = String, Path)),
+    responses((status = 200, description = "[{path, signedURL, error}] in the order asked"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller")),
+    security(("bearer" = []))
+)]
 pub(super) async fn sign_many(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,
@@ -133,6 +148,12 @@ pub(super) struct SignedQuery {
     download: Option<String>,
 }
 
+#[utoipa::path(
+    get, path = "/storage/v1/object/sign/{bucket}/{path}", tag = "storage",
+    description = "The object's bytes for whoever holds a signed URL's token, until it expires.",
+    params(("bucket" = String, Path), ("path" = String, Path), ("token" = String, Query, description = "the signed URL's token"), ("download" = Option<String>, Query)),
+    responses((status = 200, description = "the bytes"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller"))
+)]
 pub(super) async fn download_signed(
     State(state): State<AppState>,
     Path((bucket, path)): Path<(String, String)>,

@@ -21,6 +21,7 @@ use pesachama_store::storage::{Bucket, NewObject, Written, write_object};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::error::StorageErrorBody;
 use super::{StorageCaller, StorageError, caller_tx, find_bucket, settings, target};
 use crate::AppState;
 use crate::gotrue::Caller;
@@ -33,6 +34,14 @@ struct Described {
     user_metadata: Option<Value>,
 }
 
+#[utoipa::path(
+    method(post, put), path = "/storage/v1/object/{bucket}/{path}", tag = "storage",
+    description = "Uploads an object: the raw body, or multipart form data (a file part and optional cacheControl). POST creates; PUT, or `x-upsert: true`, replaces. The bucket's size limit and MIME types apply.",
+    params(("bucket" = String, Path), ("path" = String, Path, description = "the object's name, slashes included; no .., absolute paths or NUL"), ("x-upsert" = Option<bool>, Header, description = "replace an existing object")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the bytes (any MIME type the bucket allows)"),
+    responses((status = 200, description = "{Key, Id}"), (status = 400, body = StorageErrorBody, description = "a bad name, body or token"), (status = 404, body = StorageErrorBody, description = "no such bucket or object, or not visible to the caller"), (status = 403, body = StorageErrorBody, description = "the bucket's policies refuse the write"), (status = 409, body = StorageErrorBody, description = "the object exists and upsert was not asked"), (status = 413, body = StorageErrorBody, description = "larger than the bucket allows"), (status = 415, body = StorageErrorBody, description = "a MIME type the bucket refuses")),
+    security(("bearer" = []))
+)]
 pub(super) async fn upload(
     State(state): State<AppState>,
     StorageCaller(caller): StorageCaller,
