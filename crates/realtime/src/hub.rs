@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use pesachama_auth::TokenVerifier;
 use pesachama_store::PgPool;
-use pesachama_store::realtime::{self as store, Change, ChangeListener};
+use pesachama_store::realtime::{self as store, Change, ChangeListener, Notice};
 use serde_json::{Value, json};
 use tokio::sync::{OnceCell, mpsc};
 use uuid::Uuid;
@@ -109,6 +109,10 @@ pub struct Hub {
     catalog: OnceCell<Arc<Catalog>>,
     registry: RwLock<Registry>,
     next_key: AtomicU64,
+    /// This process, as other processes see its broadcasts.
+    origin: Uuid,
+    /// Broadcasts to pass to the other processes, in the order they were sent.
+    outgoing: std::sync::OnceLock<mpsc::UnboundedSender<(String, Value)>>,
 }
 
 /// Changes taken from the listener at once, at most.
@@ -121,6 +125,8 @@ impl Hub {
             catalog: OnceCell::new(),
             registry: RwLock::new(Registry::default()),
             next_key: AtomicU64::new(1),
+            origin: Uuid::new_v4(),
+            outgoing: std::sync::OnceLock::new(),
         })
     }
 
@@ -143,6 +149,9 @@ impl Hub {
                     .await
                     .map_err(|err| format!("cannot listen for changes: {err}"))?;
                 tokio::spawn(listen(Arc::downgrade(self), listener));
+                let (outgoing, queue) = mpsc::unbounded_channel();
+                let _ = self.outgoing.set(outgoing);
+                tokio::spawn(publish(self.config.pool.clone(), self.origin, queue));
                 Ok(Arc::new(catalog))
             })
             .await
@@ -184,23 +193,56 @@ impl Hub {
     }
 
     /// Sends a client's broadcast to the other clients of its topic on this process (and back
-    /// to the sender when it joined with `broadcast.self`).
+    /// to the sender when it joined with `broadcast.self`), then to the other processes.
     pub fn broadcast(&self, from: &ChannelEntry, payload: &Value) {
-        let targets: Vec<Arc<ChannelEntry>> = {
-            let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
-            registry
-                .by_topic
-                .get(&from.topic)
-                .into_iter()
-                .flatten()
-                .filter_map(|key| registry.channels.get(key).cloned())
-                .collect()
-        };
-        for target in targets {
+        for target in self.on_topic(&from.topic) {
             if target.key != from.key || from.broadcast_self {
                 target.deliver(Frame::new(&from.topic, "broadcast", payload.clone()));
             }
         }
+        if let Some(outgoing) = self.outgoing.get() {
+            let _ = outgoing.send((from.topic.clone(), payload.clone()));
+        }
+    }
+
+    /// A broadcast another process passed on: to every client of its topic here.
+    async fn relay(&self, broadcast: store::Broadcast) {
+        if broadcast.origin == self.origin {
+            return;
+        }
+        let targets = self.on_topic(&broadcast.topic);
+        if targets.is_empty() {
+            return;
+        }
+        let payload = match (broadcast.payload, broadcast.stored) {
+            (Some(payload), _) => payload,
+            (None, Some(id)) => match store::stored_broadcast(&self.config.pool, id).await {
+                Ok(Some(payload)) => payload,
+                Ok(None) => {
+                    tracing::warn!(id, "a relayed broadcast was swept before it was read");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, id, "cannot read a relayed broadcast");
+                    return;
+                }
+            },
+            (None, None) => return,
+        };
+        for target in targets {
+            target.deliver(Frame::new(&broadcast.topic, "broadcast", payload.clone()));
+        }
+    }
+
+    fn on_topic(&self, topic: &str) -> Vec<Arc<ChannelEntry>> {
+        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        registry
+            .by_topic
+            .get(topic)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| registry.channels.get(key).cloned())
+            .collect()
     }
 
     fn snapshot(&self) -> Vec<Arc<ChannelEntry>> {
@@ -450,18 +492,28 @@ async fn check_visibility(
     Ok(visible)
 }
 
+/// Passes this process's broadcasts to the others, one at a time so they keep their order.
+async fn publish(pool: PgPool, origin: Uuid, mut queue: mpsc::UnboundedReceiver<(String, Value)>) {
+    while let Some((topic, payload)) = queue.recv().await {
+        if let Err(err) = store::publish_broadcast(&pool, origin, &topic, &payload).await {
+            tracing::warn!(%err, %topic, "a broadcast did not reach the other server processes");
+        }
+    }
+}
+
 /// The LISTEN loop of a hub; ends when the hub is gone.
 ///
 /// A reader task takes notifications off the connection one by one (never cancelled halfway);
 /// this loop takes everything that has arrived as one batch, so while one batch is being
-/// delivered the next one gathers, and the cost per change falls as the rate rises.
+/// delivered the next one gathers, and the cost per change falls as the rate rises. Broadcasts
+/// from other processes are relayed as they come, ahead of the batch they arrived in.
 async fn listen(hub: Weak<Hub>, mut listener: ChangeListener) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Notice>();
     let reader = tokio::spawn(async move {
         loop {
-            match listener.next().await {
-                Ok(change) => {
-                    if tx.send(change).is_err() {
+            match listener.next_notice().await {
+                Ok(notice) => {
+                    if tx.send(notice).is_err() {
                         return;
                     }
                 }
@@ -476,14 +528,21 @@ async fn listen(hub: Weak<Hub>, mut listener: ChangeListener) {
         }
     });
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(change) => batch.push(change),
-                Err(_) => break,
+        let Some(hub) = hub.upgrade() else { break };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(notice) = next.take() {
+            match notice {
+                Notice::Change(change) => batch.push(change),
+                Notice::Broadcast(broadcast) => hub.relay(broadcast).await,
+            }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        let Some(hub) = hub.upgrade() else { break };
+        if batch.is_empty() {
+            continue;
+        }
         if let Err(err) = hub.fan_out(&batch).await {
             tracing::error!(%err, changes = batch.len(), "realtime fan-out failed");
         }

@@ -34,6 +34,69 @@ async fn heartbeats_are_answered_in_both_serializers() {
 }
 
 #[tokio::test]
+async fn broadcasts_reach_the_channels_clients_on_every_server_instance_in_order() {
+    let app = TestApp::spawn().await;
+    let (second, stop) = second_instance(&app).await;
+    let mut here = Client::connect(app.address, "2.0.0").await;
+    here.join_config("realtime:room", None, json!({"broadcast": {"self": false}}))
+        .await;
+    let mut there = Client::connect(second, "1.0.0").await;
+    there
+        .join_config("realtime:room", None, json!({"broadcast": {"self": false}}))
+        .await;
+    let mut other_room = Client::connect(second, "1.0.0").await;
+    other_room
+        .join_config("realtime:other-room", None, json!({}))
+        .await;
+
+    // Small messages travel in the notification; one over NOTIFY's 8000 bytes through the table.
+    let big = "x".repeat(20_000);
+    for (n, text) in [(1, "hello"), (2, big.as_str()), (3, "after")] {
+        here.push(
+            Some("1"),
+            "realtime:room",
+            "broadcast",
+            json!({"type": "broadcast", "event": "say", "payload": {"n": n, "text": text}}),
+        )
+        .await;
+    }
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        let got = there.expect("broadcast").await;
+        assert_eq!(got.topic, "realtime:room");
+        assert_eq!(got.payload["event"], "say");
+        heard.push((
+            got.payload["payload"]["n"].as_i64().unwrap(),
+            got.payload["payload"]["text"].as_str().unwrap().len(),
+        ));
+    }
+    assert_eq!(heard, [(1, 5), (2, 20_000), (3, 5)], "each once, in order");
+    // Once each: the sending instance does not hear its own back through the database, and
+    // another topic hears nothing.
+    assert!(there.collect("broadcast", QUIET).await.is_empty());
+    assert!(here.collect("broadcast", QUIET).await.is_empty());
+    assert!(
+        other_room
+            .collect("broadcast", Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+
+    // And back the other way.
+    there
+        .push(
+            Some("1"),
+            "realtime:room",
+            "broadcast",
+            json!({"type": "broadcast", "event": "reply", "payload": {"ok": true}}),
+        )
+        .await;
+    let got = here.expect("broadcast").await;
+    assert_eq!(got.payload["event"], "reply");
+    let _ = stop.send(());
+}
+
+#[tokio::test]
 async fn broadcasts_reach_the_other_clients_of_the_channel_in_their_own_serializer() {
     let app = TestApp::spawn().await;
     let mut v1 = Client::connect(app.address, "1.0.0").await;

@@ -262,19 +262,7 @@ async fn an_outsider_subscribed_to_everything_receives_nothing_of_another_chama(
 #[tokio::test]
 async fn two_server_instances_on_one_database_each_deliver_to_their_own_clients() {
     let first = demo_app().await;
-    // The second instance: another app, its own pool and LISTEN connection, the same database.
-    let pool = pesachama_store::connect(&first.db.url, 5).await.unwrap();
-    let state = pesachama_api::AppState::new(pool, TestApp::config());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let second = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(pesachama_api::serve(
-        listener,
-        pesachama_api::app(state),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (second, stop) = second_instance(&first).await;
 
     let treasurer = first.demo_token(AKINYI_TREASURER).await;
     let mut on_first = Client::connect(first.address, "1.0.0").await;

@@ -20,6 +20,13 @@ use crate::db::quote_ident;
 /// The NOTIFY channel the triggers announce changes on.
 pub const CHANNEL: &str = "pesachama_realtime";
 
+/// The NOTIFY channel server processes pass clients' broadcasts to each other on.
+pub const BROADCAST_CHANNEL: &str = "pesachama_broadcast";
+
+/// Broadcast messages up to this size (serialized) travel in the NOTIFY payload itself; larger
+/// ones through `internal.realtime_broadcasts` (NOTIFY payloads are capped at 8000 bytes).
+const INLINE_BROADCAST_BYTES: usize = 7000;
+
 /// One announced row change, as the trigger writes it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Change {
@@ -45,6 +52,74 @@ impl Change {
     pub fn parse(payload: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(payload)
     }
+}
+
+/// A client's broadcast passed on by another server process.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Broadcast {
+    /// The process that sent it (it has delivered to its own clients already).
+    #[serde(rename = "o")]
+    pub origin: Uuid,
+    #[serde(rename = "t")]
+    pub topic: String,
+    /// The message (`{type, event, payload}`), unless it was too large to travel inline.
+    #[serde(rename = "p", default)]
+    pub payload: Option<Value>,
+    /// Where a large message waits, in `internal.realtime_broadcasts`.
+    #[serde(rename = "id", default)]
+    pub stored: Option<i64>,
+}
+
+/// What a [`ChangeListener`] hears.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Change(Change),
+    Broadcast(Broadcast),
+}
+
+/// Passes a broadcast to every server process of the database (each LISTENs on
+/// [`BROADCAST_CHANNEL`]); `origin` is the sending process, which skips its own.
+pub async fn publish_broadcast(
+    pool: &PgPool,
+    origin: Uuid,
+    topic: &str,
+    payload: &Value,
+) -> Result<(), StoreError> {
+    let inline = serde_json::json!({ "o": origin, "t": topic, "p": payload }).to_string();
+    if inline.len() <= INLINE_BROADCAST_BYTES {
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(BROADCAST_CHANNEL)
+            .bind(inline)
+            .execute(pool)
+            .await?;
+        return Ok(());
+    }
+    // Kept a minute: long enough for every listener, and old ones go with each new one.
+    sqlx::query(
+        "with gone as (delete from internal.realtime_broadcasts
+                        where created_at < now() - interval '1 minute'),
+              kept as (insert into internal.realtime_broadcasts (topic, payload)
+                       values ($3, $4) returning id)
+         select pg_notify($1, jsonb_build_object('o', $2::uuid, 't', $3::text, 'id', kept.id)::text)
+           from kept",
+    )
+    .bind(BROADCAST_CHANNEL)
+    .bind(origin)
+    .bind(topic)
+    .bind(payload)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The message of a large broadcast, kept by [`publish_broadcast`]; `None` once swept.
+pub async fn stored_broadcast(pool: &PgPool, id: i64) -> Result<Option<Value>, StoreError> {
+    Ok(
+        sqlx::query_scalar("select payload from internal.realtime_broadcasts where id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// A published table and its columns (name and type, as Supabase reports them).
@@ -151,7 +226,7 @@ pub async fn audience(pool: &PgPool, changes: &Value) -> Result<Vec<(usize, Uuid
         .collect())
 }
 
-/// A LISTEN connection on [`CHANNEL`], on a one-connection pool of its own so it never takes a
+/// A LISTEN connection on [`CHANNEL`] and [`BROADCAST_CHANNEL`], on a one-connection pool of its own so it never takes a
 /// connection the requests need. sqlx reconnects it after a lost connection (and LISTENs
 /// again); notifications sent while it was away are lost, which subscribers learn of by the
 /// `system` message the realtime server sends when it reconnects.
@@ -168,21 +243,36 @@ impl ChangeListener {
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
         let mut listener = PgListener::connect_with(&own).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, BROADCAST_CHANNEL]).await?;
         Ok(Self { listener })
     }
 
-    /// The next change. Payloads that do not parse are skipped and logged. Cancelling this
-    /// future is not safe (sqlx may be halfway through a message): run it in a task of its own
-    /// and batch on the receiving side of a channel.
-    pub async fn next(&mut self) -> Result<Change, StoreError> {
+    /// The next change or broadcast. Payloads that do not parse are skipped and logged.
+    /// Cancelling this future is not safe (sqlx may be halfway through a message): run it in a
+    /// task of its own and batch on the receiving side of a channel.
+    pub async fn next_notice(&mut self) -> Result<Notice, StoreError> {
         loop {
             let notification = self.listener.recv().await?;
-            match Change::parse(notification.payload()) {
-                Ok(change) => return Ok(change),
+            let notice = if notification.channel() == BROADCAST_CHANNEL {
+                serde_json::from_str(notification.payload()).map(Notice::Broadcast)
+            } else {
+                Change::parse(notification.payload()).map(Notice::Change)
+            };
+            match notice {
+                Ok(notice) => return Ok(notice),
                 Err(err) => {
-                    tracing::warn!(%err, "ignoring a realtime notification that does not parse");
+                    tracing::warn!(%err, channel = notification.channel(),
+                                   "ignoring a realtime notification that does not parse");
                 }
+            }
+        }
+    }
+
+    /// The next change, passing over broadcasts (see [`Self::next_notice`]).
+    pub async fn next(&mut self) -> Result<Change, StoreError> {
+        loop {
+            if let Notice::Change(change) = self.next_notice().await? {
+                return Ok(change);
             }
         }
     }

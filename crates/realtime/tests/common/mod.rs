@@ -51,6 +51,24 @@ pub async fn demo_app() -> TestApp {
     app
 }
 
+/// A second server instance on the first one's database: another app with its own pool and
+/// LISTEN connection. It stops when the sender is dropped or sent to.
+pub async fn second_instance(first: &TestApp) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let pool = pesachama_store::connect(&first.db.url, 5).await.unwrap();
+    let state = pesachama_api::AppState::new(pool, TestApp::config());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(pesachama_api::serve(
+        listener,
+        pesachama_api::app(state),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (address, stop)
+}
+
 pub fn anon_key() -> String {
     TestApp::api_key("anon")
 }
