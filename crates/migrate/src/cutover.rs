@@ -8,8 +8,9 @@
 //! can replay every write made on the target into legacy before legacy is reopened.
 //!
 //! Rollback replays those changes into legacy in order (new transactions, notifications, device
-//! tokens and memberships inserted, changed users and transactions updated, chama balances set to
-//! the target's ledger), inside one legacy transaction that also records which target row became
+//! tokens, memberships, meetings with their registers and withdrawal requests with their
+//! decisions inserted, changed rows updated, deleted ones deleted, chama balances set to the
+//! target's ledger), inside one legacy transaction that also records which target row became
 //! which legacy row (`pesachama_sync.rollback_map`), so a rollback interrupted and run again
 //! inserts nothing twice; then it restores CONNECT and read-write.
 
@@ -30,6 +31,10 @@ pub const TARGET_CAPTURED: &[&str] = &[
     "public.transactions",
     "public.notifications",
     "public.device_tokens",
+    "public.meetings",
+    "public.meeting_attendance",
+    "public.disbursement_requests",
+    "public.disbursement_approvals",
 ];
 
 const TARGET_CAPTURE: &str = "
@@ -315,7 +320,7 @@ async fn replay(
     chamas: &mut std::collections::BTreeSet<String>,
 ) -> anyhow::Result<bool> {
     if op == "DELETE" {
-        return Ok(false);
+        return replay_delete(conn, table, row).await;
     }
     match table {
         "auth.users" => {
@@ -401,8 +406,14 @@ async fn replay(
             }
         }
         "public.notifications" => {
-            if op != "INSERT" || mapped(conn, row, "legacy_id").await?.is_some() {
-                return Ok(op == "UPDATE");
+            if let Some(id) = mapped(conn, row, "legacy_id").await? {
+                // Known to legacy: what a member can change is whether it was read.
+                sqlx::query("update notifications set is_read = $2 where id = $1")
+                    .bind(id)
+                    .bind(!row["read_at"].is_null())
+                    .execute(&mut *conn)
+                    .await?;
+                return Ok(true);
             }
             let id: i64 = sqlx::query_scalar(
                 "insert into notifications (user_id, type, title, body, data, is_read, sent_via, created_at)
@@ -423,9 +434,153 @@ async fn replay(
                 .fetch_one(&mut *conn).await?;
             remember(conn, row, id).await?;
         }
+        "public.meetings" => {
+            sqlx::query(
+                "insert into meetings (id, chama_id, title, agenda, scheduled_for, duration_minutes, venue, meeting_type, agora_channel, minutes, status, created_by, created_at, updated_at)
+                 values ($1::uuid, $2::uuid, $3, $4, $5::timestamp, $6::int, $7, $8, $9, $10, $11, $12::uuid, $13::timestamp, $14::timestamp)
+                 on conflict (id) do update set title = excluded.title, agenda = excluded.agenda, scheduled_for = excluded.scheduled_for,
+                   duration_minutes = excluded.duration_minutes, venue = excluded.venue, meeting_type = excluded.meeting_type,
+                   agora_channel = excluded.agora_channel, minutes = excluded.minutes, status = excluded.status, updated_at = excluded.updated_at",
+            )
+            .bind(s(row, "id")).bind(s(row, "chama_id")).bind(s(row, "title")).bind(s(row, "agenda"))
+            .bind(to_nairobi(&row["scheduled_for"])).bind(s(row, "duration_minutes")).bind(s(row, "venue"))
+            .bind(s(row, "meeting_type")).bind(s(row, "agora_channel")).bind(s(row, "minutes")).bind(s(row, "status"))
+            .bind(s(row, "created_by")).bind(to_nairobi(&row["created_at"])).bind(to_nairobi(&row["updated_at"]))
+            .execute(&mut *conn).await?;
+        }
+        "public.meeting_attendance" => {
+            // Legacy keeps the register as an array of those who came.
+            let came = matches!(s(row, "status").as_deref(), Some("present" | "late"));
+            sqlx::query(
+                "update meetings set attendees = case when $3 then array_append(array_remove(attendees, $2::uuid), $2::uuid)
+                                                     else array_remove(attendees, $2::uuid) end
+                  where id = $1::uuid",
+            )
+            .bind(s(row, "meeting_id")).bind(s(row, "user_id")).bind(came)
+            .execute(&mut *conn).await?;
+        }
+        "public.disbursement_requests" => {
+            let transaction = match s(row, "transaction_id") {
+                Some(target) => legacy_of(conn, &target).await?,
+                None => None,
+            };
+            sqlx::query(
+                "insert into disbursement_requests (id, chama_id, requested_by, recipient_phone, amount, reason, status, transaction_id, created_at, updated_at)
+                 values ($1::uuid, $2::uuid, $3::uuid, $4, $5::numeric, $6, $7, $8, $9::timestamp, $10::timestamp)
+                 on conflict (id) do update set status = excluded.status, updated_at = excluded.updated_at,
+                   transaction_id = coalesce(excluded.transaction_id, disbursement_requests.transaction_id)",
+            )
+            .bind(s(row, "id")).bind(s(row, "chama_id")).bind(s(row, "requested_by")).bind(s(row, "recipient_phone"))
+            .bind(kes(&row["amount"])).bind(s(row, "reason"))
+            .bind(s(row, "status").map(|status| legacy_disbursement_status(&status)))
+            .bind(transaction).bind(to_nairobi(&row["created_at"])).bind(to_nairobi(&row["updated_at"]))
+            .execute(&mut *conn).await?;
+        }
+        "public.disbursement_approvals" => {
+            // Legacy keeps decisions as JSON on the request, one per official.
+            let decision = serde_json::json!({
+                "user_id": s(row, "approver_id"),
+                "approved": s(row, "decision").as_deref() == Some("approve"),
+                "comment": s(row, "comment"),
+                "at": to_nairobi(&row["created_at"]).map(|at| at.replace(' ', "T")),
+            });
+            sqlx::query(
+                "update disbursement_requests
+                    set approvals = (select coalesce(jsonb_agg(a), '[]'::jsonb)
+                                       from jsonb_array_elements(approvals::jsonb) a
+                                      where a ->> 'user_id' is distinct from $2) || jsonb_build_array($3::jsonb)
+                  where id = $1::uuid",
+            )
+            .bind(s(row, "request_id")).bind(s(row, "approver_id")).bind(decision)
+            .execute(&mut *conn).await?;
+        }
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// Replays a row deleted on the target; `false` for tables whose rows are never deleted by
+/// the app (transactions, users, chamas: left for review).
+async fn replay_delete(conn: &mut PgConnection, table: &str, row: &Value) -> anyhow::Result<bool> {
+    match table {
+        "public.notifications" => {
+            let Some(id) = mapped(conn, row, "legacy_id").await? else {
+                return Ok(true); // never reached legacy
+            };
+            sqlx::query("delete from notifications where id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        "public.device_tokens" => {
+            sqlx::query("delete from user_devices where user_id = $1::uuid and fcm_token = $2")
+                .bind(s(row, "user_id"))
+                .bind(s(row, "token"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        "public.chama_members" => {
+            sqlx::query(
+                "delete from chama_members where chama_id = $1::uuid and user_id = $2::uuid",
+            )
+            .bind(s(row, "chama_id"))
+            .bind(s(row, "user_id"))
+            .execute(&mut *conn)
+            .await?;
+        }
+        "public.meetings" => {
+            sqlx::query("delete from meetings where id = $1::uuid")
+                .bind(s(row, "id"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        "public.meeting_attendance" => {
+            sqlx::query("update meetings set attendees = array_remove(attendees, $2::uuid) where id = $1::uuid")
+                .bind(s(row, "meeting_id"))
+                .bind(s(row, "user_id"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        "public.disbursement_approvals" => {
+            sqlx::query(
+                "update disbursement_requests
+                    set approvals = (select coalesce(jsonb_agg(a), '[]'::jsonb)
+                                       from jsonb_array_elements(approvals::jsonb) a
+                                      where a ->> 'user_id' is distinct from $2)
+                  where id = $1::uuid",
+            )
+            .bind(s(row, "request_id"))
+            .bind(s(row, "approver_id"))
+            .execute(&mut *conn)
+            .await?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The legacy status of a target withdrawal request. Legacy knows pending, approved, rejected,
+/// disbursed and failed (and `cancelled` in old rows): money reserved or on its way is
+/// `approved`, paid is `disbursed`, and a request that expired unapproved is `rejected`.
+fn legacy_disbursement_status(status: &str) -> &'static str {
+    match status {
+        "approved" | "processing" => "approved",
+        "completed" => "disbursed",
+        "failed" => "failed",
+        "rejected" | "expired" => "rejected",
+        "cancelled" => "cancelled",
+        _ => "pending",
+    }
+}
+
+/// The legacy id a previous replay recorded for a target row.
+async fn legacy_of(conn: &mut PgConnection, target_id: &str) -> anyhow::Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "select legacy_id from pesachama_sync.rollback_map where target_id = $1::uuid",
+    )
+    .bind(target_id)
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 /// The legacy id of a target row: its `legacy_id` column, or one a previous replay recorded.

@@ -1,6 +1,7 @@
 //! Cut-over freezes legacy for real (a login role can no longer connect), drains and verifies;
-//! writes made on the target afterwards (a contribution through the ledger, a renamed member)
-//! are replayed into legacy by rollback, which reopens it.
+//! writes made on the target afterwards (a contribution through the ledger, a renamed member, a
+//! meeting and its register, a withdrawal request and an official's decision, deleted and read
+//! notifications) are replayed into legacy by rollback, which reopens it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -80,6 +81,71 @@ async fn cutover_freezes_legacy_and_rollback_returns_the_targets_writes() {
         .execute(&target.pool)
         .await
         .unwrap();
+    // A withdrawal request by the member, and an official's approval, as the app makes them.
+    let official: uuid::Uuid = sqlx::query_scalar(
+        "select user_id from public.chama_members where chama_id = $1 and user_id <> $2
+            and status = 'active' and role in ('chairperson', 'treasurer', 'secretary') limit 1",
+    )
+    .bind(chama)
+    .bind(user)
+    .fetch_one(&target.pool)
+    .await
+    .unwrap();
+    let request = as_user(
+        &target,
+        user,
+        "select public.request_disbursement($1, 150000, 'School fees for the term', null, 'rb-1', 'h') -> 'request' ->> 'id'",
+        chama,
+    )
+    .await;
+    let request: uuid::Uuid = request.parse().unwrap();
+    as_user(
+        &target,
+        official,
+        "select public.decide_disbursement($1, 'approve', 'Approved in the meeting')::text",
+        request,
+    )
+    .await;
+    // A meeting scheduled on the target and the member marked present.
+    let meeting: uuid::Uuid = sqlx::query_scalar(
+        "insert into public.meetings (chama_id, title, scheduled_for, created_by)
+         values ($1, 'Planning after the switch', '2027-01-15 07:00:00+00', $2) returning id",
+    )
+    .bind(chama)
+    .bind(official)
+    .fetch_one(&target.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into public.meeting_attendance (meeting_id, chama_id, user_id, status, recorded_by)
+         values ($1, $2, $3, 'present', $4)",
+    )
+    .bind(meeting)
+    .bind(chama)
+    .bind(user)
+    .bind(official)
+    .execute(&target.pool)
+    .await
+    .unwrap();
+    // Two migrated notifications: one read, one deleted.
+    let migrated: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "select id, legacy_id from public.notifications where legacy_id is not null
+          order by id limit 2",
+    )
+    .fetch_all(&target.pool)
+    .await
+    .unwrap();
+    assert_eq!(migrated.len(), 2, "the generated data has notifications");
+    sqlx::query("update public.notifications set read_at = now() where id = $1")
+        .bind(migrated[0].0)
+        .execute(&target.pool)
+        .await
+        .unwrap();
+    sqlx::query("delete from public.notifications where id = $1")
+        .bind(migrated[1].0)
+        .execute(&target.pool)
+        .await
+        .unwrap();
     target.assert_ledger_balanced().await;
     let balance: i64 = sqlx::query_scalar("select balance from public.chamas where id = $1")
         .bind(chama)
@@ -116,6 +182,47 @@ async fn cutover_freezes_legacy_and_rollback_returns_the_targets_writes() {
         .await
         .unwrap();
     assert_eq!(last, "AfterCutover");
+    let (status, approvals, amount): (String, serde_json::Value, String) = sqlx::query_as(
+        "select status, approvals, amount::text from disbursement_requests where id = $1",
+    )
+    .bind(request)
+    .fetch_one(&mut src)
+    .await
+    .unwrap();
+    assert_eq!(amount, "1500.00");
+    assert!(status == "pending" || status == "approved", "{status}");
+    assert_eq!(approvals.as_array().unwrap().len(), 1, "{approvals}");
+    assert_eq!(approvals[0]["user_id"], official.to_string());
+    assert_eq!(approvals[0]["approved"], true);
+    let (title, scheduled, attendees): (String, String, Vec<uuid::Uuid>) =
+        sqlx::query_as("select title, scheduled_for::text, attendees from meetings where id = $1")
+            .bind(meeting)
+            .fetch_one(&mut src)
+            .await
+            .unwrap();
+    assert_eq!(title, "Planning after the switch");
+    assert_eq!(
+        scheduled, "2027-01-15 10:00:00",
+        "Nairobi time, as legacy keeps it"
+    );
+    assert_eq!(attendees, vec![user]);
+    let read: bool = sqlx::query_scalar("select is_read from notifications where id = $1")
+        .bind(migrated[0].1.parse::<i64>().unwrap())
+        .fetch_one(&mut src)
+        .await
+        .unwrap();
+    assert!(read, "read on the target, read in legacy");
+    let deleted: i64 = sqlx::query_scalar("select count(*) from notifications where id = $1")
+        .bind(migrated[1].1.parse::<i64>().unwrap())
+        .fetch_one(&mut src)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0, "deleted on the target, deleted in legacy");
+    assert!(
+        back.not_replayed.is_empty(),
+        "every change replayed: {:?}",
+        back.not_replayed
+    );
     sqlx::PgConnection::connect(&app_url)
         .await
         .expect("legacy reopened for the app");
@@ -131,4 +238,22 @@ async fn cutover_freezes_legacy_and_rollback_returns_the_targets_writes() {
     assert_eq!(copies, 1);
     sqlx::raw_sql(&format!("revoke all on all tables in schema public from {role}; revoke connect on database {} from {role}; drop role {role}", legacy.name))
         .execute(&mut src).await.unwrap();
+}
+
+/// Runs `sql` (one uuid parameter, one text column) as `user` would through the API: their
+/// claims in the transaction, so `auth.uid()` is theirs.
+async fn as_user(target: &TestDb, user: uuid::Uuid, sql: &str, arg: uuid::Uuid) -> String {
+    let mut tx = target.pool.begin().await.unwrap();
+    sqlx::query("select set_config('request.jwt.claims', $1, true)")
+        .bind(serde_json::json!({"sub": user, "role": "authenticated"}).to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let answer: String = sqlx::query_scalar(sql)
+        .bind(arg)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    answer
 }
