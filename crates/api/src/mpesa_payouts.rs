@@ -7,7 +7,7 @@
 //! only Daraja saying it never had the payment puts it back to be paid.
 
 use pesachama_mpesa::DarajaError;
-use pesachama_mpesa::callback::parse_b2c_result;
+use pesachama_mpesa::callback::{parse_b2c_result, parse_status_result};
 use pesachama_mpesa::client::B2cPayment;
 use pesachama_store::mpesa::{self as inbox, StoredCallback};
 use pesachama_store::mpesa_b2c::{self as store, B2cOutcome};
@@ -116,7 +116,10 @@ pub async fn query_status(pool: &PgPool, mpesa: &Mpesa, message: &OutboxMessage)
         .transaction_status("", &originator, &result_url, &timeout_url)
         .await
     {
-        Ok(()) => Ok(Ok(())),
+        Ok(query_id) => {
+            store::status_query_sent(pool, id, &query_id).await?;
+            Ok(Ok(()))
+        }
         Err(err) => Ok(Err(err.to_string())),
     }
 }
@@ -127,7 +130,13 @@ pub async fn apply(
     _mpesa: &Mpesa,
     callback: &StoredCallback,
 ) -> Result<String, StoreError> {
-    let parsed = match parse_b2c_result(&callback.payload) {
+    let parsed = match callback.kind.as_str() {
+        "status_result" | "status_timeout" => {
+            parse_status_result(&callback.payload).map(|s| s.payment)
+        }
+        _ => parse_b2c_result(&callback.payload),
+    };
+    let parsed = match parsed {
         Ok(parsed) => parsed,
         Err(err) => {
             inbox::hold_callback(pool, callback.id, &err.0).await?;

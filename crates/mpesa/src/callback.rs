@@ -217,6 +217,128 @@ pub fn parse_b2c_result(payload: &Value) -> Result<B2cResult, CallbackError> {
     })
 }
 
+/// The ResultCode PesaChama gives a status answer whose TransactionStatus says the payment
+/// failed (the query itself succeeded, so Daraja's ResultCode is 0).
+pub const STATUS_FAILED: i64 = 9000;
+
+/// A transaction status result (or its queue timeout), read as the result of the payment it is
+/// about.
+///
+/// Daraja answers a `TransactionStatusQuery` under the query's own OriginatorConversationID and
+/// ConversationID; the payment's are among the ResultParameters (`OriginatorConversationID`,
+/// `ConversationID`), with `ReceiptNo`, `Amount` and `TransactionStatus`. So the payment's ids
+/// come from the parameters when present, and `status_query_id` keeps the query's own
+/// OriginatorConversationID, by which an answer without parameters (not found, timeout) is
+/// matched. `TransactionStatus` "Completed" is a success; "Failed", "Declined", "Cancelled",
+/// "Reversed" and "Expired" are a failure ([`STATUS_FAILED`]); any other is refused (not final).
+pub fn parse_status_result(payload: &Value) -> Result<StatusResult, CallbackError> {
+    let result = payload
+        .get("Result")
+        .filter(|r| r.is_object())
+        .ok_or_else(|| bad("Result is missing"))?;
+    let query_code = result
+        .get("ResultCode")
+        .and_then(integer)
+        .ok_or_else(|| bad("ResultCode is missing or not a number"))?;
+    let query_id = text(result, "OriginatorConversationID")?.to_owned();
+    let parameters: Vec<&Value> = result
+        .get("ResultParameters")
+        .and_then(|p| p.get("ResultParameter"))
+        .map(|p| match p {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        })
+        .unwrap_or_default();
+    let parameter = |key: &str| {
+        parameters
+            .iter()
+            .find(|p| p.get("Key").and_then(Value::as_str) == Some(key))
+            .and_then(|p| p.get("Value"))
+            .filter(|v| !v.is_null())
+    };
+    let parameter_text = |key: &str| {
+        parameter(key)
+            .map(|v| match v {
+                Value::String(s) => s.trim().to_owned(),
+                other => other.to_string(),
+            })
+            .filter(|s| !s.is_empty())
+    };
+    let receipt = parameter_text("ReceiptNo")
+        .or_else(|| {
+            result
+                .get("TransactionID")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .filter(|r| {
+            r.len() == 10
+                && r.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        });
+    let amount = match parameter("Amount") {
+        Some(value) => Some(shillings(value)?),
+        None => None,
+    };
+    let desc: String = result
+        .get("ResultDesc")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .chars()
+        .take(500)
+        .collect();
+    let (result_code, result_desc) = match (query_code, parameter_text("TransactionStatus")) {
+        (0, Some(status)) => match status.to_ascii_lowercase().as_str() {
+            "completed" => (0, desc),
+            "failed" | "declined" | "cancelled" | "canceled" | "reversed" | "expired" => (
+                STATUS_FAILED,
+                format!("the status query says the payment is {status}"),
+            ),
+            _ => {
+                return Err(bad(format!(
+                    "TransactionStatus {status} is not final: ask again later"
+                )));
+            }
+        },
+        (code, _) => (code, desc),
+    };
+    if result_code == 0 && receipt.is_none() {
+        return Err(bad("a completed payment needs a ReceiptNo"));
+    }
+    let clip = |s: String| s.chars().take(100).collect::<String>();
+    Ok(StatusResult {
+        payment: B2cResult {
+            result_code,
+            result_desc,
+            originator_conversation_id: clip(
+                parameter_text("OriginatorConversationID").unwrap_or_else(|| query_id.clone()),
+            ),
+            conversation_id: clip(parameter_text("ConversationID").unwrap_or_else(|| {
+                result
+                    .get("ConversationID")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            })),
+            transaction_id: result
+                .get("TransactionID")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            receipt,
+            amount,
+        },
+        status_query_id: clip(query_id),
+    })
+}
+
+/// A status result: what it says of the payment, and the query it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusResult {
+    pub payment: B2cResult,
+    /// The status query's own OriginatorConversationID (from Daraja's answer to the query).
+    pub status_query_id: String,
+}
+
 /// A paybill payment (validation or confirmation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct C2bPayment {
@@ -365,5 +487,51 @@ mod tests {
             (c2b.amount.minor(), c2b.bill_ref.as_str()),
             (500_000, "UMOJA")
         );
+    }
+
+    #[test]
+    fn a_status_result_is_read_as_the_payment_it_is_about() {
+        // The shape Daraja documents: the query's own ids at the top, the payment's inside.
+        let answer = |status: &str| {
+            json!({"Result": {
+                "ResultType": 0, "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "OriginatorConversationID": "query-7", "ConversationID": "AG_query",
+                "TransactionID": "NH61AB9NVB",
+                "ResultParameters": {"ResultParameter": [
+                    {"Key": "DebitPartyName", "Value": "600310 - Safaricom333"},
+                    {"Key": "CreditPartyName", "Value": "254708374149 - John Doe"},
+                    {"Key": "OriginatorConversationID", "Value": "pesachama-1"},
+                    {"Key": "InitiatedTime", "Value": 20_190_806_094_205_i64},
+                    {"Key": "CreditPartyCharges"},
+                    {"Key": "TransactionStatus", "Value": status},
+                    {"Key": "Amount", "Value": 150.5},
+                    {"Key": "ConversationID", "Value": "AG_payment"},
+                    {"Key": "ReceiptNo", "Value": "NH61AB9NVB"}]},
+                "ReferenceData": {"ReferenceItem": {"Key": "Occasion", "Value": "pesachama-1"}}}})
+        };
+        let done = parse_status_result(&answer("Completed")).unwrap();
+        assert_eq!(done.status_query_id, "query-7");
+        assert_eq!(done.payment.originator_conversation_id, "pesachama-1");
+        assert_eq!(done.payment.conversation_id, "AG_payment");
+        assert_eq!(done.payment.result_code, 0);
+        assert_eq!(done.payment.receipt.as_deref(), Some("NH61AB9NVB"));
+        assert_eq!(done.payment.amount.map(Money::minor), Some(15_050));
+        let failed = parse_status_result(&answer("Failed")).unwrap();
+        assert_eq!(failed.payment.result_code, STATUS_FAILED);
+        assert!(failed.payment.result_desc.contains("Failed"));
+        assert!(
+            parse_status_result(&answer("Pending")).is_err(),
+            "not final"
+        );
+        // Not found: no parameters, so only the query's id links it to the payment.
+        let unknown = parse_status_result(&json!({"Result": {
+            "ResultType": 0, "ResultCode": 2032, "ResultDesc": "The transaction was not found.",
+            "OriginatorConversationID": "query-8", "ConversationID": "AG_q8", "TransactionID": ""}}))
+        .unwrap();
+        assert_eq!(unknown.status_query_id, "query-8");
+        assert_eq!(unknown.payment.originator_conversation_id, "query-8");
+        assert_eq!(unknown.payment.result_code, 2032);
+        assert!(parse_status_result(&json!({"Result": {"ResultCode": 0}})).is_err());
     }
 }

@@ -464,14 +464,16 @@ impl DarajaClient {
         Ok(accepted)
     }
 
-    /// Asks for the status of a transaction; the answer arrives later at `result_url`.
+    /// Asks for the status of a transaction; the answer arrives later at `result_url`, under
+    /// the OriginatorConversationID this returns (the query's own, not the payment's). The
+    /// payment's OriginatorConversationID also travels as the `Occasion`, which Daraja echoes.
     pub async fn transaction_status(
         &self,
         transaction_id: &str,
         originator_conversation_id: &str,
         result_url: &str,
         timeout_url: &str,
-    ) -> Result<(), DarajaError> {
+    ) -> Result<String, DarajaError> {
         let body = json!({
             "Initiator": self.config.initiator_name,
             "SecurityCredential": self.config.security_credential,
@@ -483,14 +485,23 @@ impl DarajaClient {
             "ResultURL": result_url,
             "QueueTimeOutURL": timeout_url,
             "Remarks": "status",
-            "Occasion": "status",
+            "Occasion": clip(originator_conversation_id, 100),
         });
-        self.post(
-            "transaction_status",
-            "/mpesa/transactionstatus/v1/query",
-            &body,
-        )
-        .await
-        .map(|_| ())
+        let answer = self
+            .post(
+                "transaction_status",
+                "/mpesa/transactionstatus/v1/query",
+                &body,
+            )
+            .await?;
+        answer
+            .get("OriginatorConversationID")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                DarajaError::Protocol(
+                    "the status query's answer has no OriginatorConversationID".into(),
+                )
+            })
     }
 }

@@ -83,6 +83,21 @@ pub async fn enqueue_status(
     Ok(())
 }
 
+/// Daraja accepted a status query about the payout; `query_id` is the OriginatorConversationID
+/// of its answer.
+pub async fn status_query_sent(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    query_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("select internal.b2c_status_query_sent($1, $2)")
+        .bind(id)
+        .bind(query_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
 /// A B2C result, queue timeout or status result, parsed.
 #[derive(Debug, Clone)]
 pub struct B2cOutcome<'a> {

@@ -490,15 +490,26 @@ async fn transaction_status(
                 || r.outcome.as_ref().and_then(|o| o.2.as_deref()) == Some(transaction.as_str())
         })
         .cloned();
+    // The query gets ids of its own; its answer comes under them, as Daraja's does.
+    let query = deliver::StatusQuery {
+        originator_conversation_id: uuid::Uuid::new_v4().to_string(),
+        conversation_id: format!("AG_{}", random_digits(20)),
+        occasion: body
+            .get("Occasion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let answer = json!({
+        "ConversationID": query.conversation_id,
+        "OriginatorConversationID": query.originator_conversation_id,
+        "ResponseCode": "0",
+        "ResponseDescription": "Accept the service request successfully.",
+    });
     let simulator2 = simulator.clone();
     tokio::spawn(async move {
         tokio::time::sleep(simulator2.inner.config.delay).await;
-        deliver::status(&simulator2, found, &originator, &result_url).await;
+        deliver::status(&simulator2, found, &query, &result_url).await;
     });
-    Ok(Json(json!({
-        "ConversationID": format!("AG_{}", random_digits(20)),
-        "OriginatorConversationID": uuid::Uuid::new_v4().to_string(),
-        "ResponseCode": "0",
-        "ResponseDescription": "Accept the service request successfully.",
-    })))
+    Ok(Json(answer))
 }

@@ -165,18 +165,32 @@ pub(super) async fn b2c(
     }
 }
 
-/// The answer to a transaction status query, as a result of the original payment: a payment
-/// that timed out in the queue is carried out now (it was only waiting).
+/// A transaction status query, as the simulator answered it.
+#[derive(Debug, Clone)]
+pub(super) struct StatusQuery {
+    pub originator_conversation_id: String,
+    pub conversation_id: String,
+    /// Echoed back in ReferenceData, as Daraja does.
+    pub occasion: String,
+}
+
+/// The answer to a transaction status query, in Daraja's shape: the query's own ids at the
+/// top, the payment's among the ResultParameters with its status, receipt and amount. A
+/// payment that timed out in the queue is carried out now (it was only waiting); one never
+/// made is "not found" (2032), linked to the payment by the query's id alone.
 pub(super) async fn status(
     simulator: &Simulator,
     found: Option<B2cRecord>,
-    originator: &str,
+    query: &StatusQuery,
     result_url: &str,
 ) {
-    let Some(mut record) = found else {
+    let reference = json!({ "ReferenceItem": { "Key": "Occasion", "Value": query.occasion } });
+    let Some(record) = found else {
         let body = json!({ "Result": {
             "ResultType": 0, "ResultCode": 2032, "ResultDesc": "The transaction was not found.",
-            "OriginatorConversationID": originator, "ConversationID": "", "TransactionID": "" }});
+            "OriginatorConversationID": query.originator_conversation_id,
+            "ConversationID": query.conversation_id, "TransactionID": "",
+            "ReferenceData": reference }});
         post(simulator, result_url, &body).await;
         return;
     };
@@ -190,8 +204,31 @@ pub(super) async fn status(
             outcome
         }
     };
-    record.outcome = Some(outcome.clone());
-    let body = b2c_result_body(&record, outcome.0, outcome.2.as_deref());
+    let (code, _, paid) = outcome;
+    let now = crate::time::timestamp(chrono::Utc::now());
+    let receipt = paid.unwrap_or_else(receipt);
+    let body = json!({ "Result": {
+        "ResultType": 0, "ResultCode": 0,
+        "ResultDesc": "The service request is processed successfully.",
+        "OriginatorConversationID": query.originator_conversation_id,
+        "ConversationID": query.conversation_id,
+        "TransactionID": receipt,
+        "ResultParameters": { "ResultParameter": [
+            { "Key": "DebitPartyName", "Value": format!("{} - PesaChama Simulator", simulator.inner.config.shortcode) },
+            { "Key": "CreditPartyName", "Value": format!("{} - Simulated Recipient", record.msisdn) },
+            { "Key": "OriginatorConversationID", "Value": record.originator_conversation_id },
+            { "Key": "InitiatedTime", "Value": now.parse::<i64>().unwrap_or_default() },
+            { "Key": "CreditPartyCharges" },
+            { "Key": "DebitAccountType", "Value": "Utility Account" },
+            { "Key": "TransactionReason" },
+            { "Key": "ReasonType", "Value": "Business Payment to Customer via API" },
+            { "Key": "TransactionStatus", "Value": if code == 0 { "Completed" } else { "Failed" } },
+            { "Key": "FinalisedTime", "Value": now.parse::<i64>().unwrap_or_default() },
+            { "Key": "Amount", "Value": record.amount },
+            { "Key": "ConversationID", "Value": record.conversation_id },
+            { "Key": "ReceiptNo", "Value": receipt },
+        ]},
+        "ReferenceData": reference }});
     post(simulator, result_url, &body).await;
 }
 
