@@ -43,6 +43,9 @@ fn main() -> ExitCode {
                 commands::mpesa_commands::MpesaCommand::Reconcile(args) => {
                     commands::mpesa_commands::reconcile(&cli.global, args).await
                 }
+                commands::mpesa_commands::MpesaCommand::RegisterC2b(args) => {
+                    commands::mpesa_commands::register_c2b(args).await
+                }
             },
         }
     });

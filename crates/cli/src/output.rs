@@ -44,3 +44,24 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
         println!("{}", render(row.iter().map(String::as_str).collect()));
     }
 }
+
+/// Says what is about to be written and asks on a terminal; `--yes` answers for scripts.
+/// Without a terminal and without `--yes` it refuses.
+pub fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    eprintln!("{what}");
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("refusing to write without confirmation: no terminal to ask on; pass --yes");
+    }
+    eprint!("Proceed? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        anyhow::bail!("not confirmed: nothing written");
+    }
+    Ok(())
+}

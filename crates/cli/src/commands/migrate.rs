@@ -1,11 +1,10 @@
 //! `pesachama migrate ...`: the migration toolkit's commands (the work is in
 //! `pesachama-migrate`; this file is arguments, confirmation and output).
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use pesachama_migrate::{copy, cutover, generate, plan, report, source, state, sync, verify};
 
@@ -135,25 +134,6 @@ fn target(endpoints_to: Option<&String>, global: &Global) -> anyhow::Result<Stri
     )
 }
 
-/// Says what is about to be written and asks on a terminal; `--yes` answers for scripts.
-fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {
-    eprintln!("{what}");
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("refusing to write without confirmation: no terminal to ask on; pass --yes");
-    }
-    eprint!("Proceed? [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if !matches!(answer.trim(), "y" | "Y" | "yes") {
-        bail!("not confirmed: nothing written");
-    }
-    Ok(())
-}
-
 pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         MigrateCommand::GenerateLegacy {
@@ -164,7 +144,7 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
             yes,
         } => {
             let url = need(to.as_ref(), "legacy (--to or LEGACY_DATABASE_URL)")?;
-            confirm(
+            output::confirm(
                 &format!(
                     "generate-legacy: will create the legacy schema in {} and fill it (scale {scale}, quirk rate {quirk_rate}, seed {seed})",
                     source::redact(&url)
@@ -227,7 +207,7 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
                 "legacy (--from or LEGACY_DATABASE_URL)",
             )?;
             let to = target(endpoints.to.as_ref(), global)?;
-            confirm(
+            output::confirm(
                 &format!(
                     "copy: will write the legacy data of {} into {} (schema pesachama_migrate for checkpoints and quarantine; triggers suppressed during the load, one migration audit entry)",
                     source::redact(&from),
@@ -289,7 +269,7 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
                 "legacy (--from or LEGACY_DATABASE_URL)",
             )?;
             let to = target(endpoints.to.as_ref(), global)?;
-            confirm(
+            output::confirm(
                 &format!(
                     "sync: will {}apply the changes captured on {} to {}",
                     if *install {
@@ -333,7 +313,7 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
                 "legacy (--from or LEGACY_DATABASE_URL)",
             )?;
             let to = target(endpoints.to.as_ref(), global)?;
-            confirm(
+            output::confirm(
                 &format!(
                     "cutover: will revoke CONNECT on {} from every non-superuser role, terminate its sessions, make it read-only, drain and verify into {}, and start capturing target changes for a rollback",
                     source::redact(&from),
@@ -362,7 +342,7 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
                 "legacy (--from or LEGACY_DATABASE_URL)",
             )?;
             let to = target(endpoints.to.as_ref(), global)?;
-            confirm(
+            output::confirm(
                 &format!(
                     "rollback: will replay every change made on {} since the cut-over into {} and reopen it",
                     source::redact(&to),

@@ -23,6 +23,19 @@ pub enum MpesaCommand {
     /// Ask Daraja about STK requests without a callback and payouts without a result, settle
     /// what it answers, and print what changed and what is stuck.
     Reconcile(Box<ReconcileArgs>),
+    /// Tell Daraja where paybill payments to the shortcode are validated and confirmed (this
+    /// server's C2B callback URLs, under MPESA_CALLBACK_URL and the callback token). Run once
+    /// per shortcode; Safaricom's production lets a shortcode register only once.
+    RegisterC2b(Box<RegisterC2bArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterC2bArgs {
+    /// Register without asking (for scripts).
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub mpesa: MpesaArgs,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +123,36 @@ pub async fn reconcile(global: &Global, args: &ReconcileArgs) -> anyhow::Result<
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `pesachama mpesa register-c2b`.
+pub async fn register_c2b(args: &RegisterC2bArgs) -> anyhow::Result<ExitCode> {
+    let (mpesa, simulator) = configure(&args.mpesa, "127.0.0.1:0".parse()?).await?;
+    if simulator.is_some() {
+        anyhow::bail!(
+            "no MPESA_* settings: set the Daraja credentials (MPESA_CONSUMER_KEY, MPESA_CONSUMER_SECRET, MPESA_SHORTCODE, MPESA_PASSKEY), MPESA_CALLBACK_URL and MPESA_CALLBACK_TOKEN as the server has them"
+        );
+    }
+    let validation = mpesa.callback_url("c2b/validation");
+    let confirmation = mpesa.callback_url("c2b/confirmation");
+    let shown = |url: &str| url.replace(&mpesa.callback_token, "<MPESA_CALLBACK_TOKEN>");
+    output::confirm(
+        &format!(
+            "register-c2b: will tell Daraja ({}) that paybill payments to shortcode {} are validated at\n  {}\nand confirmed at\n  {}",
+            mpesa.client.config().base_url,
+            mpesa.client.config().shortcode,
+            shown(&validation),
+            shown(&confirmation)
+        ),
+        args.yes,
+    )?;
+    mpesa
+        .client
+        .register_c2b_urls(&validation, &confirmation)
+        .await
+        .context("Daraja refused the C2B registration")?;
+    output::line("registered: Daraja will validate and confirm paybill payments at these URLs");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `pesachama simulate daraja`.

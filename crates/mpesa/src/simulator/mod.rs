@@ -196,6 +196,15 @@ impl Simulator {
         &self.inner.counters
     }
 
+    /// The C2B URLs last registered (validation, confirmation).
+    pub fn c2b_urls(&self) -> Option<(String, String)> {
+        self.inner
+            .c2b_urls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn count(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::SeqCst)
     }
