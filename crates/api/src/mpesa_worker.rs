@@ -170,6 +170,9 @@ pub fn apply_soon(pool: PgPool, mpesa: Arc<Mpesa>, id: i64) {
 }
 
 const BATCH: i64 = 20;
+
+/// What a member reads when their push may or may not have gone out.
+const UNCONFIRMED_PUSH: &str = "We could not confirm that M-Pesa sent you a prompt. If you got one and paid, your chama's officials will check the payment and credit it; otherwise, please try again.";
 const LEASE_SECONDS: f64 = 120.0;
 
 /// The M-Pesa outbox worker.
@@ -284,6 +287,20 @@ impl MpesaWorker {
                 return Ok(Outcome::Done);
             }
         };
+        if !store::stk_push_starting(&self.pool, id).await? {
+            // An earlier attempt called Daraja and its answer never came back: the member may
+            // have been prompted. Pushing again could have them pay twice.
+            store::fail_payment_request(
+                &self.pool,
+                id,
+                None,
+                "an earlier attempt to send the push got no answer",
+                UNCONFIRMED_PUSH,
+            )
+            .await?;
+            tracing::warn!(payment_request_id = %id, "STK push not repeated: an earlier attempt's outcome is unknown");
+            return Ok(Outcome::Done);
+        }
         let callback_url = self.mpesa.callback_url("stk");
         let push = StkPush {
             amount: request.amount / 100,
@@ -309,7 +326,23 @@ impl MpesaWorker {
                 tracing::warn!(payment_request_id = %id, error = %err, "STK push refused");
                 Ok(Outcome::Done)
             }
-            Err(err) => Ok(Outcome::Retry(err.to_string())),
+            Err(err @ DarajaError::Unavailable(_)) => {
+                // It never got through: send it later.
+                store::stk_push_not_sent(&self.pool, id).await?;
+                Ok(Outcome::Retry(err.to_string()))
+            }
+            Err(err) => {
+                store::fail_payment_request(
+                    &self.pool,
+                    id,
+                    None,
+                    &err.to_string(),
+                    UNCONFIRMED_PUSH,
+                )
+                .await?;
+                tracing::warn!(payment_request_id = %id, error = %err, "STK push outcome unknown; not repeated");
+                Ok(Outcome::Done)
+            }
         }
     }
 

@@ -9,6 +9,7 @@ mod mpesa_common;
 use std::time::Duration;
 
 use mpesa_common::{CHEBET, CHEBET_PHONE, Harness, UMOJA, success_callback};
+use pesachama_api::mpesa_worker::MpesaWorker;
 use pesachama_mpesa::simulator::{Scenario, Simulator};
 use reqwest::Method;
 use serde_json::json;
@@ -296,5 +297,70 @@ async fn a_callback_that_arrives_before_the_push_is_answered_is_applied_once_it_
     let id = answer["payment_request"]["id"].as_str().unwrap().to_owned();
     h.wait_status(&id, "completed").await;
     assert_eq!(h.balance().await, before + 120_000);
+    h.app.db.assert_ledger_balanced().await;
+}
+
+/// Daraja prompted the member but its answer was lost: the push is not sent again (a second
+/// prompt could be paid too), the request fails telling the member what happens next, and
+/// the payment the prompt brings, whose CheckoutRequestID nobody recorded, waits for review.
+#[tokio::test]
+async fn a_push_whose_answer_was_lost_is_never_sent_again_and_its_payment_waits_for_review() {
+    let h = Harness::start().await;
+    let token = h.app.demo_token(CHEBET).await;
+    let before = h.balance().await;
+    h.sim.simulator.lose_next_answers(1);
+    let (status, answer, _) = h
+        .contribute(&token, "lost-answer", json!({ "amount": 80_000 }))
+        .await;
+    assert_eq!(status, 202);
+    let id = answer["payment_request"]["id"].as_str().unwrap().to_owned();
+    let failed = h.wait_status(&id, "failed").await;
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("officials will check the payment"),
+        "{failed}"
+    );
+    // The simulator's callback for the prompt it did send is held, not credited.
+    h.wait_sql(
+        "select count(*) = 1 from internal.mpesa_callbacks where kind = 'stk' and status = 'review'",
+    )
+    .await;
+    assert_eq!(
+        Simulator::count(&h.sim.simulator.counters().stk_pushes),
+        1,
+        "one prompt only"
+    );
+    assert_eq!(h.balance().await, before);
+    h.app.db.assert_ledger_balanced().await;
+}
+
+/// A worker that died while calling Daraja left its mark: the next attempt does not push.
+#[tokio::test]
+async fn a_push_interrupted_mid_call_is_not_repeated_by_the_next_worker() {
+    let h = Harness::start().await;
+    h.stop_worker();
+    let token = h.app.demo_token(CHEBET).await;
+    let (_, answer, _) = h
+        .contribute(&token, "interrupted", json!({ "amount": 50_000 }))
+        .await;
+    let id = answer["payment_request"]["id"].as_str().unwrap().to_owned();
+    // What the dead worker had committed before its call.
+    sqlx::query("select internal.stk_push_starting($1::uuid)")
+        .bind(&id)
+        .execute(&h.app.db.pool)
+        .await
+        .unwrap();
+    let mut worker = MpesaWorker::new(h.app.db.pool.clone(), h.mpesa.clone());
+    worker.idle = Duration::from_millis(50);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(worker.run(async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    h.wait_status(&id, "failed").await;
+    assert_eq!(Simulator::count(&h.sim.simulator.counters().stk_pushes), 0);
+    let _ = stop.send(true);
     h.app.db.assert_ledger_balanced().await;
 }

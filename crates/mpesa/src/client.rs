@@ -82,9 +82,15 @@ pub enum DarajaError {
         code: String,
         message: String,
     },
-    /// Daraja could not be reached or kept failing (5xx) after the retries.
+    /// Daraja could not be reached or kept failing (5xx) after the retries. For a payment
+    /// (STK push, B2C) this means the request never got through (no connection, 503, 429).
     #[error("Daraja is unavailable: {0}")]
     Unavailable(String),
+    /// A payment request that may have reached Daraja although no answer says so (a timeout,
+    /// a dropped connection, a 500): sending it again could prompt or pay twice, so it is not
+    /// retried. The caller finds out what happened (a status query) or asks the person.
+    #[error("Daraja may or may not have the request: {0}")]
+    Uncertain(String),
     /// An answer that is not what Daraja answers.
     #[error("unexpected answer from Daraja: {0}")]
     Protocol(String),
@@ -95,6 +101,15 @@ impl DarajaError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
+}
+
+/// Whether a call may be sent again after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Queries, registration, OAuth: asking twice does no harm.
+    Safe,
+    /// Payments: only if the first never got through.
+    OnlyUnsent,
 }
 
 #[derive(Debug)]
@@ -209,7 +224,7 @@ impl DarajaClient {
             self.config.base_url
         );
         let answer = self
-            .send("oauth", || {
+            .send("oauth", Repeat::Safe, || {
                 self.http.get(&url).basic_auth(
                     &self.config.consumer_key,
                     Some(&self.config.consumer_secret),
@@ -245,11 +260,33 @@ impl DarajaClient {
 
     /// POSTs `body` to `path` with the bearer token; a 401 refreshes the token once.
     async fn post(&self, name: &str, path: &str, body: &Value) -> Result<Value, DarajaError> {
+        self.post_as(name, path, body, Repeat::Safe).await
+    }
+
+    /// POSTs a payment: repeated only when it certainly did not get through.
+    async fn post_payment(
+        &self,
+        name: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, DarajaError> {
+        self.post_as(name, path, body, Repeat::OnlyUnsent).await
+    }
+
+    async fn post_as(
+        &self,
+        name: &str,
+        path: &str,
+        body: &Value,
+        repeat: Repeat,
+    ) -> Result<Value, DarajaError> {
         let url = format!("{}{path}", self.config.base_url);
         for attempt in 0..2 {
             let token = self.access_token().await?;
             match self
-                .send(name, || self.http.post(&url).bearer_auth(&token).json(body))
+                .send(name, repeat, || {
+                    self.http.post(&url).bearer_auth(&token).json(body)
+                })
                 .await
             {
                 Err(DarajaError::Rejected { status: 401, .. }) if attempt == 0 => {
@@ -263,10 +300,13 @@ impl DarajaClient {
         ))
     }
 
-    /// Sends with retries on 5xx and network errors; answers the JSON body of a 2xx.
+    /// Sends with retries on 5xx and network errors; answers the JSON body of a 2xx. A
+    /// payment ([`Repeat::OnlyUnsent`]) is retried only when it did not get through: no
+    /// connection, 503 or 429. Any other failure of a payment is [`DarajaError::Uncertain`].
     async fn send(
         &self,
         name: &str,
+        repeat: Repeat,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Value, DarajaError> {
         let mut pause = self.config.backoff;
@@ -315,12 +355,21 @@ impl DarajaClient {
                             message,
                         });
                     }
-                    format!("{name} answered {status} {code} {message}")
+                    let failure = format!("{name} answered {status} {code} {message}");
+                    if repeat == Repeat::OnlyUnsent && !matches!(status, 503 | 429) {
+                        return Err(DarajaError::Uncertain(failure));
+                    }
+                    failure
                 }
                 Err(err) => {
+                    let unsent = err.is_connect();
                     let err = err.without_url();
                     tracing::warn!(endpoint = name, elapsed_ms, attempt, error = %err, "daraja call failed");
-                    format!("{name}: {err}")
+                    let failure = format!("{name}: {err}");
+                    if repeat == Repeat::OnlyUnsent && !unsent {
+                        return Err(DarajaError::Uncertain(failure));
+                    }
+                    failure
                 }
             };
             if attempt >= self.config.retries {
@@ -350,7 +399,7 @@ impl DarajaClient {
         });
         tracing::info!(phone = %push.phone.masked(), amount = push.amount, "STK push");
         let answer = self
-            .post("stk_push", "/mpesa/stkpush/v1/processrequest", &body)
+            .post_payment("stk_push", "/mpesa/stkpush/v1/processrequest", &body)
             .await?;
         let accepted: StkPushAccepted = serde_json::from_value(answer)
             .map_err(|err| DarajaError::Protocol(format!("STK push answer: {err}")))?;
@@ -450,7 +499,7 @@ impl DarajaClient {
         });
         tracing::info!(phone = %payment.phone.masked(), amount = payment.amount, "B2C payment");
         let answer = self
-            .post("b2c", "/mpesa/b2c/v1/paymentrequest", &body)
+            .post_payment("b2c", "/mpesa/b2c/v1/paymentrequest", &body)
             .await?;
         let accepted: B2cAccepted = serde_json::from_value(answer)
             .map_err(|err| DarajaError::Protocol(format!("B2C answer: {err}")))?;

@@ -156,6 +156,35 @@ async fn outages_are_retried_with_backoff_then_reported() {
 }
 
 #[tokio::test]
+async fn a_payment_whose_answer_is_lost_is_never_sent_twice() {
+    let sim = simulator().await;
+    let client = DarajaClient::new(sim.client_config()).unwrap();
+    let phone = Phone::parse("0712345002").unwrap();
+    // Daraja prompts the phone, but its answer is a 500: the push may have gone out.
+    sim.simulator.lose_next_answers(1);
+    let err = client
+        .stk_push(&push(&phone, "http://127.0.0.1:9/x", 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DarajaError::Uncertain(_)), "{err:?}");
+    assert!(
+        !err.is_transient(),
+        "an uncertain payment is not retried later either"
+    );
+    assert_eq!(
+        Simulator::count(&sim.simulator.counters().stk_pushes),
+        1,
+        "one prompt, not a retry"
+    );
+    // The next push goes through as usual.
+    client
+        .stk_push(&push(&phone, "http://127.0.0.1:9/x", 10))
+        .await
+        .unwrap();
+    assert_eq!(Simulator::count(&sim.simulator.counters().stk_pushes), 2);
+}
+
+#[tokio::test]
 async fn failures_duplicates_and_lost_callbacks_come_as_chosen() {
     let sim = simulator().await;
     let (url, seen) = receiver().await;

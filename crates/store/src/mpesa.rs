@@ -76,6 +76,27 @@ pub async fn stk_push_sent(
     )
 }
 
+/// Marks that the worker is about to send the request's STK push (committed before the call);
+/// `false` when an earlier attempt got this far: then it must not be pushed again.
+pub async fn stk_push_starting(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("select internal.stk_push_starting($1)")
+        .bind(id)
+        .fetch_one(executor)
+        .await?)
+}
+
+/// The push certainly did not reach Daraja: a later attempt may send it.
+pub async fn stk_push_not_sent(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), StoreError> {
+    sqlx::query("select internal.stk_push_not_sent($1)")
+        .bind(id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
 /// The request failed (Daraja refused it, or M-Pesa said no); the member is told `reason`.
 pub async fn fail_payment_request(
     executor: impl PgExecutor<'_>,

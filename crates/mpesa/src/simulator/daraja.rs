@@ -259,14 +259,28 @@ async fn stk_push(
             outcome: None,
         },
     );
+    let lost = simulator
+        .inner
+        .lost_answers
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
     let delivery = deliver::stk(simulator.clone(), checkout.clone(), callback_url, scenario);
     if scenario == Scenario::CallbackFirst {
         delivery.await;
     } else {
+        let simulator = simulator.clone();
         tokio::spawn(async move {
             tokio::time::sleep(simulator.inner.config.delay).await;
             delivery.await;
         });
+    }
+    if lost {
+        // The prompt went out; the answer saying so did not.
+        return Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500.003.02",
+            "Internal Server Error",
+        ));
     }
     Ok(Json(json!({
         "MerchantRequestID": merchant,

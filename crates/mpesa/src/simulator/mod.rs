@@ -146,6 +146,7 @@ struct Inner {
     counters: Counters,
     /// 5xx answers still to give before behaving (to exercise the client's retries).
     outages: AtomicU64,
+    lost_answers: AtomicU64,
     http: reqwest::Client,
 }
 
@@ -175,6 +176,7 @@ impl Simulator {
                 c2b_urls: Mutex::new(None),
                 counters: Counters::default(),
                 outages: AtomicU64::new(0),
+                lost_answers: AtomicU64::new(0),
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
                     .build()
@@ -226,6 +228,12 @@ impl Simulator {
     /// The next `n` API calls answer 503.
     pub fn fail_next(&self, n: u64) {
         self.inner.outages.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` STK pushes are carried out (the phone is prompted, the callback comes) but
+    /// answered with a 500, as when Daraja's answer is lost on the way.
+    pub fn lose_next_answers(&self, n: u64) {
+        self.inner.lost_answers.store(n, Ordering::SeqCst);
     }
 
     /// The router serving Daraja's endpoints.
