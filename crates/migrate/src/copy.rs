@@ -1,5 +1,7 @@
-//! `migrate copy`: every step in dependency order (independent steps in parallel), each in
-//! batches written with COPY, each batch committed together with its checkpoint.
+//! `migrate copy`: every step once the steps it refers to are done (independent steps in
+//! parallel), each in batches written with COPY, each batch committed together with its
+//! checkpoint. Within a step, the next batch is read and transformed while the current one is
+//! written, so the legacy reads, the transforms and the target's writes overlap.
 //!
 //! During the load the session runs with `session_replication_role = replica`, so the target's
 //! triggers (audit rows, `updated_at`, bootstrap of chamas and members, foreign-key checks) stay
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context as _, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use sqlx::PgConnection;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::batch::{Batch, Update};
@@ -198,39 +201,61 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     let batches = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let checkpoints = state::checkpoints(&mut lock).await?;
-    for level in LEVELS {
-        let mut tasks = Vec::new();
-        for step in level.iter().copied() {
-            let checkpoint = checkpoints.iter().find(|c| c.step == step.name()).cloned();
-            if checkpoint.as_ref().is_some_and(|c| c.done) {
-                continue;
-            }
-            let bar = progress.add(ProgressBar::new(step.total(&cx)));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>22} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.set_prefix(step.name());
-            bar.set_position(
-                checkpoint
-                    .as_ref()
-                    .map(|c| c.source_rows.max(0) as u64)
-                    .unwrap_or(0),
-            );
-            let (cx, to, options, batches, stop) = (
-                cx.clone(),
-                to.to_owned(),
-                options.clone(),
-                batches.clone(),
-                stop.clone(),
-            );
-            let from = from.to_owned();
-            tasks.push(async move {
-                let result = copy_step(
+    // Each step waits for the steps it needs, then runs; the first error stops the others at
+    // a batch boundary.
+    let mut finished: std::collections::HashMap<Step, watch::Receiver<Option<bool>>> =
+        std::collections::HashMap::new();
+    let mut signals = Vec::new();
+    for step in LEVELS.iter().flat_map(|level| level.iter().copied()) {
+        let (tx, rx) = watch::channel(None);
+        finished.insert(step, rx);
+        signals.push((step, tx));
+    }
+    let mut tasks = Vec::new();
+    for (step, signal) in signals {
+        let checkpoint = checkpoints.iter().find(|c| c.step == step.name()).cloned();
+        let needs: Vec<watch::Receiver<Option<bool>>> =
+            step.needs().iter().map(|n| finished[n].clone()).collect();
+        let bar = progress.add(ProgressBar::new(step.total(&cx)));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>22} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(step.name());
+        bar.set_position(
+            checkpoint
+                .as_ref()
+                .map(|c| c.source_rows.max(0) as u64)
+                .unwrap_or(0),
+        );
+        let (cx, to, options, batches, stop) = (
+            cx.clone(),
+            to.to_owned(),
+            options.clone(),
+            batches.clone(),
+            stop.clone(),
+        );
+        let from = from.to_owned();
+        tasks.push(async move {
+            let result = async {
+                for mut need in needs {
+                    let ok = need
+                        .wait_for(Option::is_some)
+                        .await
+                        .map(|done| *done == Some(true))
+                        .unwrap_or(false);
+                    if !ok {
+                        bail!(STOPPED);
+                    }
+                }
+                if checkpoint.as_ref().is_some_and(|c| c.done) {
+                    return Ok(());
+                }
+                copy_step(
                     step,
-                    &cx,
+                    cx,
                     &from,
                     &to,
                     checkpoint.and_then(|c| c.last_key),
@@ -239,25 +264,25 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                     &stop,
                     &bar,
                 )
-                .await;
-                bar.finish();
-                if result.is_err() {
-                    stop.store(true, Ordering::SeqCst);
-                }
-                result
-            });
-        }
-        // The steps of a level run concurrently (each on connections of its own); the first
-        // error wins, after the others have stopped at a batch boundary.
-        let results = futures_util::future::join_all(tasks).await;
-        let errors: Vec<anyhow::Error> = results.into_iter().filter_map(Result::err).collect();
-        let cause = errors
-            .iter()
-            .position(|e| e.to_string() != STOPPED)
-            .unwrap_or(0);
-        if let Some(err) = errors.into_iter().nth(cause) {
-            return Err(err);
-        }
+                .await
+            }
+            .await;
+            bar.finish();
+            if result.is_err() {
+                stop.store(true, Ordering::SeqCst);
+            }
+            let _ = signal.send(Some(result.is_ok()));
+            result
+        });
+    }
+    let results = futures_util::future::join_all(tasks).await;
+    let errors: Vec<anyhow::Error> = results.into_iter().filter_map(Result::err).collect();
+    let cause = errors
+        .iter()
+        .position(|e| e.to_string() != STOPPED)
+        .unwrap_or(0);
+    if let Some(err) = errors.into_iter().nth(cause) {
+        return Err(err);
     }
 
     // Legacy audit ids were copied as they were: the identity continues after them.
@@ -297,62 +322,113 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     })
 }
 
+/// A batch read and transformed, with the legacy rows its rejections quote.
+type Prepared = (
+    pipeline::Done,
+    std::collections::HashMap<(String, String), String>,
+);
+
 #[allow(clippy::too_many_arguments)]
 async fn copy_step(
     step: Step,
-    cx: &Context,
+    cx: Arc<Context>,
     from: &str,
     to: &str,
     after: Option<String>,
     options: &CopyOptions,
     batches: &AtomicU64,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
     let mut src = source::connect(from, "legacy").await?;
     let mut dst = source::connect(to, "target").await?;
+    // The reader runs one batch ahead of the writer.
+    let (ready, mut prepared) = mpsc::channel::<anyhow::Result<Prepared>>(1);
     let mut cursor = Cursor::new(step, after, options.batch_size);
-    loop {
+    let reading_stop = stop.clone();
+    let reader = tokio::spawn(async move {
+        loop {
+            if reading_stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let next = async {
+                let Some(done) = cursor.next(&cx, &mut src).await? else {
+                    return anyhow::Ok(None);
+                };
+                let legacy_rows = state::rejected_rows(&mut src, &done.batch.issues).await?;
+                anyhow::Ok(Some((done, legacy_rows)))
+            }
+            .await;
+            let item = match next {
+                Ok(Some(item)) => Ok(item),
+                Ok(None) => return,
+                Err(err) => Err(err),
+            };
+            let failed = item.is_err();
+            if ready.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let result = async {
+        while let Some(item) = prepared.recv().await {
+            if stop.load(Ordering::SeqCst) {
+                bail!(STOPPED);
+            }
+            let (done, legacy_rows) = item?;
+            write_prepared(step, &mut dst, &done, &legacy_rows, options).await?;
+            bar.inc(done.batch.source_rows);
+            let n = batches.fetch_add(1, Ordering::SeqCst) + 1;
+            if options.stop_after_batches.is_some_and(|limit| n >= limit) {
+                stop.store(true, Ordering::SeqCst);
+                bail!("stopped after {n} batches (--stop-after-batches); run again to resume");
+            }
+        }
         if stop.load(Ordering::SeqCst) {
             bail!(STOPPED);
         }
-        let Some(done) = cursor.next(cx, &mut src).await? else {
-            break;
-        };
-        let legacy_rows = state::rejected_rows(&mut src, &done.batch.issues).await?;
-        let mut tx = sqlx::Connection::begin(&mut dst).await?;
-        sqlx::raw_sql("set local session_replication_role = replica").execute(&mut *tx).await
-            .context("suppressing triggers needs a role allowed to set session_replication_role (superuser, or postgres on Supabase)")?;
-        write_batch(&mut tx, &Sink::Target, &done.batch)
-            .await
-            .with_context(|| format!("step {}", step.name()))?;
-        state::record_batch(
-            &mut tx,
-            step.name(),
-            &done.key,
-            done.batch.source_rows,
-            done.batch.target_rows(),
-            &done.batch.issues,
-            &done.drifts,
-            &legacy_rows,
-        )
-        .await?;
-        let quarantined = state::quarantined(&mut tx).await?;
-        if quarantined > options.max_quarantine {
-            drop(tx);
-            bail!(
-                "{quarantined} rows quarantined, more than --max-quarantine {}: stopping (see pesachama_migrate.quarantine or run `migrate plan`)",
-                options.max_quarantine
-            );
-        }
-        tx.commit().await?;
-        bar.inc(done.batch.source_rows);
-        let n = batches.fetch_add(1, Ordering::SeqCst) + 1;
-        if options.stop_after_batches.is_some_and(|limit| n >= limit) {
-            stop.store(true, Ordering::SeqCst);
-            bail!("stopped after {n} batches (--stop-after-batches); run again to resume");
-        }
+        state::mark_done(&mut dst, step.name()).await?;
+        anyhow::Ok(())
     }
-    state::mark_done(&mut dst, step.name()).await?;
+    .await;
+    drop(prepared);
+    let _ = reader.await;
+    result
+}
+
+/// Writes one prepared batch and its checkpoint in one target transaction.
+async fn write_prepared(
+    step: Step,
+    dst: &mut PgConnection,
+    done: &pipeline::Done,
+    legacy_rows: &std::collections::HashMap<(String, String), String>,
+    options: &CopyOptions,
+) -> anyhow::Result<()> {
+    let mut tx = sqlx::Connection::begin(&mut *dst).await?;
+    sqlx::raw_sql("set local session_replication_role = replica").execute(&mut *tx).await
+        .context("suppressing triggers needs a role allowed to set session_replication_role (superuser, or postgres on Supabase)")?;
+    write_batch(&mut tx, &Sink::Target, &done.batch)
+        .await
+        .with_context(|| format!("step {}", step.name()))?;
+    state::record_batch(
+        &mut tx,
+        step.name(),
+        &done.key,
+        done.batch.source_rows,
+        done.batch.target_rows(),
+        &done.batch.issues,
+        &done.drifts,
+        legacy_rows,
+    )
+    .await?;
+    let quarantined = state::quarantined(&mut tx).await?;
+    if quarantined > options.max_quarantine {
+        drop(tx);
+        bail!(
+            "{quarantined} rows quarantined, more than --max-quarantine {}: stopping (see pesachama_migrate.quarantine or run `migrate plan`)",
+            options.max_quarantine
+        );
+    }
+    tx.commit().await?;
     Ok(())
 }

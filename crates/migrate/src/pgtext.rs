@@ -63,16 +63,23 @@ pub fn encode_row(out: &mut String, fields: &[Option<String>]) {
     out.push('\n');
 }
 
+/// Copies `value` with COPY's escapes, a run of plain text at a time (the escaped characters
+/// are ASCII, so a byte scan never splits a character).
 fn escape_into(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            other => out.push(other),
-        }
+    let mut plain = 0;
+    for (i, byte) in value.bytes().enumerate() {
+        let escaped = match byte {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\t' => "\\t",
+            b'\r' => "\\r",
+            _ => continue,
+        };
+        out.push_str(&value[plain..i]);
+        out.push_str(escaped);
+        plain = i + 1;
     }
+    out.push_str(&value[plain..]);
 }
 
 /// A field of a row being built: text, or NULL.

@@ -30,9 +30,7 @@ pub enum Step {
     Audit,
 }
 
-/// Steps of one level depend only on earlier levels, so they run in parallel.
-/// The legacy audit trail depends on nothing and notifications only on users and chamas, so
-/// the two largest tables start as early as they can.
+/// Every step, in an order that respects [`Step::needs`] (as `plan` and `verify` walk them).
 pub const LEVELS: &[&[Step]] = &[
     &[Step::Users, Step::Audit],
     &[Step::Chamas],
@@ -47,6 +45,19 @@ pub const LEVELS: &[&[Step]] = &[
 ];
 
 impl Step {
+    /// The steps whose rows this step's rows refer to: `copy` starts a step once these are
+    /// done, and runs the others meanwhile. The legacy audit trail needs nothing, and
+    /// notifications only users and chamas, so the two largest tables load alongside the rest.
+    pub fn needs(self) -> &'static [Step] {
+        match self {
+            Step::Users | Step::Audit => &[],
+            Step::Chamas | Step::Devices => &[Step::Users],
+            Step::Members | Step::Meetings | Step::Notifications => &[Step::Users, Step::Chamas],
+            Step::Ledger => &[Step::Chamas, Step::Members],
+            Step::Disbursements => &[Step::Users, Step::Ledger],
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Step::Users => "users",
