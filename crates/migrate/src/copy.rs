@@ -192,6 +192,8 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         .await?;
     let cx = Arc::new(source::load_context(&mut src).await?);
     drop(src);
+    let loaded: Vec<&str> = target::ALL.iter().map(|t| t.name).collect();
+    state::defer_indexes(&mut lock, &loaded).await?;
 
     let progress = if options.progress {
         MultiProgress::new()
@@ -284,6 +286,11 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     if let Some(err) = errors.into_iter().nth(cause) {
         return Err(err);
     }
+
+    if options.progress {
+        eprintln!("building the indexes dropped for the load");
+    }
+    state::restore_indexes(&mut lock).await?;
 
     // Legacy audit ids were copied as they were: the identity continues after them.
     sqlx::raw_sql(

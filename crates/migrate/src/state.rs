@@ -45,6 +45,11 @@ create table if not exists pesachama_migrate.fixes (
   rows bigint not null default 0,
   primary key (source_table, reason)
 );
+create table if not exists pesachama_migrate.deferred_indexes (
+  name text primary key,
+  table_name text not null,
+  definition text not null
+);
 create table if not exists pesachama_migrate.drift (
   chama_id uuid primary key,
   legacy_balance bigint not null,
@@ -53,6 +58,84 @@ create table if not exists pesachama_migrate.drift (
   opening_balance bigint not null
 );
 ";
+
+/// Drops the plain indexes (neither unique nor a constraint's) of `tables`, after recording
+/// them in `pesachama_migrate.deferred_indexes`, in one transaction: loading into unindexed
+/// tables and building each index once afterwards is much cheaper than updating it row by row
+/// (pg_restore does the same). Unique indexes and keys stay, so duplicates are still refused.
+/// A run killed meanwhile leaves them recorded; [`restore_indexes`] builds them at the end of
+/// the run that finishes. Answers how many indexes are deferred.
+pub async fn defer_indexes(conn: &mut PgConnection, tables: &[&str]) -> anyhow::Result<i64> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query(
+        "insert into pesachama_migrate.deferred_indexes (name, table_name, definition)
+         select i.indexrelid::regclass::text, i.indrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+           from pg_index i
+          where i.indrelid = any (select to_regclass(t) from unnest($1::text[]) t)
+            and not i.indisunique and not i.indisprimary
+            and not exists (select from pg_constraint c where c.conindid = i.indexrelid)
+         on conflict (name) do nothing",
+    )
+    .bind(tables)
+    .execute(&mut *tx)
+    .await
+    .context("recording the indexes to build after the load")?;
+    let names: Vec<String> =
+        sqlx::query_scalar("select name from pesachama_migrate.deferred_indexes order by name")
+            .fetch_all(&mut *tx)
+            .await?;
+    for name in &names {
+        // The name is a regclass as PostgreSQL printed it (quoted where needed).
+        sqlx::raw_sql(&format!("drop index if exists {name}"))
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("dropping index {name} for the load"))?;
+    }
+    tx.commit().await?;
+    Ok(names.len() as i64)
+}
+
+/// Builds the indexes [`defer_indexes`] dropped, one at a time, each forgotten once built.
+/// Answers how many were built.
+pub async fn restore_indexes(conn: &mut PgConnection) -> anyhow::Result<u64> {
+    if !exists(conn).await? {
+        return Ok(0);
+    }
+    let deferred: Vec<(String, String)> = sqlx::query_as(
+        "select name, definition from pesachama_migrate.deferred_indexes order by table_name, name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::raw_sql("set maintenance_work_mem = '256MB'")
+        .execute(&mut *conn)
+        .await?;
+    for (name, definition) in &deferred {
+        let create = definition.replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1);
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(&create)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("building index {name} after the load"))?;
+        sqlx::query("delete from pesachama_migrate.deferred_indexes where name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(deferred.len() as u64)
+}
+
+/// Indexes a copy dropped and has not built again (its run did not finish).
+pub async fn deferred_indexes(conn: &mut PgConnection) -> anyhow::Result<Vec<String>> {
+    if !exists(conn).await? {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar("select name from pesachama_migrate.deferred_indexes order by name")
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
 
 /// Held by a running `migrate copy` for its whole run, on the target.
 pub const COPY_LOCK: i64 = 0x7065_7361_636f_7079; // "pesacopy"

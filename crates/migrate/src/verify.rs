@@ -13,6 +13,7 @@ use sqlx::PgConnection;
 use crate::copy::{self, columns};
 use crate::pipeline::{self, Cursor, LEVELS};
 use crate::source;
+use crate::state;
 use crate::target::{self, Sink, Table};
 
 const SCRATCH: &str = "pesachama_verify";
@@ -110,6 +111,11 @@ pub async fn run(from: &str, to: &str, batch_size: usize) -> anyhow::Result<Veri
             verification.tables.push(check);
         }
         verification.integrity = integrity(&mut dst).await?;
+        for index in state::deferred_indexes(&mut dst).await? {
+            verification.integrity.push(format!(
+                "index {index} was dropped for a copy that has not finished: run `migrate copy` again to finish it"
+            ));
+        }
         verification.reconciliation = reconcile(&mut dst).await?;
         verification.seconds = started.elapsed().as_secs_f64();
         anyhow::Ok(verification)

@@ -70,14 +70,35 @@ async fn every_quirk_is_planned_copied_resumed_and_verified() {
 
     // Killed after a few batches, then resumed: the same result as one uninterrupted run.
     let target = TestDb::new().await;
+    let indexes = "select string_agg(indexdef, E'\\n' order by indexdef) from pg_indexes
+                    where schemaname in ('public', 'internal', 'auth')";
+    let schema_indexes: String = sqlx::query_scalar(indexes)
+        .fetch_one(&target.pool)
+        .await
+        .unwrap();
     let err = copy::run(&legacy.url, &target.url, &options(Some(3)))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("stopped after"), "{err:#}");
+    // The plain indexes were dropped for the load, and are recorded to be built again.
+    let deferred: i64 =
+        sqlx::query_scalar("select count(*) from pesachama_migrate.deferred_indexes")
+            .fetch_one(&target.pool)
+            .await
+            .unwrap();
+    assert!(deferred > 10, "{deferred} indexes deferred");
     let resumed = copy::run(&legacy.url, &target.url, &options(None))
         .await
         .unwrap();
     assert!(resumed.resumed);
+    let after: String = sqlx::query_scalar(indexes)
+        .fetch_one(&target.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        after, schema_indexes,
+        "every index is back as the schema defines it"
+    );
     assert_eq!(
         resumed.quarantined as u64,
         summary.rejected(),

@@ -146,6 +146,39 @@ pub struct B2cResult {
     pub amount: Option<Money>,
 }
 
+/// The `ResultParameters.ResultParameter` items of a `Result` (a single item may come bare).
+fn result_parameters(result: &Value) -> Vec<&Value> {
+    result
+        .get("ResultParameters")
+        .and_then(|p| p.get("ResultParameter"))
+        .map(|p| match p {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        })
+        .unwrap_or_default()
+}
+
+/// The value of the parameter whose `Key` is `key`.
+fn parameter<'a>(parameters: &[&'a Value], key: &str) -> Option<&'a Value> {
+    parameters
+        .iter()
+        .find(|p| p.get("Key").and_then(Value::as_str) == Some(key))
+        .and_then(|p| p.get("Value"))
+}
+
+/// The receipt a parameter names, or else the result's TransactionID, if it is one: ten
+/// capital letters and digits.
+fn receipt_of(result: &Value, named: Option<&str>) -> Option<String> {
+    named
+        .or_else(|| result.get("TransactionID").and_then(Value::as_str))
+        .filter(|r| {
+            r.len() == 10
+                && r.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        })
+        .map(str::to_owned)
+}
+
 pub fn parse_b2c_result(payload: &Value) -> Result<B2cResult, CallbackError> {
     let result = payload
         .get("Result")
@@ -155,34 +188,12 @@ pub fn parse_b2c_result(payload: &Value) -> Result<B2cResult, CallbackError> {
         .get("ResultCode")
         .and_then(integer)
         .ok_or_else(|| bad("ResultCode is missing or not a number"))?;
-    let parameters: Vec<&Value> = result
-        .get("ResultParameters")
-        .and_then(|p| p.get("ResultParameter"))
-        .map(|p| match p {
-            Value::Array(items) => items.iter().collect(),
-            other => vec![other],
-        })
-        .unwrap_or_default();
-    let parameter = |key: &str| {
-        parameters
-            .iter()
-            .find(|p| p.get("Key").and_then(Value::as_str) == Some(key))
-            .and_then(|p| p.get("Value"))
-    };
-    let receipt = parameter("TransactionReceipt")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| {
-            result
-                .get("TransactionID")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .filter(|r| {
-            r.len() == 10
-                && r.bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        });
+    let parameters = result_parameters(result);
+    let parameter = |key: &str| parameter(&parameters, key);
+    let receipt = receipt_of(
+        result,
+        parameter("TransactionReceipt").and_then(Value::as_str),
+    );
     let amount = match parameter("TransactionAmount") {
         Some(value) => Some(shillings(value)?),
         None => None,
@@ -241,42 +252,14 @@ pub fn parse_status_result(payload: &Value) -> Result<StatusResult, CallbackErro
         .and_then(integer)
         .ok_or_else(|| bad("ResultCode is missing or not a number"))?;
     let query_id = text(result, "OriginatorConversationID")?.to_owned();
-    let parameters: Vec<&Value> = result
-        .get("ResultParameters")
-        .and_then(|p| p.get("ResultParameter"))
-        .map(|p| match p {
-            Value::Array(items) => items.iter().collect(),
-            other => vec![other],
-        })
-        .unwrap_or_default();
-    let parameter = |key: &str| {
-        parameters
-            .iter()
-            .find(|p| p.get("Key").and_then(Value::as_str) == Some(key))
-            .and_then(|p| p.get("Value"))
-            .filter(|v| !v.is_null())
+    let parameters = result_parameters(result);
+    let parameter_text = |key: &str| match parameter(&parameters, key)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
+        other => Some(other.to_string()),
     };
-    let parameter_text = |key: &str| {
-        parameter(key)
-            .map(|v| match v {
-                Value::String(s) => s.trim().to_owned(),
-                other => other.to_string(),
-            })
-            .filter(|s| !s.is_empty())
-    };
-    let receipt = parameter_text("ReceiptNo")
-        .or_else(|| {
-            result
-                .get("TransactionID")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .filter(|r| {
-            r.len() == 10
-                && r.bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        });
-    let amount = match parameter("Amount") {
+    let receipt = receipt_of(result, parameter_text("ReceiptNo").as_deref());
+    let amount = match parameter(&parameters, "Amount") {
         Some(value) => Some(shillings(value)?),
         None => None,
     };
