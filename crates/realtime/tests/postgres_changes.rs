@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use pesachama_testkit::TestApp;
 use serde_json::{Value, json};
 
 fn transactions_of(chama: &str) -> Value {
