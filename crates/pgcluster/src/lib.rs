@@ -335,6 +335,12 @@ fn start(
         if options.durability == Durability::Throwaway {
             server_options
                 .push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            // A backend still authenticating cannot accept the ProcSignalBarrier that DROP
+            // DATABASE waits for. A test process blocked in its database's drop cannot finish
+            // a handshake its pool had started, so every drop on the server then waited for
+            // authentication_timeout: 60 s by default, observed as eight tests at once taking
+            // 60 s each. Over loopback a handshake takes milliseconds.
+            server_options.push_str(" -c authentication_timeout=5s");
         }
         let output = run_as
             .command(&binaries.pg_ctl())
