@@ -251,6 +251,14 @@ impl MpesaWorker {
         Ok(batch.len() + applied)
     }
 
+    /// A push that may or may not have prompted the member: never sent again, the request
+    /// fails with [`UNCONFIRMED_PUSH`], and a payment it brings waits for review.
+    async fn push_unconfirmed(&self, id: Uuid, why: &str) -> Result<Outcome, StoreError> {
+        store::fail_payment_request(&self.pool, id, None, why, UNCONFIRMED_PUSH).await?;
+        tracing::warn!(payment_request_id = %id, why, "STK push outcome unknown; not sent again");
+        Ok(Outcome::Done)
+    }
+
     async fn stk_push(&self, message: &OutboxMessage) -> Result<Outcome, StoreError> {
         let id = message
             .payload
@@ -290,16 +298,9 @@ impl MpesaWorker {
         if !store::stk_push_starting(&self.pool, id).await? {
             // An earlier attempt called Daraja and its answer never came back: the member may
             // have been prompted. Pushing again could have them pay twice.
-            store::fail_payment_request(
-                &self.pool,
-                id,
-                None,
-                "an earlier attempt to send the push got no answer",
-                UNCONFIRMED_PUSH,
-            )
-            .await?;
-            tracing::warn!(payment_request_id = %id, "STK push not repeated: an earlier attempt's outcome is unknown");
-            return Ok(Outcome::Done);
+            return self
+                .push_unconfirmed(id, "an earlier attempt to send the push got no answer")
+                .await;
         }
         let callback_url = self.mpesa.callback_url("stk");
         let push = StkPush {
@@ -331,18 +332,7 @@ impl MpesaWorker {
                 store::stk_push_not_sent(&self.pool, id).await?;
                 Ok(Outcome::Retry(err.to_string()))
             }
-            Err(err) => {
-                store::fail_payment_request(
-                    &self.pool,
-                    id,
-                    None,
-                    &err.to_string(),
-                    UNCONFIRMED_PUSH,
-                )
-                .await?;
-                tracing::warn!(payment_request_id = %id, error = %err, "STK push outcome unknown; not repeated");
-                Ok(Outcome::Done)
-            }
+            Err(err) => self.push_unconfirmed(id, &err.to_string()).await,
         }
     }
 
