@@ -477,22 +477,13 @@ async fn replay(
             .execute(&mut *conn).await?;
         }
         "public.disbursement_approvals" => {
-            // Legacy keeps decisions as JSON on the request, one per official.
             let decision = serde_json::json!({
                 "user_id": s(row, "approver_id"),
                 "approved": s(row, "decision").as_deref() == Some("approve"),
                 "comment": s(row, "comment"),
                 "at": to_nairobi(&row["created_at"]).map(|at| at.replace(' ', "T")),
             });
-            sqlx::query(
-                "update disbursement_requests
-                    set approvals = (select coalesce(jsonb_agg(a), '[]'::jsonb)
-                                       from jsonb_array_elements(approvals::jsonb) a
-                                      where a ->> 'user_id' is distinct from $2) || jsonb_build_array($3::jsonb)
-                  where id = $1::uuid",
-            )
-            .bind(s(row, "request_id")).bind(s(row, "approver_id")).bind(decision)
-            .execute(&mut *conn).await?;
+            set_decision(conn, row, Some(decision)).await?;
         }
         _ => return Ok(false),
     }
@@ -542,21 +533,34 @@ async fn replay_delete(conn: &mut PgConnection, table: &str, row: &Value) -> any
                 .await?;
         }
         "public.disbursement_approvals" => {
-            sqlx::query(
-                "update disbursement_requests
-                    set approvals = (select coalesce(jsonb_agg(a), '[]'::jsonb)
-                                       from jsonb_array_elements(approvals::jsonb) a
-                                      where a ->> 'user_id' is distinct from $2)
-                  where id = $1::uuid",
-            )
-            .bind(s(row, "request_id"))
-            .bind(s(row, "approver_id"))
-            .execute(&mut *conn)
-            .await?;
+            set_decision(conn, row, None).await?;
         }
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// Legacy keeps officials' decisions as JSON on the request, one per official: replaces the
+/// decision of the approval `row` names with `decision`, or removes it (`None`).
+async fn set_decision(
+    conn: &mut PgConnection,
+    row: &Value,
+    decision: Option<Value>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update disbursement_requests
+            set approvals = (select coalesce(jsonb_agg(a), '[]'::jsonb)
+                               from jsonb_array_elements(approvals::jsonb) a
+                              where a ->> 'user_id' is distinct from $2)
+                            || case when $3::jsonb is null then '[]'::jsonb else jsonb_build_array($3::jsonb) end
+          where id = $1::uuid",
+    )
+    .bind(s(row, "request_id"))
+    .bind(s(row, "approver_id"))
+    .bind(decision)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The legacy status of a target withdrawal request. Legacy knows pending, approved, rejected,
@@ -592,12 +596,10 @@ async fn mapped(
     if let Some(id) = s(row, legacy_column).and_then(|l| l.parse::<i64>().ok()) {
         return Ok(Some(id));
     }
-    Ok(sqlx::query_scalar(
-        "select legacy_id from pesachama_sync.rollback_map where target_id = $1::uuid",
-    )
-    .bind(s(row, "id"))
-    .fetch_optional(&mut *conn)
-    .await?)
+    match s(row, "id") {
+        Some(id) => legacy_of(conn, &id).await,
+        None => Ok(None),
+    }
 }
 
 async fn remember(conn: &mut PgConnection, row: &Value, legacy: i64) -> anyhow::Result<()> {
