@@ -302,17 +302,22 @@ impl Hub {
 
         // Whom each change can concern at all (its scope: the row's user, its chama's members),
         // asked once for the batch; RLS is asked only about identities in that audience.
-        let listeners: Vec<Arc<Identity>> = wanted.iter().map(|(c, _, _)| c.identity()).collect();
-        let needs_audience = listeners.iter().any(|i| i.user_id().is_some());
-        let audience: HashSet<(usize, Uuid)> = if needs_audience {
-            let subjects: Vec<Value> = changes
+        // The batch as both queries take it: for a DELETE, `c` and `u` are what the
+        // notification carried; otherwise what the row read holds.
+        let batch = Value::Array(
+            changes
                 .iter()
                 .map(|c| {
                     let (chama, user) = subject(c, records.get(&(c.table.clone(), c.id)));
-                    json!({ "s": c.schema, "t": c.table, "c": chama, "u": user })
+                    json!({ "s": c.schema, "t": c.table, "op": c.op, "id": c.id,
+                            "c": chama, "u": user })
                 })
-                .collect();
-            store::audience(&self.config.pool, &Value::Array(subjects))
+                .collect(),
+        );
+        let listeners: Vec<Arc<Identity>> = wanted.iter().map(|(c, _, _)| c.identity()).collect();
+        let needs_audience = listeners.iter().any(|i| i.user_id().is_some());
+        let audience: HashSet<(usize, Uuid)> = if needs_audience {
+            store::audience(&self.config.pool, &batch)
                 .await
                 .map_err(|err| format!("the audience query failed: {err}"))?
                 .into_iter()
@@ -354,14 +359,7 @@ impl Hub {
         let visible = if identities.is_empty() {
             HashSet::new()
         } else {
-            let batch: Vec<Value> = changes
-                .iter()
-                .map(|c| {
-                    json!({ "s": c.schema, "t": c.table, "op": c.op, "id": c.id,
-                            "c": c.chama_id, "u": c.user_id })
-                })
-                .collect();
-            check_visibility(&self.config.pool, identities, Value::Array(batch)).await?
+            check_visibility(&self.config.pool, identities, batch).await?
         };
 
         for ((channel, index, ids), gate) in wanted.into_iter().zip(gates) {
