@@ -1,11 +1,11 @@
 //! The per-process hub: the channels joined on this server's sockets, the LISTEN task that
 //! receives every committed change of the database, and the fan-out.
 //!
-//! Fan-out of a batch of changes costs three queries whatever the number of subscribers: one
+//! Fan-out of a batch of changes costs a few queries whatever the number of subscribers: one
 //! read of the changed rows per table, one call of `internal.realtime_audience` that names the
-//! users each change can concern (the row's user, the members of its chama), and one call of
-//! `internal.realtime_visible` that asks RLS, for every distinct identity among the interested
-//! subscribers in that audience, which of those rows it may SELECT. Subscribers are grouped by
+//! users each change can concern (the row's user, the members of its chama), and up to four
+//! concurrent calls of `internal.realtime_visible` that ask RLS, for every distinct identity
+//! among the interested subscribers in that audience, which of those rows it may SELECT. Subscribers are grouped by
 //! what RLS can tell apart ([`Identity::rls_key`]), so a user with three tabs open costs one
 //! check, and a subscriber whose filter, table or audience does not match costs none: a
 //! thousand users on the whole of `transactions` cost, per change, the checks of the fifty
