@@ -189,8 +189,18 @@ pub async fn rejected_rows(
     }
     let mut rows = HashMap::new();
     for (table, ids) in by_table {
+        // By the id column's own type, so the primary key finds them: comparing `id::text`
+        // would read the whole table for every batch.
+        let id_type: String = sqlx::query_scalar(
+            "select format_type(a.atttypid, a.atttypmod) from pg_attribute a
+              where a.attrelid = to_regclass('public.' || $1) and a.attname = 'id'",
+        )
+        .bind(table)
+        .fetch_one(&mut *src)
+        .await
+        .with_context(|| format!("legacy table {table} has no id column"))?;
         let found: Vec<(String, String)> = sqlx::query_as(&format!(
-            "select t.id::text, row_to_json(t)::text from public.{table} t where t.id::text = any($1)"
+            "select t.id::text, row_to_json(t)::text from public.{table} t where t.id = any($1::text[]::{id_type}[])"
         ))
         .bind(&ids)
         .fetch_all(&mut *src)
