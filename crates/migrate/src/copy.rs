@@ -215,7 +215,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     }
     let mut tasks = Vec::new();
     for (step, signal) in signals {
-        let checkpoint = checkpoints.iter().find(|c| c.step == step.name()).cloned();
+        let shards = shards(step, &checkpoints);
         let needs: Vec<watch::Receiver<Option<bool>>> =
             step.needs().iter().map(|n| finished[n].clone()).collect();
         let bar = progress.add(ProgressBar::new(step.total(&cx)));
@@ -226,12 +226,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix(step.name());
-        bar.set_position(
-            checkpoint
-                .as_ref()
-                .map(|c| c.source_rows.max(0) as u64)
-                .unwrap_or(0),
-        );
+        bar.set_position(shards.iter().map(|s| s.rows_done).sum());
         let (cx, to, options, batches, stop) = (
             cx.clone(),
             to.to_owned(),
@@ -252,21 +247,20 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                         bail!(STOPPED);
                     }
                 }
-                if checkpoint.as_ref().is_some_and(|c| c.done) {
-                    return Ok(());
-                }
-                copy_step(
-                    step,
-                    cx,
-                    &from,
-                    &to,
-                    checkpoint.and_then(|c| c.last_key),
-                    &options,
-                    &batches,
-                    &stop,
-                    &bar,
-                )
-                .await
+                let runs = shards.into_iter().filter(|s| !s.done).map(|shard| {
+                    copy_step(
+                        step,
+                        shard,
+                        cx.clone(),
+                        &from,
+                        &to,
+                        &options,
+                        &batches,
+                        &stop,
+                        &bar,
+                    )
+                });
+                futures_util::future::try_join_all(runs).await.map(|_| ())
             }
             .await;
             bar.finish();
@@ -335,13 +329,60 @@ type Prepared = (
     std::collections::HashMap<(String, String), String>,
 );
 
+/// A part of a step copied by a stream of its own, with its own checkpoint. Every step is one
+/// shard except the ledger, the longest, which is two (see [`pipeline::LEDGER_SPLIT`]).
+#[derive(Debug, Clone)]
+struct Shard {
+    /// The checkpoint's name: the step's, and `transactions@2` for the ledger's second half.
+    name: String,
+    after: Option<String>,
+    until: Option<String>,
+    rows_done: u64,
+    done: bool,
+}
+
+/// The cursor key the ledger's second half starts after: every chama id at or above
+/// [`pipeline::LEDGER_SPLIT`] sorts after it, and none below.
+const BEFORE_LEDGER_SPLIT: &str = "7fffffff-ffff-ffff-ffff-ffffffffffff";
+
+fn shards(step: Step, checkpoints: &[state::Checkpoint]) -> Vec<Shard> {
+    let shard = |name: String, until: Option<String>| {
+        let checkpoint = checkpoints.iter().find(|c| c.step == name);
+        Shard {
+            after: checkpoint.and_then(|c| c.last_key.clone()),
+            until,
+            rows_done: checkpoint.map_or(0, |c| c.source_rows.max(0) as u64),
+            done: checkpoint.is_some_and(|c| c.done),
+            name,
+        }
+    };
+    if step != Step::Ledger {
+        return vec![shard(step.name().to_owned(), None)];
+    }
+    let first = shard(
+        step.name().to_owned(),
+        Some(pipeline::LEDGER_SPLIT.to_owned()),
+    );
+    let mut second = shard(format!("{}@2", step.name()), None);
+    if second.after.is_none() {
+        // A run started by a version that copied the ledger in one stream may have passed the
+        // split already: the second half then resumes where that run stopped.
+        let passed = first
+            .after
+            .as_deref()
+            .filter(|key| *key > BEFORE_LEDGER_SPLIT);
+        second.after = Some(passed.unwrap_or(BEFORE_LEDGER_SPLIT).to_owned());
+    }
+    vec![first, second]
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn copy_step(
     step: Step,
+    shard: Shard,
     cx: Arc<Context>,
     from: &str,
     to: &str,
-    after: Option<String>,
     options: &CopyOptions,
     batches: &AtomicU64,
     stop: &Arc<AtomicBool>,
@@ -351,7 +392,8 @@ async fn copy_step(
     let mut dst = source::connect(to, "target").await?;
     // The reader runs one batch ahead of the writer.
     let (ready, mut prepared) = mpsc::channel::<anyhow::Result<Prepared>>(1);
-    let mut cursor = Cursor::new(step, after, options.batch_size);
+    let mut cursor =
+        Cursor::new(step, shard.after.clone(), options.batch_size).until(shard.until.clone());
     let reading_stop = stop.clone();
     let reader = tokio::spawn(async move {
         loop {
@@ -383,7 +425,7 @@ async fn copy_step(
                 bail!(STOPPED);
             }
             let (done, legacy_rows) = item?;
-            write_prepared(step, &mut dst, &done, &legacy_rows, options).await?;
+            write_prepared(step, &shard.name, &mut dst, &done, &legacy_rows, options).await?;
             bar.inc(done.batch.source_rows);
             let n = batches.fetch_add(1, Ordering::SeqCst) + 1;
             if options.stop_after_batches.is_some_and(|limit| n >= limit) {
@@ -394,7 +436,7 @@ async fn copy_step(
         if stop.load(Ordering::SeqCst) {
             bail!(STOPPED);
         }
-        state::mark_done(&mut dst, step.name()).await?;
+        state::mark_done(&mut dst, &shard.name).await?;
         anyhow::Ok(())
     }
     .await;
@@ -406,6 +448,7 @@ async fn copy_step(
 /// Writes one prepared batch and its checkpoint in one target transaction.
 async fn write_prepared(
     step: Step,
+    checkpoint: &str,
     dst: &mut PgConnection,
     done: &pipeline::Done,
     legacy_rows: &std::collections::HashMap<(String, String), String>,
@@ -419,7 +462,7 @@ async fn write_prepared(
         .with_context(|| format!("step {}", step.name()))?;
     state::record_batch(
         &mut tx,
-        step.name(),
+        checkpoint,
         &done.key,
         done.batch.source_rows,
         done.batch.target_rows(),
@@ -438,4 +481,100 @@ async fn write_prepared(
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(step: &str, last_key: &str, done: bool) -> state::Checkpoint {
+        state::Checkpoint {
+            step: step.to_owned(),
+            last_key: Some(last_key.to_owned()),
+            batches: 1,
+            source_rows: 10,
+            target_rows: 20,
+            done,
+        }
+    }
+
+    fn plan(shards: &[Shard]) -> Vec<(&str, Option<&str>, Option<&str>, bool)> {
+        shards
+            .iter()
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.after.as_deref(),
+                    s.until.as_deref(),
+                    s.done,
+                )
+            })
+            .collect()
+    }
+
+    const LOW: &str = "1b9f0d3e-6c44-4a52-9a1e-0c5b9c1d2e3f";
+    const HIGH: &str = "c3d2e1f0-0a1b-4c2d-8e3f-405162738495";
+
+    #[test]
+    fn the_ledger_runs_as_two_halves_split_at_a_fixed_id() {
+        assert_eq!(
+            plan(&shards(Step::Ledger, &[])),
+            [
+                ("transactions", None, Some(pipeline::LEDGER_SPLIT), false),
+                ("transactions@2", Some(BEFORE_LEDGER_SPLIT), None, false),
+            ]
+        );
+        assert!(BEFORE_LEDGER_SPLIT < pipeline::LEDGER_SPLIT);
+        // Every other step is one stream.
+        assert_eq!(
+            plan(&shards(Step::Audit, &[])),
+            [("audit_logs", None, None, false)]
+        );
+    }
+
+    #[test]
+    fn each_half_resumes_from_its_own_checkpoint() {
+        let done = [
+            checkpoint("transactions", LOW, false),
+            checkpoint("transactions@2", HIGH, true),
+        ];
+        let shards = shards(Step::Ledger, &done);
+        assert_eq!(
+            plan(&shards),
+            [
+                (
+                    "transactions",
+                    Some(LOW),
+                    Some(pipeline::LEDGER_SPLIT),
+                    false
+                ),
+                ("transactions@2", Some(HIGH), None, true),
+            ]
+        );
+        assert_eq!(shards.iter().map(|s| s.rows_done).sum::<u64>(), 20);
+    }
+
+    #[test]
+    fn a_one_stream_run_that_passed_the_split_is_resumed_without_copying_twice() {
+        // An older version wrote the whole ledger under one checkpoint, and got past the split.
+        let old = [checkpoint("transactions", HIGH, false)];
+        assert_eq!(
+            plan(&shards(Step::Ledger, &old)),
+            [
+                (
+                    "transactions",
+                    Some(HIGH),
+                    Some(pipeline::LEDGER_SPLIT),
+                    false
+                ),
+                ("transactions@2", Some(HIGH), None, false),
+            ]
+        );
+        // One that had not got there: the second half starts at the split.
+        let old = [checkpoint("transactions", LOW, false)];
+        assert_eq!(
+            plan(&shards(Step::Ledger, &old))[1],
+            ("transactions@2", Some(BEFORE_LEDGER_SPLIT), None, false)
+        );
+    }
 }

@@ -83,8 +83,16 @@ impl Step {
 pub struct Cursor {
     pub step: Step,
     pub after: Option<String>,
+    /// The ledger only: the chama id this cursor stops before (its shard's end).
+    pub until: Option<String>,
     pub batch_size: usize,
 }
+
+/// The ledger is copied in two shards side by side: the chamas whose ids sort below this and
+/// the rest. A fixed point of the id space, not a median of the data, so that a resumed run
+/// splits the chamas exactly as the first run did whatever changed in the legacy database
+/// meanwhile. Legacy chama ids are random (v4), so the halves are about equal.
+pub const LEDGER_SPLIT: &str = "80000000-0000-0000-0000-000000000000";
 
 /// One batch and the key to resume after it.
 #[derive(Debug)]
@@ -99,8 +107,15 @@ impl Cursor {
         Self {
             step,
             after,
+            until: None,
             batch_size: batch_size.max(1),
         }
+    }
+
+    /// This cursor, stopping before `until` (the ledger's shards).
+    pub fn until(mut self, until: Option<String>) -> Self {
+        self.until = until;
+        self
     }
 
     /// The next batch, or `None` when the step is finished.
@@ -280,6 +295,13 @@ impl Cursor {
         let mut chosen: Vec<Uuid> = Vec::new();
         let mut planned = 0u64;
         for chama in cx.chamas.iter().skip(start) {
+            if self
+                .until
+                .as_deref()
+                .is_some_and(|until| text(&chama.id) >= until)
+            {
+                break;
+            }
             let Ok(id) = text(&chama.id).parse::<Uuid>() else {
                 continue;
             };

@@ -91,6 +91,30 @@ async fn every_quirk_is_planned_copied_resumed_and_verified() {
         .await
         .unwrap();
     assert!(resumed.resumed);
+    // The ledger went as two halves, each checkpointed, together every legacy transaction.
+    let halves: Vec<(String, i64, bool)> = sqlx::query_as(
+        "select step, source_rows, done from pesachama_migrate.checkpoints
+          where step like 'transactions%' order by step",
+    )
+    .fetch_all(&target.pool)
+    .await
+    .unwrap();
+    let legacy_transactions: i64 = sqlx::query_scalar("select count(*) from transactions")
+        .fetch_one(&legacy.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        halves
+            .iter()
+            .map(|(s, _, d)| (s.as_str(), *d))
+            .collect::<Vec<_>>(),
+        [("transactions", true), ("transactions@2", true)]
+    );
+    assert!(halves.iter().all(|(_, rows, _)| *rows > 0), "{halves:?}");
+    assert_eq!(
+        halves.iter().map(|(_, rows, _)| rows).sum::<i64>(),
+        legacy_transactions
+    );
     let after: String = sqlx::query_scalar(indexes)
         .fetch_one(&target.pool)
         .await
