@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pesachama_mpesa::callback::parse_stk;
+use pesachama_mpesa::callback::{StkCallback, parse_stk};
 use pesachama_mpesa::client::StkPush;
 use pesachama_mpesa::{DarajaClient, DarajaError};
 use pesachama_store::mpesa::{self as store, StkResult, StoredCallback};
@@ -107,8 +107,17 @@ async fn apply_stk(
             return Ok("review".to_owned());
         }
     };
+    apply_parsed_stk(pool, mpesa, callback.id, &parsed).await
+}
+
+async fn apply_parsed_stk(
+    pool: &PgPool,
+    mpesa: &Mpesa,
+    id: i64,
+    parsed: &StkCallback,
+) -> Result<String, StoreError> {
     let Ok(result_code) = i32::try_from(parsed.result_code) else {
-        store::hold_callback(pool, callback.id, "ResultCode out of range").await?;
+        store::hold_callback(pool, id, "ResultCode out of range").await?;
         return Ok("review".to_owned());
     };
     let paid = parsed.paid.as_ref();
@@ -121,14 +130,8 @@ async fn apply_stk(
         phone: paid.map(|p| p.phone.as_e164()),
         paid_at: paid.and_then(|p| p.paid_at),
     };
-    let status = store::apply_stk(
-        pool,
-        callback.id,
-        &result,
-        mpesa.unknown_grace.as_secs_f64(),
-    )
-    .await?;
-    tracing::info!(callback_id = callback.id, checkout_request_id = %parsed.checkout_request_id, result_code, status, "STK callback");
+    let status = store::apply_stk(pool, id, &result, mpesa.unknown_grace.as_secs_f64()).await?;
+    tracing::info!(callback_id = id, checkout_request_id = %parsed.checkout_request_id, result_code, status, "STK callback");
     Ok(status)
 }
 
@@ -164,6 +167,15 @@ pub fn apply_soon(pool: PgPool, mpesa: Arc<Mpesa>, id: i64) {
             Err(err) => Err(err),
         };
         if let Err(err) = outcome {
+            tracing::warn!(callback_id = id, error = %err, "applying a callback failed; the worker retries it");
+        }
+    });
+}
+
+/// [`apply_soon`] for an STK callback the route has parsed already: it is not read back.
+pub fn apply_stk_soon(pool: PgPool, mpesa: Arc<Mpesa>, id: i64, parsed: StkCallback) {
+    tokio::spawn(async move {
+        if let Err(err) = apply_parsed_stk(&pool, &mpesa, id, &parsed).await {
             tracing::warn!(callback_id = id, error = %err, "applying a callback failed; the worker retries it");
         }
     });

@@ -27,7 +27,7 @@ use super::chamas::cents;
 use super::transactions::{idempotency_key, request_hash};
 use super::{invalid, signed_in};
 use crate::gotrue::{AuthError, Caller, ClientIp};
-use crate::mpesa_worker::{Mpesa, apply_soon};
+use crate::mpesa_worker::{Mpesa, apply_soon, apply_stk_soon};
 use crate::{ApiError, AppState};
 
 /// The largest STK push M-Pesa takes: KES 250,000.
@@ -421,7 +421,7 @@ async fn stk_callback(
     )
     .await?;
     match stored {
-        Some(id) => apply_soon(state.pool.clone(), mpesa, id),
+        Some(id) => apply_stk_soon(state.pool.clone(), mpesa, id, parsed),
         None => {
             tracing::info!(checkout_request_id = %parsed.checkout_request_id, "repeated STK callback acknowledged")
         }
