@@ -343,7 +343,7 @@ struct Shard {
 
 /// The cursor key the ledger's second half starts after: every chama id at or above
 /// [`pipeline::LEDGER_SPLIT`] sorts after it, and none below.
-const BEFORE_LEDGER_SPLIT: &str = "7fffffff-ffff-ffff-ffff-ffffffffffff";
+pub(crate) const BEFORE_LEDGER_SPLIT: &str = "7fffffff-ffff-ffff-ffff-ffffffffffff";
 
 fn shards(step: Step, checkpoints: &[state::Checkpoint]) -> Vec<Shard> {
     let shard = |name: String, until: Option<String>| {

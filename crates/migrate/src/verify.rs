@@ -7,7 +7,10 @@
 //! differ, as reladiff and pg_comparator do. Then the integrity report, the balance/ledger
 //! reconciliation, and RLS on every public table. Any difference is listed; none means exit 0.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use sqlx::PgConnection;
 
 use crate::copy::{self, columns};
@@ -17,6 +20,10 @@ use crate::state;
 use crate::target::{self, Sink, Table};
 
 const SCRATCH: &str = "pesachama_verify";
+/// Steps loaded into the scratch schema at once.
+const PARALLEL_LOADS: usize = 3;
+/// Tables compared at once.
+const PARALLEL_COMPARES: usize = 2;
 /// A differing range this small is listed row by row.
 const LIST_BELOW: i64 = 64;
 
@@ -97,16 +104,51 @@ pub async fn run(from: &str, to: &str, batch_size: usize) -> anyhow::Result<Veri
         .execute(&mut dst)
         .await
         .context("creating the verification scratch schema")?;
+    drop(src);
+    let cx = Arc::new(cx);
     let result = async {
+        // The scratch tables have no keys or references, so every step loads at once (the
+        // ledger as its two halves, as `copy` runs it), a few at a time, each on connections
+        // of its own.
+        let mut jobs = Vec::new();
         for step in LEVELS.iter().flat_map(|level| level.iter().copied()) {
-            let mut cursor = Cursor::new(step, None, batch_size);
-            while let Some(done) = cursor.next(&cx, &mut src).await? {
-                copy::write_batch(&mut dst, &sink, &done.batch).await?;
+            if step == pipeline::Step::Ledger {
+                jobs.push(Cursor::new(step, None, batch_size).until(Some(pipeline::LEDGER_SPLIT.to_owned())));
+                jobs.push(Cursor::new(step, Some(copy::BEFORE_LEDGER_SPLIT.to_owned()), batch_size));
+            } else {
+                jobs.push(Cursor::new(step, None, batch_size));
             }
         }
+        let loads = jobs.into_iter().map(|mut cursor| {
+            let (cx, sink) = (cx.clone(), sink.clone());
+            async move {
+                let mut src = source::connect(from, "legacy").await?;
+                let mut dst = source::connect(to, "target").await?;
+                while let Some(done) = cursor.next(&cx, &mut src).await? {
+                    copy::write_batch(&mut dst, &sink, &done.batch).await?;
+                }
+                anyhow::Ok(())
+            }
+        });
+        futures_util::stream::iter(loads)
+            .buffer_unordered(PARALLEL_LOADS)
+            .try_collect::<Vec<()>>()
+            .await?;
+
+        // Then every table against its twin, two at a time.
+        let compares = target::ALL.iter().map(|table| {
+            let scratch = sink.table(table);
+            async move {
+                let mut conn = source::connect(to, "target").await?;
+                compare(&mut conn, table, &scratch).await
+            }
+        });
+        let checks: Vec<TableCheck> = futures_util::stream::iter(compares)
+            .buffered(PARALLEL_COMPARES)
+            .try_collect()
+            .await?;
         let mut verification = Verification::default();
-        for table in target::ALL {
-            let check = compare(&mut dst, table, &sink.table(table)).await?;
+        for check in checks {
             verification.rows_compared += check.expected_rows.max(check.target_rows);
             verification.tables.push(check);
         }
@@ -202,24 +244,26 @@ async fn compare(
     scratch: &str,
 ) -> anyhow::Result<TableCheck> {
     let whole = Range { lo: 0, bits: 128 };
-    let (expected_rows, _) = checksum(conn, scratch, table, whole).await?;
-    let (target_rows, _) = checksum(conn, table.name, table, whole).await?;
+    let expected = checksum(conn, scratch, table, whole).await?;
+    let actual = checksum(conn, table.name, table, whole).await?;
     let mut check = TableCheck {
         table: table.name.to_owned(),
-        expected_rows,
-        target_rows,
+        expected_rows: expected.0,
+        target_rows: actual.0,
         ..Default::default()
     };
-    let mut pending = vec![whole];
-    while let Some(range) = pending.pop() {
+    let mut pending = vec![(whole, expected, actual)];
+    while let Some((range, expected, actual)) = pending.pop() {
         check.ranges_compared += 1;
-        let expected = checksum(conn, scratch, table, range).await?;
-        let actual = checksum(conn, table.name, table, range).await?;
         if expected == actual {
             continue;
         }
         if expected.0.max(actual.0) > LIST_BELOW && range.bits >= 8 {
-            pending.extend(range.split());
+            for part in range.split() {
+                let expected = checksum(conn, scratch, table, part).await?;
+                let actual = checksum(conn, table.name, table, part).await?;
+                pending.push((part, expected, actual));
+            }
             continue;
         }
         let want = row_hashes(conn, scratch, table, range).await?;
