@@ -56,6 +56,9 @@ pub struct CopySummary {
     pub quarantined: i64,
     pub seconds: f64,
     pub resumed: bool,
+    /// Foreign keys added back `NOT VALID` because some rows do not hold (see
+    /// [`state::restore_constraints`]).
+    pub warnings: Vec<String>,
 }
 
 /// Writes one batch's rows and updates into `sink` on `conn` (inside the caller's transaction).
@@ -194,6 +197,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     drop(src);
     let loaded: Vec<&str> = target::ALL.iter().map(|t| t.name).collect();
     state::defer_indexes(&mut lock, &loaded).await?;
+    state::defer_constraints(&mut lock, state::KEYS_BUILT_AFTER).await?;
 
     let progress = if options.progress {
         MultiProgress::new()
@@ -282,8 +286,9 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     }
 
     if options.progress {
-        eprintln!("building the indexes dropped for the load");
+        eprintln!("building the keys and indexes dropped for the load");
     }
+    let (_, warnings) = state::restore_constraints(&mut lock).await?;
     state::restore_indexes(&mut lock).await?;
 
     // Legacy audit ids were copied as they were: the identity continues after them.
@@ -320,6 +325,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         quarantined,
         seconds: started.elapsed().as_secs_f64(),
         resumed: resuming,
+        warnings,
     })
 }
 

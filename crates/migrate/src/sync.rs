@@ -127,6 +127,15 @@ pub async fn cycle(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Re
             "change capture is not installed on legacy: run `pesachama migrate sync --install` (before `copy`)"
         );
     }
+    // Changes are upserted by key: the keys a copy drops for its load must be back.
+    let unfinished = crate::state::deferred_constraints(dst).await?;
+    if !unfinished.is_empty() {
+        anyhow::bail!(
+            "the copy has not finished ({} keys still to build, e.g. {}): run `pesachama migrate copy` again first",
+            unfinished.len(),
+            unfinished[0]
+        );
+    }
     let changes: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
         "select id, table_name, op, row_id, chama_id from pesachama_sync.changes order by id",
     )

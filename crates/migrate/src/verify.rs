@@ -153,6 +153,11 @@ pub async fn run(from: &str, to: &str, batch_size: usize) -> anyhow::Result<Veri
             verification.tables.push(check);
         }
         verification.integrity = integrity(&mut dst).await?;
+        for constraint in state::deferred_constraints(&mut dst).await? {
+            verification.integrity.push(format!(
+                "constraint {constraint} was dropped for a copy that has not finished: run `migrate copy` again to finish it"
+            ));
+        }
         for index in state::deferred_indexes(&mut dst).await? {
             verification.integrity.push(format!(
                 "index {index} was dropped for a copy that has not finished: run `migrate copy` again to finish it"

@@ -76,6 +76,13 @@ async fn every_quirk_is_planned_copied_resumed_and_verified() {
         .fetch_one(&target.pool)
         .await
         .unwrap();
+    let constraints = "select string_agg(conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+                              || case when convalidated then '' else ' NOT VALID' end, E'\n' order by conrelid::regclass::text, conname)
+                         from pg_constraint where connamespace in ('public'::regnamespace, 'internal'::regnamespace, 'auth'::regnamespace)";
+    let schema_constraints: String = sqlx::query_scalar(constraints)
+        .fetch_one(&target.pool)
+        .await
+        .unwrap();
     let err = copy::run(&legacy.url, &target.url, &options(Some(3)))
         .await
         .unwrap_err();
@@ -87,6 +94,28 @@ async fn every_quirk_is_planned_copied_resumed_and_verified() {
             .await
             .unwrap();
     assert!(deferred > 10, "{deferred} indexes deferred");
+    // So were the large tables' keys, and the foreign keys that need them.
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "select kind, name from pesachama_migrate.deferred_constraints order by kind, name",
+    )
+    .fetch_all(&target.pool)
+    .await
+    .unwrap();
+    assert!(
+        keys.iter()
+            .any(|(k, n)| k == "key" && n == "transactions_pkey")
+            && keys
+                .iter()
+                .any(|(k, n)| k == "foreign" && n == "postings_journal_id_fkey"),
+        "{keys:?}"
+    );
+    let key_present: bool = sqlx::query_scalar(
+        "select exists (select from pg_constraint where conname = 'transactions_pkey')",
+    )
+    .fetch_one(&target.pool)
+    .await
+    .unwrap();
+    assert!(!key_present, "dropped for the load");
     let resumed = copy::run(&legacy.url, &target.url, &options(None))
         .await
         .unwrap();
@@ -123,6 +152,15 @@ async fn every_quirk_is_planned_copied_resumed_and_verified() {
         after, schema_indexes,
         "every index is back as the schema defines it"
     );
+    let constraints_after: String = sqlx::query_scalar(constraints)
+        .fetch_one(&target.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        constraints_after, schema_constraints,
+        "every key and foreign key is back, and valid"
+    );
+    assert!(resumed.warnings.is_empty(), "{:?}", resumed.warnings);
     assert_eq!(
         resumed.quarantined as u64,
         summary.rejected(),

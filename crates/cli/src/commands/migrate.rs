@@ -231,6 +231,9 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
                 if summary.resumed { ", resumed" } else { "" },
                 summary.quarantined
             ));
+            for warning in &summary.warnings {
+                output::line(&format!("warning: {warning}"));
+            }
             Ok(ExitCode::SUCCESS)
         }
         MigrateCommand::Verify {
