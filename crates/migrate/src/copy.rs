@@ -6,8 +6,10 @@
 //! During the load the session runs with `session_replication_role = replica`, so the target's
 //! triggers (audit rows, `updated_at`, bootstrap of chamas and members, foreign-key checks) stay
 //! quiet: the transforms already produced the rows those triggers would have, and one
-//! `migration.copy` audit entry records the whole load instead. CHECK and UNIQUE constraints
-//! still hold, and `verify` runs the integrity report afterwards.
+//! `migration.copy` audit entry records the whole load instead. CHECK constraints still hold;
+//! plain indexes, and the large tables' keys with the foreign keys that need them, are built
+//! once after the load (see [`state::defer_constraints`]); `verify` runs the integrity report
+//! afterwards.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -69,7 +69,8 @@ create table if not exists pesachama_migrate.drift (
 /// Drops the plain indexes (neither unique nor a constraint's) of `tables`, after recording
 /// them in `pesachama_migrate.deferred_indexes`, in one transaction: loading into unindexed
 /// tables and building each index once afterwards is much cheaper than updating it row by row
-/// (pg_restore does the same). Unique indexes and keys stay, so duplicates are still refused.
+/// (pg_restore does the same). Unique indexes and keys are not touched here; the large tables'
+/// keys are deferred by [`defer_constraints`].
 /// A run killed meanwhile leaves them recorded; [`restore_indexes`] builds them at the end of
 /// the run that finishes. Answers how many indexes are deferred.
 pub async fn defer_indexes(conn: &mut PgConnection, tables: &[&str]) -> anyhow::Result<i64> {
