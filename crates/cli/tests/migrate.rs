@@ -65,6 +65,23 @@ async fn generate_plan_copy_verify_status_through_the_binary() {
         .unwrap();
     assert_eq!(nothing, 0, "a refused copy writes nothing");
 
+    // Stopped early (as if killed): status says what the finishing run will build.
+    let stopped = migrate(&[
+        "copy",
+        "--yes",
+        "--batch-size",
+        "500",
+        "--stop-after-batches",
+        "2",
+    ]);
+    assert!(!stopped.status.success());
+    let status = migrate(&["status"]);
+    assert!(
+        stdout(&status).contains("still to build")
+            && stdout(&status).contains("transactions_pkey of transactions"),
+        "{}",
+        stdout(&status)
+    );
     let copied = migrate(&["copy", "--yes", "--batch-size", "500"]);
     assert!(copied.status.success(), "{}", stderr(&copied));
     assert!(stdout(&copied).contains("rows/s"), "{}", stdout(&copied));
@@ -93,6 +110,7 @@ async fn generate_plan_copy_verify_status_through_the_binary() {
         .map(|s| s["step"].as_str().unwrap())
         .collect();
     assert_eq!(steps.len(), 10, "{steps:?}");
+    assert_eq!(status["still_to_build"], serde_json::json!([]));
     assert!(steps.contains(&"transactions") && steps.contains(&"transactions@2"));
     assert!(
         status["steps"]

@@ -189,6 +189,20 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         );
     }
     let resuming = !state::checkpoints(&mut lock).await?.is_empty();
+    if resuming {
+        // A finished copy is not run again: it would drop the keys of a target that may be
+        // live by now.
+        let finished: Option<String> = sqlx::query_scalar(
+            "select to_char(max(finished_at), 'YYYY-MM-DD HH24:MI:SS TZ') from pesachama_migrate.runs where status = 'done'",
+        )
+        .fetch_one(&mut lock)
+        .await?;
+        if let Some(at) = finished {
+            bail!(
+                "the copy into this target finished at {at}: nothing to do (`migrate sync` keeps it current; to copy again, use a freshly migrated database)"
+            );
+        }
+    }
     check_target(to, &mut lock, resuming).await?;
     state::ensure(&mut lock).await?;
     sqlx::query("insert into pesachama_migrate.runs (options) values ($1)")

@@ -196,16 +196,27 @@ async fn every_quirk_is_planned_copied_resumed_and_verified() {
     .unwrap();
     assert_eq!(unkept, 0, "every quarantined row is kept, as JSON");
 
-    // A second copy cannot start over a migrated target by accident... it resumes and finds
-    // every step done, changing nothing.
-    copy::run(&legacy.url, &target.url, &options(None))
+    // A finished copy is not run again (it would drop the keys of what may be live by now),
+    // and the refusal changes nothing.
+    let refused = copy::run(&legacy.url, &target.url, &options(None))
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("finished at"),
+        "{refused:#}"
+    );
     let again: i64 = sqlx::query_scalar("select count(*) from public.transactions")
         .fetch_one(&target.pool)
         .await
         .unwrap();
     assert_eq!(again, copied);
+    let keys_kept: bool = sqlx::query_scalar(
+        "select exists (select from pg_constraint where conname = 'transactions_pkey')",
+    )
+    .fetch_one(&target.pool)
+    .await
+    .unwrap();
+    assert!(keys_kept);
 
     // One corrupted row is found and named.
     let victim: String = sqlx::query_scalar(

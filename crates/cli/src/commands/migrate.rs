@@ -372,10 +372,15 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
             } else {
                 state::quarantined(&mut conn).await?
             };
+            // What a copy dropped for its load and has not built again (it did not finish).
+            let mut unbuilt = state::deferred_constraints(&mut conn).await?;
+            unbuilt.extend(state::deferred_indexes(&mut conn).await?);
             if *json {
-                output::json(
-                    &serde_json::json!({ "steps": checkpoints, "quarantined": quarantined }),
-                )?;
+                output::json(&serde_json::json!({
+                    "steps": checkpoints,
+                    "quarantined": quarantined,
+                    "still_to_build": unbuilt,
+                }))?;
             } else if checkpoints.is_empty() {
                 output::line("no migration has run against this target");
             } else {
@@ -400,6 +405,13 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
                     &rows,
                 );
                 output::line(&format!("{quarantined} rows quarantined"));
+                if !unbuilt.is_empty() {
+                    output::line(&format!(
+                        "{} keys and indexes dropped for the load are still to build (run `pesachama migrate copy` again to finish): {}",
+                        unbuilt.len(),
+                        unbuilt.join(", ")
+                    ));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
