@@ -26,6 +26,9 @@ use crate::source::{self, Context};
 use crate::state;
 use crate::target::{self, Sink, Table};
 
+/// Indexes and keys built at once after the load.
+const RESTORE_PARALLEL: usize = 3;
+
 /// What a step says when another step's failure stopped it.
 const STOPPED: &str = "stopped because another step failed";
 
@@ -59,7 +62,7 @@ pub struct CopySummary {
     pub seconds: f64,
     pub resumed: bool,
     /// Foreign keys added back `NOT VALID` because some rows do not hold (see
-    /// [`state::restore_constraints`]).
+    /// [`state::restore_deferred`]).
     pub warnings: Vec<String>,
 }
 
@@ -304,8 +307,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     if options.progress {
         eprintln!("building the keys and indexes dropped for the load");
     }
-    let (_, warnings) = state::restore_constraints(&mut lock).await?;
-    state::restore_indexes(&mut lock).await?;
+    let warnings = state::restore_deferred(to, RESTORE_PARALLEL).await?;
 
     // Legacy audit ids were copied as they were: the identity continues after them.
     sqlx::raw_sql(

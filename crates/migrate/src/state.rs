@@ -6,9 +6,11 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use sqlx::PgConnection;
 
 use crate::ledger::Drift;
+use crate::source;
 use crate::target::{Issue, Severity};
 
 const SCHEMA: &str = "
@@ -71,7 +73,7 @@ create table if not exists pesachama_migrate.drift (
 /// tables and building each index once afterwards is much cheaper than updating it row by row
 /// (pg_restore does the same). Unique indexes and keys are not touched here; the large tables'
 /// keys are deferred by [`defer_constraints`].
-/// A run killed meanwhile leaves them recorded; [`restore_indexes`] builds them at the end of
+/// A run killed meanwhile leaves them recorded; [`restore_deferred`] builds them at the end of
 /// the run that finishes. Answers how many indexes are deferred.
 pub async fn defer_indexes(conn: &mut PgConnection, tables: &[&str]) -> anyhow::Result<i64> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -118,7 +120,7 @@ pub const KEYS_BUILT_AFTER: &[&str] = &[
 
 /// Drops the primary keys and unique constraints of `tables`, and the foreign keys that point
 /// at them (which need them), after recording each in `pesachama_migrate.deferred_constraints`,
-/// in one transaction. [`restore_constraints`] adds them back when the load is done. Nothing
+/// in one transaction. [`restore_deferred`] adds them back when the load is done. Nothing
 /// depends on them meanwhile: every batch is written whole with its checkpoint, so a resumed
 /// run writes nothing twice, and the load checks no foreign keys (triggers are quiet). The
 /// transforms produce unique keys (derived from unique legacy ids, duplicates quarantined);
@@ -158,74 +160,6 @@ pub async fn defer_constraints(conn: &mut PgConnection, tables: &[&str]) -> anyh
     Ok(deferred.len() as i64)
 }
 
-/// Adds back what [`defer_constraints`] dropped: the keys, then the foreign keys, each
-/// forgotten once it is back. A key that cannot be built (duplicates: a bug in a transform)
-/// stops the run with PostgreSQL's message naming the duplicated value; a re-run tries again.
-/// A foreign key is added `NOT VALID` and then validated; one whose rows do not all hold
-/// stays `NOT VALID` (still enforced for new rows), and is answered here so the run can say
-/// so (`verify` lists the rows). Answers how many were added, and those warnings.
-pub async fn restore_constraints(conn: &mut PgConnection) -> anyhow::Result<(u64, Vec<String>)> {
-    if !exists(conn).await? {
-        return Ok((0, Vec::new()));
-    }
-    let deferred: Vec<(String, String, String, String)> = sqlx::query_as(
-        "select table_name, name, definition, kind from pesachama_migrate.deferred_constraints
-          order by kind = 'foreign', table_name, name",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    sqlx::raw_sql("set maintenance_work_mem = '256MB'")
-        .execute(&mut *conn)
-        .await?;
-    let mut warnings = Vec::new();
-    for (table, name, definition, kind) in &deferred {
-        let present: bool = sqlx::query_scalar(
-            "select exists (select from pg_constraint where conrelid = to_regclass($1) and conname = $2)",
-        )
-        .bind(table)
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await?;
-        let name_sql = quote_ident(name);
-        if !present {
-            let valid = if kind == "foreign" { " NOT VALID" } else { "" };
-            sqlx::raw_sql(&format!(
-                "alter table {table} add constraint {name_sql} {definition}{valid}"
-            ))
-            .execute(&mut *conn)
-            .await
-            .map_err(|err| {
-                anyhow::anyhow!(
-                    "building {name} of {table} after the load: {}{} (the transforms should never produce this: please report it; `migrate copy` again retries)",
-                    err,
-                    detail(&err)
-                )
-            })?;
-        }
-        if kind == "foreign" {
-            let validated = sqlx::raw_sql(&format!(
-                "alter table {table} validate constraint {name_sql}"
-            ))
-            .execute(&mut *conn)
-            .await;
-            if let Err(err) = validated {
-                warnings.push(format!(
-                    "foreign key {name} of {table} is back but not valid: {err}{} (`migrate verify` lists the rows)",
-                    detail(&err)
-                ));
-            }
-        }
-        sqlx::query(
-            "delete from pesachama_migrate.deferred_constraints where table_name = $1 and name = $2",
-        )
-        .bind(table)
-        .bind(name)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok((deferred.len() as u64, warnings))
-}
-
 /// Constraints a copy dropped and has not added back (its run did not finish).
 pub async fn deferred_constraints(conn: &mut PgConnection) -> anyhow::Result<Vec<String>> {
     let recorded: bool = sqlx::query_scalar(
@@ -257,34 +191,141 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Builds the indexes [`defer_indexes`] dropped, one at a time, each forgotten once built.
-/// Answers how many were built.
-pub async fn restore_indexes(conn: &mut PgConnection) -> anyhow::Result<u64> {
-    if !exists(conn).await? {
-        return Ok(0);
+/// Builds again what [`defer_indexes`] and [`defer_constraints`] dropped, each forgotten once
+/// it is back: first the keys and the plain indexes, `parallel` at a time on connections of
+/// their own (largest table first), then the foreign keys, which need the keys.
+///
+/// A key that cannot be built (duplicates: a bug in a transform) stops the run with
+/// PostgreSQL's message naming the duplicated value; a re-run tries again. A foreign key is
+/// added `NOT VALID` and then validated; one whose rows do not all hold stays `NOT VALID`
+/// (still enforced for new rows), and is answered here as a warning (`verify` lists the rows).
+pub async fn restore_deferred(url: &str, parallel: usize) -> anyhow::Result<Vec<String>> {
+    let mut conn = source::connect(url, "target").await?;
+    if !exists(&mut conn).await? {
+        return Ok(Vec::new());
     }
-    let deferred: Vec<(String, String)> = sqlx::query_as(
-        "select name, definition from pesachama_migrate.deferred_indexes order by table_name, name",
+    let builds: Vec<(String, String, String, String)> = sqlx::query_as(
+        "select table_name, name, definition, 'key' from pesachama_migrate.deferred_constraints
+          where kind = 'key'
+         union all
+         select table_name, name, definition, 'index' from pesachama_migrate.deferred_indexes
+         order by 1, 2",
     )
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut conn)
     .await?;
-    sqlx::raw_sql("set maintenance_work_mem = '256MB'")
-        .execute(&mut *conn)
+    let sizes: Vec<(String, i64)> = sqlx::query_as(
+        "select t, coalesce(pg_relation_size(to_regclass(t)), 0)
+           from (select distinct table_name from pesachama_migrate.deferred_constraints
+                 union select table_name from pesachama_migrate.deferred_indexes) d(t)",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let size = |table: &str| {
+        sizes
+            .iter()
+            .find(|(t, _)| t == table)
+            .map_or(0, |(_, n)| *n)
+    };
+    let mut builds = builds;
+    builds.sort_by_key(|(table, ..)| std::cmp::Reverse(size(table)));
+    let jobs = builds
+        .into_iter()
+        .map(|(table, name, definition, kind)| async move {
+            let mut conn = source::connect(url, "target").await?;
+            sqlx::raw_sql("set maintenance_work_mem = '256MB'")
+                .execute(&mut conn)
+                .await?;
+            if kind == "key" {
+                add_constraint(&mut conn, &table, &name, &definition, "").await?;
+                forget_constraint(&mut conn, &table, &name).await
+            } else {
+                let create = definition.replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1);
+                let mut tx = sqlx::Connection::begin(&mut conn).await?;
+                sqlx::raw_sql(&create)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("building index {name} after the load"))?;
+                sqlx::query("delete from pesachama_migrate.deferred_indexes where name = $1")
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        });
+    futures_util::stream::iter(jobs)
+        .buffer_unordered(parallel.max(1))
+        .try_collect::<Vec<()>>()
         .await?;
-    for (name, definition) in &deferred {
-        let create = definition.replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1);
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::raw_sql(&create)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("building index {name} after the load"))?;
-        sqlx::query("delete from pesachama_migrate.deferred_indexes where name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+
+    let foreign: Vec<(String, String, String)> = sqlx::query_as(
+        "select table_name, name, definition from pesachama_migrate.deferred_constraints
+          where kind = 'foreign' order by table_name, name",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let mut warnings = Vec::new();
+    for (table, name, definition) in &foreign {
+        add_constraint(&mut conn, table, name, definition, " NOT VALID").await?;
+        let validated = sqlx::raw_sql(&format!(
+            "alter table {table} validate constraint {}",
+            quote_ident(name)
+        ))
+        .execute(&mut conn)
+        .await;
+        if let Err(err) = validated {
+            warnings.push(format!(
+                "foreign key {name} of {table} is back but not valid: {err}{} (`migrate verify` lists the rows)",
+                detail(&err)
+            ));
+        }
+        forget_constraint(&mut conn, table, name).await?;
     }
-    Ok(deferred.len() as u64)
+    Ok(warnings)
+}
+
+/// Adds a recorded constraint unless it is there already (a run killed after adding it).
+async fn add_constraint(
+    conn: &mut PgConnection,
+    table: &str,
+    name: &str,
+    definition: &str,
+    suffix: &str,
+) -> anyhow::Result<()> {
+    let present: bool = sqlx::query_scalar(
+        "select exists (select from pg_constraint where conrelid = to_regclass($1) and conname = $2)",
+    )
+    .bind(table)
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await?;
+    if present {
+        return Ok(());
+    }
+    sqlx::raw_sql(&format!(
+        "alter table {table} add constraint {} {definition}{suffix}",
+        quote_ident(name)
+    ))
+    .execute(&mut *conn)
+    .await
+    .map_err(|err| {
+        anyhow::anyhow!(
+            "building {name} of {table} after the load: {err}{} (the transforms should never produce this: please report it; `migrate copy` again retries)",
+            detail(&err)
+        )
+    })?;
+    Ok(())
+}
+
+async fn forget_constraint(conn: &mut PgConnection, table: &str, name: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "delete from pesachama_migrate.deferred_constraints where table_name = $1 and name = $2",
+    )
+    .bind(table)
+    .bind(name)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Indexes a copy dropped and has not built again (its run did not finish).
