@@ -85,6 +85,23 @@ async fn generate_plan_copy_verify_status_through_the_binary() {
     let copied = migrate(&["copy", "--yes", "--batch-size", "500"]);
     assert!(copied.status.success(), "{}", stderr(&copied));
     assert!(stdout(&copied).contains("rows/s"), "{}", stdout(&copied));
+    let timings = stdout(&copied)
+        .lines()
+        .find(|l| l.starts_with("time per step: "))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        [
+            "users ",
+            "transactions ",
+            "audit_logs ",
+            "keys and indexes built after the load "
+        ]
+        .iter()
+        .all(|step| timings.contains(step)),
+        "{}",
+        stdout(&copied)
+    );
 
     let verified = migrate(&["verify", "--report-dir", dir]);
     assert!(

@@ -64,6 +64,34 @@ pub struct CopySummary {
     /// Foreign keys added back `NOT VALID` because some rows do not hold (see
     /// [`state::restore_deferred`]).
     pub warnings: Vec<String>,
+    /// When each step started (once the steps it needs were done) and how long it ran.
+    pub steps: Vec<StepTime>,
+    /// How long building the keys and indexes dropped for the load took.
+    pub build_seconds: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepTime {
+    pub step: &'static str,
+    /// Seconds after the run started.
+    pub started: f64,
+    pub seconds: f64,
+}
+
+impl CopySummary {
+    /// One line: each step's start and duration, then the build after the load.
+    pub fn timings(&self) -> String {
+        let mut parts: Vec<String> = self
+            .steps
+            .iter()
+            .map(|t| format!("{} {:.1} s (from {:.1} s)", t.step, t.seconds, t.started))
+            .collect();
+        parts.push(format!(
+            "keys and indexes built after the load {:.1} s",
+            self.build_seconds
+        ));
+        format!("time per step: {}", parts.join(", "))
+    }
 }
 
 /// Writes one batch's rows and updates into `sink` on `conn` (inside the caller's transaction).
@@ -270,6 +298,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                         bail!(STOPPED);
                     }
                 }
+                let began = started.elapsed().as_secs_f64();
                 let runs = shards.into_iter().filter(|s| !s.done).map(|shard| {
                     copy_step(
                         step,
@@ -283,7 +312,12 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                         &bar,
                     )
                 });
-                futures_util::future::try_join_all(runs).await.map(|_| ())
+                futures_util::future::try_join_all(runs).await?;
+                anyhow::Ok(StepTime {
+                    step: step.name(),
+                    started: began,
+                    seconds: started.elapsed().as_secs_f64() - began,
+                })
             }
             .await;
             bar.finish();
@@ -295,7 +329,14 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         });
     }
     let results = futures_util::future::join_all(tasks).await;
-    let errors: Vec<anyhow::Error> = results.into_iter().filter_map(Result::err).collect();
+    let mut steps = Vec::new();
+    let mut errors: Vec<anyhow::Error> = Vec::new();
+    for result in results {
+        match result {
+            Ok(time) => steps.push(time),
+            Err(err) => errors.push(err),
+        }
+    }
     let cause = errors
         .iter()
         .position(|e| e.to_string() != STOPPED)
@@ -307,7 +348,9 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     if options.progress {
         eprintln!("building the keys and indexes dropped for the load");
     }
+    let building = std::time::Instant::now();
     let warnings = state::restore_deferred(to, RESTORE_PARALLEL).await?;
+    let build_seconds = building.elapsed().as_secs_f64();
 
     // Legacy audit ids were copied as they were: the identity continues after them.
     sqlx::raw_sql(
@@ -344,6 +387,8 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         seconds: started.elapsed().as_secs_f64(),
         resumed: resuming,
         warnings,
+        steps,
+        build_seconds,
     })
 }
 

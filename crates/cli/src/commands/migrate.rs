@@ -231,6 +231,7 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
                 if summary.resumed { ", resumed" } else { "" },
                 summary.quarantined
             ));
+            output::line(&summary.timings());
             for warning in &summary.warnings {
                 output::line(&format!("warning: {warning}"));
             }
