@@ -7,7 +7,7 @@
 //! only Daraja saying it never had the payment puts it back to be paid.
 
 use pesachama_mpesa::DarajaError;
-use pesachama_mpesa::callback::{parse_b2c_result, parse_status_result};
+use pesachama_mpesa::callback::{B2cResult, CallbackError, parse_b2c_result, parse_status_result};
 use pesachama_mpesa::client::B2cPayment;
 use pesachama_store::mpesa::{self as inbox, StoredCallback};
 use pesachama_store::mpesa_b2c::{self as store, B2cOutcome};
@@ -124,19 +124,25 @@ pub async fn query_status(pool: &PgPool, mpesa: &Mpesa, message: &OutboxMessage)
     }
 }
 
+/// Reads a payout callback of inbox kind `kind` (`b2c_result`, `b2c_timeout`, `status_result`,
+/// `status_timeout`) as the result of the payment it is about.
+pub(crate) fn parse_result(
+    kind: &str,
+    payload: &serde_json::Value,
+) -> Result<B2cResult, CallbackError> {
+    match kind {
+        "status_result" | "status_timeout" => parse_status_result(payload),
+        _ => parse_b2c_result(payload),
+    }
+}
+
 /// Applies a stored B2C result, queue timeout or status result.
 pub async fn apply(
     pool: &PgPool,
     _mpesa: &Mpesa,
     callback: &StoredCallback,
 ) -> Result<String, StoreError> {
-    let parsed = match callback.kind.as_str() {
-        "status_result" | "status_timeout" => {
-            parse_status_result(&callback.payload).map(|s| s.payment)
-        }
-        _ => parse_b2c_result(&callback.payload),
-    };
-    let parsed = match parsed {
+    let parsed = match parse_result(&callback.kind, &callback.payload) {
         Ok(parsed) => parsed,
         Err(err) => {
             inbox::hold_callback(pool, callback.id, &err.0).await?;

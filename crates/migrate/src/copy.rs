@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::batch::{Batch, Update};
-use crate::pipeline::{self, Cursor, LEVELS, Step};
+use crate::pipeline::{self, Step};
 use crate::source::{self, Context};
 use crate::state;
 use crate::target::{self, Sink, Table};
@@ -259,7 +259,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     let mut finished: std::collections::HashMap<Step, watch::Receiver<Option<bool>>> =
         std::collections::HashMap::new();
     let mut signals = Vec::new();
-    for step in LEVELS.iter().flat_map(|level| level.iter().copied()) {
+    for step in pipeline::STEPS.iter().copied() {
         let (tx, rx) = watch::channel(None);
         finished.insert(step, rx);
         signals.push((step, tx));
@@ -398,51 +398,41 @@ type Prepared = (
     std::collections::HashMap<(String, String), String>,
 );
 
-/// A part of a step copied by a stream of its own, with its own checkpoint. Every step is one
-/// shard except the ledger, the longest, which is two (see [`pipeline::LEDGER_SPLIT`]).
+/// A part of a step ([`pipeline::Part`]) as this run copies it: from its checkpoint.
 #[derive(Debug, Clone)]
 struct Shard {
-    /// The checkpoint's name: the step's, and `transactions@2` for the ledger's second half.
-    name: String,
+    part: pipeline::Part,
+    /// The last key its checkpoint recorded.
     after: Option<String>,
-    until: Option<String>,
     rows_done: u64,
     done: bool,
 }
 
-/// The cursor key the ledger's second half starts after: every chama id at or above
-/// [`pipeline::LEDGER_SPLIT`] sorts after it, and none below.
-pub(crate) const BEFORE_LEDGER_SPLIT: &str = "7fffffff-ffff-ffff-ffff-ffffffffffff";
-
 fn shards(step: Step, checkpoints: &[state::Checkpoint]) -> Vec<Shard> {
-    let shard = |name: String, until: Option<String>| {
-        let checkpoint = checkpoints.iter().find(|c| c.step == name);
-        Shard {
-            after: checkpoint.and_then(|c| c.last_key.clone()),
-            until,
-            rows_done: checkpoint.map_or(0, |c| c.source_rows.max(0) as u64),
-            done: checkpoint.is_some_and(|c| c.done),
-            name,
-        }
-    };
-    if step != Step::Ledger {
-        return vec![shard(step.name().to_owned(), None)];
-    }
-    let first = shard(
-        step.name().to_owned(),
-        Some(pipeline::LEDGER_SPLIT.to_owned()),
-    );
-    let mut second = shard(format!("{}@2", step.name()), None);
-    if second.after.is_none() {
-        // A run started by a version that copied the ledger in one stream may have passed the
-        // split already: the second half then resumes where that run stopped.
-        let passed = first
+    let mut shards: Vec<Shard> = step
+        .parts()
+        .into_iter()
+        .map(|part| {
+            let checkpoint = checkpoints.iter().find(|c| c.step == part.name);
+            Shard {
+                after: checkpoint.and_then(|c| c.last_key.clone()),
+                rows_done: checkpoint.map_or(0, |c| c.source_rows.max(0) as u64),
+                done: checkpoint.is_some_and(|c| c.done),
+                part,
+            }
+        })
+        .collect();
+    // A run started by a version that copied the ledger in one stream (under the first half's
+    // checkpoint) may have passed the split already: the second half resumes where it stopped.
+    if let [first, second] = shards.as_mut_slice()
+        && second.after.is_none()
+    {
+        second.after = first
             .after
-            .as_deref()
-            .filter(|key| *key > BEFORE_LEDGER_SPLIT);
-        second.after = Some(passed.unwrap_or(BEFORE_LEDGER_SPLIT).to_owned());
+            .clone()
+            .filter(|key| key.as_str() > pipeline::BEFORE_LEDGER_SPLIT);
     }
-    vec![first, second]
+    shards
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -461,8 +451,9 @@ async fn copy_step(
     let mut dst = source::connect(to, "target").await?;
     // The reader runs one batch ahead of the writer.
     let (ready, mut prepared) = mpsc::channel::<anyhow::Result<Prepared>>(1);
-    let mut cursor =
-        Cursor::new(step, shard.after.clone(), options.batch_size).until(shard.until.clone());
+    let mut cursor = shard
+        .part
+        .cursor(step, shard.after.clone(), options.batch_size);
     let reading_stop = stop.clone();
     let reader = tokio::spawn(async move {
         loop {
@@ -494,7 +485,15 @@ async fn copy_step(
                 bail!(STOPPED);
             }
             let (done, legacy_rows) = item?;
-            write_prepared(step, &shard.name, &mut dst, &done, &legacy_rows, options).await?;
+            write_prepared(
+                step,
+                &shard.part.name,
+                &mut dst,
+                &done,
+                &legacy_rows,
+                options,
+            )
+            .await?;
             bar.inc(done.batch.source_rows);
             let n = batches.fetch_add(1, Ordering::SeqCst) + 1;
             if options.stop_after_batches.is_some_and(|limit| n >= limit) {
@@ -505,7 +504,7 @@ async fn copy_step(
         if stop.load(Ordering::SeqCst) {
             bail!(STOPPED);
         }
-        state::mark_done(&mut dst, &shard.name).await?;
+        state::mark_done(&mut dst, &shard.part.name).await?;
         anyhow::Ok(())
     }
     .await;
@@ -567,18 +566,24 @@ mod tests {
         }
     }
 
-    fn plan(shards: &[Shard]) -> Vec<(&str, Option<&str>, Option<&str>, bool)> {
+    /// Each shard as (checkpoint, where its cursor starts after, where it stops, done).
+    fn plan(shards: &[Shard]) -> Vec<(String, Option<String>, Option<&str>, bool)> {
         shards
             .iter()
             .map(|s| {
-                (
-                    s.name.as_str(),
-                    s.after.as_deref(),
-                    s.until.as_deref(),
-                    s.done,
-                )
+                let cursor = s.part.cursor(Step::Ledger, s.after.clone(), 1);
+                (s.part.name.clone(), cursor.after, s.part.until, s.done)
             })
             .collect()
+    }
+
+    fn row(
+        name: &str,
+        after: Option<&str>,
+        until: Option<&'static str>,
+        done: bool,
+    ) -> (String, Option<String>, Option<&'static str>, bool) {
+        (name.to_owned(), after.map(str::to_owned), until, done)
     }
 
     const LOW: &str = "1b9f0d3e-6c44-4a52-9a1e-0c5b9c1d2e3f";
@@ -589,15 +594,25 @@ mod tests {
         assert_eq!(
             plan(&shards(Step::Ledger, &[])),
             [
-                ("transactions", None, Some(pipeline::LEDGER_SPLIT), false),
-                ("transactions@2", Some(BEFORE_LEDGER_SPLIT), None, false),
+                row("transactions", None, Some(pipeline::LEDGER_SPLIT), false),
+                row(
+                    "transactions@2",
+                    Some(pipeline::BEFORE_LEDGER_SPLIT),
+                    None,
+                    false
+                ),
             ]
         );
-        assert!(BEFORE_LEDGER_SPLIT < pipeline::LEDGER_SPLIT);
+        assert!(pipeline::BEFORE_LEDGER_SPLIT < pipeline::LEDGER_SPLIT);
         // Every other step is one stream.
+        let audit = shards(Step::Audit, &[]);
         assert_eq!(
-            plan(&shards(Step::Audit, &[])),
-            [("audit_logs", None, None, false)]
+            (
+                audit.len(),
+                audit[0].part.name.as_str(),
+                audit[0].part.until
+            ),
+            (1, "audit_logs", None)
         );
     }
 
@@ -611,13 +626,13 @@ mod tests {
         assert_eq!(
             plan(&shards),
             [
-                (
+                row(
                     "transactions",
                     Some(LOW),
                     Some(pipeline::LEDGER_SPLIT),
                     false
                 ),
-                ("transactions@2", Some(HIGH), None, true),
+                row("transactions@2", Some(HIGH), None, true),
             ]
         );
         assert_eq!(shards.iter().map(|s| s.rows_done).sum::<u64>(), 20);
@@ -630,20 +645,25 @@ mod tests {
         assert_eq!(
             plan(&shards(Step::Ledger, &old)),
             [
-                (
+                row(
                     "transactions",
                     Some(HIGH),
                     Some(pipeline::LEDGER_SPLIT),
                     false
                 ),
-                ("transactions@2", Some(HIGH), None, false),
+                row("transactions@2", Some(HIGH), None, false),
             ]
         );
         // One that had not got there: the second half starts at the split.
         let old = [checkpoint("transactions", LOW, false)];
         assert_eq!(
             plan(&shards(Step::Ledger, &old))[1],
-            ("transactions@2", Some(BEFORE_LEDGER_SPLIT), None, false)
+            row(
+                "transactions@2",
+                Some(pipeline::BEFORE_LEDGER_SPLIT),
+                None,
+                false
+            )
         );
     }
 }

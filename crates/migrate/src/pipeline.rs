@@ -30,18 +30,17 @@ pub enum Step {
     Audit,
 }
 
-/// Every step, in an order that respects [`Step::needs`] (as `plan` and `verify` walk them).
-pub const LEVELS: &[&[Step]] = &[
-    &[Step::Users, Step::Audit],
-    &[Step::Chamas],
-    &[
-        Step::Members,
-        Step::Meetings,
-        Step::Devices,
-        Step::Notifications,
-    ],
-    &[Step::Ledger],
-    &[Step::Disbursements],
+/// Every step, in an order that respects [`Step::needs`] (as `plan` walks them).
+pub const STEPS: &[Step] = &[
+    Step::Users,
+    Step::Audit,
+    Step::Chamas,
+    Step::Members,
+    Step::Meetings,
+    Step::Devices,
+    Step::Notifications,
+    Step::Ledger,
+    Step::Disbursements,
 ];
 
 impl Step {
@@ -93,6 +92,53 @@ pub struct Cursor {
 /// splits the chamas exactly as the first run did whatever changed in the legacy database
 /// meanwhile. Legacy chama ids are random (v4), so the halves are about equal.
 pub const LEDGER_SPLIT: &str = "80000000-0000-0000-0000-000000000000";
+
+/// The cursor key the ledger's second half starts after: every chama id at or above
+/// [`LEDGER_SPLIT`] sorts after it, and none below.
+pub const BEFORE_LEDGER_SPLIT: &str = "7fffffff-ffff-ffff-ffff-ffffffffffff";
+
+/// A part of a step read by a cursor of its own, side by side with the step's other parts:
+/// its checkpoint's name, and the keys it starts after and stops before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub name: String,
+    pub after: Option<&'static str>,
+    pub until: Option<&'static str>,
+}
+
+impl Step {
+    /// The parts this step is read in: itself, except the ledger, the longest step, which is
+    /// two halves (`transactions` below [`LEDGER_SPLIT`], `transactions@2` from it).
+    pub fn parts(self) -> Vec<Part> {
+        if self != Step::Ledger {
+            return vec![Part {
+                name: self.name().to_owned(),
+                after: None,
+                until: None,
+            }];
+        }
+        vec![
+            Part {
+                name: self.name().to_owned(),
+                after: None,
+                until: Some(LEDGER_SPLIT),
+            },
+            Part {
+                name: format!("{}@2", self.name()),
+                after: Some(BEFORE_LEDGER_SPLIT),
+                until: None,
+            },
+        ]
+    }
+}
+
+impl Part {
+    /// A cursor over this part, from its start or after `resume_after`.
+    pub fn cursor(&self, step: Step, resume_after: Option<String>, batch_size: usize) -> Cursor {
+        let after = resume_after.or_else(|| self.after.map(str::to_owned));
+        Cursor::new(step, after, batch_size).until(self.until.map(str::to_owned))
+    }
+}
 
 /// One batch and the key to resume after it.
 #[derive(Debug)]
@@ -440,4 +486,39 @@ pub async fn check_legacy_shape(src: &mut PgConnection) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_comes_once_and_after_the_steps_it_needs() {
+        for (i, step) in STEPS.iter().enumerate() {
+            assert_eq!(STEPS.iter().filter(|s| *s == step).count(), 1, "{step:?}");
+            for need in step.needs() {
+                let at = STEPS.iter().position(|s| s == need).unwrap_or(usize::MAX);
+                assert!(at < i, "{step:?} needs {need:?}, which comes after it");
+            }
+        }
+        assert_eq!(STEPS.len(), 9);
+    }
+
+    #[test]
+    fn the_ledger_halves_cover_every_chama_once() {
+        let halves = Step::Ledger.parts();
+        assert_eq!(halves.len(), 2);
+        // A chama id is in the first half while below the split, in the second from it.
+        let first = |id: &str| halves[0].until.is_some_and(|until| id < until);
+        let second = |id: &str| halves[1].after.is_some_and(|after| id > after);
+        for id in [
+            "00000000-0000-4000-8000-000000000000",
+            "7fffffff-ffff-4fff-bfff-ffffffffffff",
+            LEDGER_SPLIT,
+            "80000000-0000-4000-8000-000000000001",
+            "ffffffff-ffff-4fff-bfff-ffffffffffff",
+        ] {
+            assert!(first(id) != second(id), "{id} in exactly one half");
+        }
+    }
 }

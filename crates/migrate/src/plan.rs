@@ -1,7 +1,7 @@
 //! `migrate plan`: runs every transform over the legacy data and writes nothing; reports per
 //! table what moves, what is fixed (and how), what cannot move (and why), and balance drift.
 
-use crate::pipeline::{self, Cursor, LEVELS};
+use crate::pipeline::{self, Cursor};
 use crate::report::Summary;
 use crate::source;
 
@@ -10,7 +10,7 @@ pub async fn run(from: &str, batch_size: usize) -> anyhow::Result<Summary> {
     pipeline::check_legacy_shape(&mut src).await?;
     let cx = source::load_context(&mut src).await?;
     let mut summary = Summary::default();
-    for step in LEVELS.iter().flat_map(|level| level.iter().copied()) {
+    for step in pipeline::STEPS.iter().copied() {
         let mut cursor = Cursor::new(step, None, batch_size);
         summary.tables.entry(step.name().to_owned()).or_default();
         while let Some(done) = cursor.next(&cx, &mut src).await? {

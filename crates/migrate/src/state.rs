@@ -205,29 +205,16 @@ pub async fn restore_deferred(url: &str, parallel: usize) -> anyhow::Result<Vec<
         return Ok(Vec::new());
     }
     let builds: Vec<(String, String, String, String)> = sqlx::query_as(
-        "select table_name, name, definition, 'key' from pesachama_migrate.deferred_constraints
-          where kind = 'key'
-         union all
-         select table_name, name, definition, 'index' from pesachama_migrate.deferred_indexes
-         order by 1, 2",
+        "select table_name, name, definition, kind
+           from (select table_name, name, definition, 'key' as kind
+                   from pesachama_migrate.deferred_constraints where kind = 'key'
+                 union all
+                 select table_name, name, definition, 'index'
+                   from pesachama_migrate.deferred_indexes) b
+          order by coalesce(pg_relation_size(to_regclass(table_name)), 0) desc, table_name, name",
     )
     .fetch_all(&mut conn)
     .await?;
-    let sizes: Vec<(String, i64)> = sqlx::query_as(
-        "select t, coalesce(pg_relation_size(to_regclass(t)), 0)
-           from (select distinct table_name from pesachama_migrate.deferred_constraints
-                 union select table_name from pesachama_migrate.deferred_indexes) d(t)",
-    )
-    .fetch_all(&mut conn)
-    .await?;
-    let size = |table: &str| {
-        sizes
-            .iter()
-            .find(|(t, _)| t == table)
-            .map_or(0, |(_, n)| *n)
-    };
-    let mut builds = builds;
-    builds.sort_by_key(|(table, ..)| std::cmp::Reverse(size(table)));
     let jobs = builds
         .into_iter()
         .map(|(table, name, definition, kind)| async move {

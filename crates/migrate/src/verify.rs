@@ -14,7 +14,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use sqlx::PgConnection;
 
 use crate::copy::{self, columns};
-use crate::pipeline::{self, Cursor, LEVELS};
+use crate::pipeline;
 use crate::source;
 use crate::state;
 use crate::target::{self, Sink, Table};
@@ -110,16 +110,12 @@ pub async fn run(from: &str, to: &str, batch_size: usize) -> anyhow::Result<Veri
         // The scratch tables have no keys or references, so every step loads at once (the
         // ledger as its two halves, as `copy` runs it), a few at a time, each on connections
         // of its own.
-        let mut jobs = Vec::new();
-        for step in LEVELS.iter().flat_map(|level| level.iter().copied()) {
-            if step == pipeline::Step::Ledger {
-                jobs.push(Cursor::new(step, None, batch_size).until(Some(pipeline::LEDGER_SPLIT.to_owned())));
-                jobs.push(Cursor::new(step, Some(copy::BEFORE_LEDGER_SPLIT.to_owned()), batch_size));
-            } else {
-                jobs.push(Cursor::new(step, None, batch_size));
-            }
-        }
-        let loads = jobs.into_iter().map(|mut cursor| {
+        let jobs = pipeline::STEPS.iter().flat_map(|step| {
+            step.parts()
+                .into_iter()
+                .map(|part| part.cursor(*step, None, batch_size))
+        });
+        let loads = jobs.map(|mut cursor| {
             let (cx, sink) = (cx.clone(), sink.clone());
             async move {
                 let mut src = source::connect(from, "legacy").await?;

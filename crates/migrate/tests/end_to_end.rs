@@ -116,6 +116,25 @@ async fn every_quirk_is_planned_copied_resumed_and_verified() {
     .await
     .unwrap();
     assert!(!key_present, "dropped for the load");
+    // Verify says so, for the keys and for the plain indexes.
+    let half = verify::run(&legacy.url, &target.url, BATCH).await.unwrap();
+    for leftover in [
+        "constraint transactions_pkey of transactions was dropped for a copy that has not finished",
+        "was dropped for a copy that has not finished: run `migrate copy` again",
+    ] {
+        assert!(
+            half.integrity.iter().any(|i| i.contains(leftover)),
+            "{:#?}",
+            half.integrity
+        );
+    }
+    assert!(
+        half.integrity
+            .iter()
+            .any(|i| i.starts_with("index ") && i.contains("has not finished")),
+        "{:#?}",
+        half.integrity
+    );
     let resumed = copy::run(&legacy.url, &target.url, &options(None))
         .await
         .unwrap();

@@ -38,6 +38,13 @@ async fn writes_during_and_after_the_copy_reach_the_target() {
     copy::run(&legacy.url, &target.url, &options(Some(2)))
         .await
         .unwrap_err();
+    // Until the copy finishes, sync refuses: it upserts by keys the load dropped.
+    let mut early = source::connect(&target.url, "target").await.unwrap();
+    let refused = sync::cycle(&mut src, &mut early).await.unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("the copy has not finished"),
+        "{refused:#}"
+    );
     let (chama, user): (String, String) = sqlx::query_as(
         "select m.chama_id::text, m.user_id::text from chama_members m join chamas c on c.id = m.chama_id
           where m.status = 'active' order by m.id limit 1",

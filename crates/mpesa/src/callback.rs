@@ -179,52 +179,57 @@ fn receipt_of(result: &Value, named: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub fn parse_b2c_result(payload: &Value) -> Result<B2cResult, CallbackError> {
+/// The `Result` object of a B2C or status answer, and its ResultCode.
+fn result_of(payload: &Value) -> Result<(&Value, i64), CallbackError> {
     let result = payload
         .get("Result")
         .filter(|r| r.is_object())
         .ok_or_else(|| bad("Result is missing"))?;
-    let result_code = result
+    let code = result
         .get("ResultCode")
         .and_then(integer)
         .ok_or_else(|| bad("ResultCode is missing or not a number"))?;
+    Ok((result, code))
+}
+
+/// A string field of `object`, at most `limit` characters; empty when it is missing.
+fn clipped(object: &Value, key: &str, limit: usize) -> String {
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .chars()
+        .take(limit)
+        .collect()
+}
+
+/// An amount parameter in shillings, when present.
+fn amount_parameter(parameters: &[&Value], key: &str) -> Result<Option<Money>, CallbackError> {
+    parameter(parameters, key).map(shillings).transpose()
+}
+
+pub fn parse_b2c_result(payload: &Value) -> Result<B2cResult, CallbackError> {
+    let (result, result_code) = result_of(payload)?;
     let parameters = result_parameters(result);
-    let parameter = |key: &str| parameter(&parameters, key);
     let receipt = receipt_of(
         result,
-        parameter("TransactionReceipt").and_then(Value::as_str),
+        parameter(&parameters, "TransactionReceipt").and_then(Value::as_str),
     );
-    let amount = match parameter("TransactionAmount") {
-        Some(value) => Some(shillings(value)?),
-        None => None,
-    };
     if result_code == 0 && receipt.is_none() {
         return Err(bad("a successful B2C result needs a TransactionReceipt"));
     }
     Ok(B2cResult {
         result_code,
-        result_desc: result
-            .get("ResultDesc")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .chars()
-            .take(500)
-            .collect(),
+        result_desc: clipped(result, "ResultDesc", 500),
         originator_conversation_id: text(result, "OriginatorConversationID")?.to_owned(),
         // Empty in an answer about a transaction Daraja does not know.
-        conversation_id: result
-            .get("ConversationID")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .chars()
-            .take(100)
-            .collect(),
+        conversation_id: clipped(result, "ConversationID", 100),
         transaction_id: result
             .get("TransactionID")
             .and_then(Value::as_str)
             .map(str::to_owned),
         receipt,
-        amount,
+        amount: amount_parameter(&parameters, "TransactionAmount")?,
     })
 }
 
@@ -238,20 +243,13 @@ pub const STATUS_FAILED: i64 = 9000;
 /// Daraja answers a `TransactionStatusQuery` under the query's own OriginatorConversationID and
 /// ConversationID; the payment's are among the ResultParameters (`OriginatorConversationID`,
 /// `ConversationID`), with `ReceiptNo`, `Amount` and `TransactionStatus`. So the payment's ids
-/// come from the parameters when present, and `status_query_id` keeps the query's own
-/// OriginatorConversationID, by which an answer without parameters (not found, timeout) is
-/// matched. `TransactionStatus` "Completed" is a success; "Failed", "Declined", "Cancelled",
+/// come from the parameters when present; an answer without parameters (not found, timeout)
+/// keeps the query's own ids, by which the database matches it to the query it answers.
+/// `TransactionStatus` "Completed" is a success; "Failed", "Declined", "Cancelled",
 /// "Reversed" and "Expired" are a failure ([`STATUS_FAILED`]); any other is refused (not final).
-pub fn parse_status_result(payload: &Value) -> Result<StatusResult, CallbackError> {
-    let result = payload
-        .get("Result")
-        .filter(|r| r.is_object())
-        .ok_or_else(|| bad("Result is missing"))?;
-    let query_code = result
-        .get("ResultCode")
-        .and_then(integer)
-        .ok_or_else(|| bad("ResultCode is missing or not a number"))?;
-    let query_id = text(result, "OriginatorConversationID")?.to_owned();
+pub fn parse_status_result(payload: &Value) -> Result<B2cResult, CallbackError> {
+    let (result, query_code) = result_of(payload)?;
+    let query_id = text(result, "OriginatorConversationID")?;
     let parameters = result_parameters(result);
     let parameter_text = |key: &str| match parameter(&parameters, key)? {
         Value::Null => None,
@@ -259,17 +257,7 @@ pub fn parse_status_result(payload: &Value) -> Result<StatusResult, CallbackErro
         other => Some(other.to_string()),
     };
     let receipt = receipt_of(result, parameter_text("ReceiptNo").as_deref());
-    let amount = match parameter(&parameters, "Amount") {
-        Some(value) => Some(shillings(value)?),
-        None => None,
-    };
-    let desc: String = result
-        .get("ResultDesc")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .chars()
-        .take(500)
-        .collect();
+    let desc = clipped(result, "ResultDesc", 500);
     let (result_code, result_desc) = match (query_code, parameter_text("TransactionStatus")) {
         (0, Some(status)) => match status.to_ascii_lowercase().as_str() {
             "completed" => (0, desc),
@@ -289,37 +277,22 @@ pub fn parse_status_result(payload: &Value) -> Result<StatusResult, CallbackErro
         return Err(bad("a completed payment needs a ReceiptNo"));
     }
     let clip = |s: String| s.chars().take(100).collect::<String>();
-    Ok(StatusResult {
-        payment: B2cResult {
-            result_code,
-            result_desc,
-            originator_conversation_id: clip(
-                parameter_text("OriginatorConversationID").unwrap_or_else(|| query_id.clone()),
-            ),
-            conversation_id: clip(parameter_text("ConversationID").unwrap_or_else(|| {
-                result
-                    .get("ConversationID")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            })),
-            transaction_id: result
-                .get("TransactionID")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            receipt,
-            amount,
-        },
-        status_query_id: clip(query_id),
+    Ok(B2cResult {
+        result_code,
+        result_desc,
+        originator_conversation_id: clip(
+            parameter_text("OriginatorConversationID").unwrap_or_else(|| query_id.to_owned()),
+        ),
+        conversation_id: parameter_text("ConversationID")
+            .map(clip)
+            .unwrap_or_else(|| clipped(result, "ConversationID", 100)),
+        transaction_id: result
+            .get("TransactionID")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        receipt,
+        amount: amount_parameter(&parameters, "Amount")?,
     })
-}
-
-/// A status result: what it says of the payment, and the query it answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusResult {
-    pub payment: B2cResult,
-    /// The status query's own OriginatorConversationID (from Daraja's answer to the query).
-    pub status_query_id: String,
 }
 
 /// A paybill payment (validation or confirmation).
@@ -494,15 +467,14 @@ mod tests {
                 "ReferenceData": {"ReferenceItem": {"Key": "Occasion", "Value": "pesachama-1"}}}})
         };
         let done = parse_status_result(&answer("Completed")).unwrap();
-        assert_eq!(done.status_query_id, "query-7");
-        assert_eq!(done.payment.originator_conversation_id, "pesachama-1");
-        assert_eq!(done.payment.conversation_id, "AG_payment");
-        assert_eq!(done.payment.result_code, 0);
-        assert_eq!(done.payment.receipt.as_deref(), Some("NH61AB9NVB"));
-        assert_eq!(done.payment.amount.map(Money::minor), Some(15_050));
+        assert_eq!(done.originator_conversation_id, "pesachama-1");
+        assert_eq!(done.conversation_id, "AG_payment");
+        assert_eq!(done.result_code, 0);
+        assert_eq!(done.receipt.as_deref(), Some("NH61AB9NVB"));
+        assert_eq!(done.amount.map(Money::minor), Some(15_050));
         let failed = parse_status_result(&answer("Failed")).unwrap();
-        assert_eq!(failed.payment.result_code, STATUS_FAILED);
-        assert!(failed.payment.result_desc.contains("Failed"));
+        assert_eq!(failed.result_code, STATUS_FAILED);
+        assert!(failed.result_desc.contains("Failed"));
         assert!(
             parse_status_result(&answer("Pending")).is_err(),
             "not final"
@@ -512,9 +484,9 @@ mod tests {
             "ResultType": 0, "ResultCode": 2032, "ResultDesc": "The transaction was not found.",
             "OriginatorConversationID": "query-8", "ConversationID": "AG_q8", "TransactionID": ""}}))
         .unwrap();
-        assert_eq!(unknown.status_query_id, "query-8");
-        assert_eq!(unknown.payment.originator_conversation_id, "query-8");
-        assert_eq!(unknown.payment.result_code, 2032);
+        assert_eq!(unknown.originator_conversation_id, "query-8");
+        assert_eq!(unknown.conversation_id, "AG_q8");
+        assert_eq!(unknown.result_code, 2032);
         assert!(parse_status_result(&json!({"Result": {"ResultCode": 0}})).is_err());
     }
 }

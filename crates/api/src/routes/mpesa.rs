@@ -283,12 +283,7 @@ async fn b2c_callback(
     kind: &'static str,
 ) -> Result<Response, ApiError> {
     let mpesa = admit(&state, &token, &ip)?;
-    let parse = match kind {
-        "status_result" | "status_timeout" => |payload: &serde_json::Value| {
-            pesachama_mpesa::callback::parse_status_result(payload).map(|s| s.payment)
-        },
-        _ => pesachama_mpesa::callback::parse_b2c_result,
-    };
+    let parse = |payload: &Value| crate::mpesa_payouts::parse_result(kind, payload);
     let (payload, parsed) = match read_callback(&state, kind, &body, &ip, parse).await? {
         Ok(read) => read,
         Err(answer) => return Ok(answer),
