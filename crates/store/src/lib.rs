@@ -60,6 +60,22 @@ pub enum StoreError {
     Database(sqlx::Error),
 }
 
+impl StoreError {
+    /// The refusal a function signals with `code` (a SQLSTATE it raises, or one it answers
+    /// with, as a batch does for each of its requests), or `None` for codes that are not one.
+    pub fn refusal(code: &str, message: impl Into<String>) -> Option<Self> {
+        let message = message.into();
+        Some(match code {
+            "P0001" => Self::Refused { message },
+            "PX404" => Self::NotFound { message },
+            "PX409" => Self::InFlight { message },
+            "PX422" => Self::Invalid { message },
+            "42501" => Self::PermissionDenied { message },
+            _ => return None,
+        })
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     /// Sorts database errors by SQLSTATE, so the layers above can answer 409 for a duplicate,
     /// 422 for a broken rule and 403/404 for what RLS refused, naming the constraint.
@@ -68,7 +84,8 @@ impl From<sqlx::Error> for StoreError {
             return Self::Database(err);
         };
         let constraint = || db.constraint().unwrap_or("unnamed").to_owned();
-        match db.code().as_deref() {
+        let code = db.code().map(|code| code.into_owned());
+        match code.as_deref() {
             Some("23505") => Self::Conflict {
                 constraint: constraint(),
             },
@@ -80,22 +97,8 @@ impl From<sqlx::Error> for StoreError {
                         .unwrap_or_else(|| db.message().to_owned()),
                 }
             }
-            Some("P0001") => Self::Refused {
-                message: db.message().to_owned(),
-            },
-            Some("PX404") => Self::NotFound {
-                message: db.message().to_owned(),
-            },
-            Some("PX409") => Self::InFlight {
-                message: db.message().to_owned(),
-            },
-            Some("PX422") => Self::Invalid {
-                message: db.message().to_owned(),
-            },
-            Some("42501") => Self::PermissionDenied {
-                message: db.message().to_owned(),
-            },
-            _ => Self::Database(err),
+            Some(code) => Self::refusal(code, db.message()).unwrap_or(Self::Database(err)),
+            None => Self::Database(err),
         }
     }
 }
