@@ -4,6 +4,7 @@
 //! bound, until the caller's shutdown future completes. Tests bind port 0 and run many apps at
 //! once; the binary binds the configured port.
 
+pub mod contribution_batches;
 pub mod delivery;
 pub mod email;
 pub mod error;
@@ -49,6 +50,9 @@ pub struct ServerConfig {
     pub storage: Option<storage_api::StorageSettings>,
     /// M-Pesa (Daraja client and callback settings); without it callbacks answer 404.
     pub mpesa: Option<Arc<mpesa_worker::Mpesa>>,
+    /// How many connections record batches of manual contributions at once (see
+    /// [`contribution_batches`]).
+    pub contribution_writers: usize,
 }
 
 /// `AGORA_APP_ID` and `AGORA_APP_CERTIFICATE`, 32 hexadecimal characters each.
@@ -67,6 +71,7 @@ impl ServerConfig {
             agora: None,
             storage: None,
             mpesa: None,
+            contribution_writers: 2,
         }
     }
 }
@@ -79,6 +84,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub auth: Arc<gotrue::AuthRuntime>,
     openapi: Arc<String>,
+    /// Started on the first contribution (it needs the runtime, which `new` may not have).
+    contributions: Arc<std::sync::OnceLock<contribution_batches::ContributionWriter>>,
 }
 
 impl AppState {
@@ -95,7 +102,18 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             auth: Arc::new(auth),
             openapi: Arc::new(String::new()),
+            contributions: Arc::default(),
         }
+    }
+
+    /// The writer that records manual contributions in batches.
+    pub fn contributions(&self) -> &contribution_batches::ContributionWriter {
+        self.contributions.get_or_init(|| {
+            contribution_batches::ContributionWriter::start(
+                self.pool.clone(),
+                self.config.contribution_writers,
+            )
+        })
     }
 }
 

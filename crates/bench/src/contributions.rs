@@ -60,16 +60,19 @@ struct Treasurer {
     member: String,
 }
 
-pub async fn run(phase: Duration) -> anyhow::Result<()> {
+pub async fn run(phase: Duration, clients: Option<usize>, writers: usize) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let clients = cores * 4;
-    println!("machine: {cores} cores; {clients} clients; each timed phase {phase:?}");
-    let tps = pgbench_tps(phase, clients, cores).await?;
+    let clients = clients.unwrap_or(cores * 4).max(1);
+    println!(
+        "machine: {cores} cores; {clients} clients; {writers} contribution writers; each timed phase {phase:?}"
+    );
+    let tps = pgbench_tps(phase, clients, cores.min(clients)).await?;
     println!("pgbench TPC-B (scale 10, {clients} clients): {tps:.0} transactions/s");
 
     let db = TestDb::new().await;
-    let pool = pesachama_store::connect(&db.url, clients as u32 + 4).await?;
+    let pool = pesachama_store::connect(&db.url, clients as u32 + writers as u32 + 4).await?;
     let mut config = TestApp::config();
+    config.contribution_writers = writers;
     config.auth.rate_limits.signup = i32::MAX;
     config.auth.rate_limits.token = i32::MAX;
     let app = Arc::new(TestApp::spawn_state(db, AppState::new(pool, config)).await);

@@ -31,7 +31,16 @@ enum Bench {
     Auth,
     /// Contributions per second through the API against pgbench's TPC-B rate on the same
     /// server, and read latency at half that load.
-    Contributions,
+    Contributions {
+        /// Concurrent clients, for pgbench and for the API alike (each client of the API is
+        /// the chairperson of a chama of its own). Default: 4 per core.
+        #[arg(long)]
+        clients: Option<usize>,
+        /// Connections that record batches of contributions (the server's
+        /// `contribution_writers`).
+        #[arg(long, default_value_t = 2)]
+        writers: usize,
+    },
     /// Commit-to-client latency of realtime postgres_changes with many connected subscribers,
     /// against raw LISTEN/NOTIFY on the same server.
     Realtime {
@@ -58,7 +67,9 @@ fn main() -> anyhow::Result<()> {
     let phase = std::time::Duration::from_secs(cli.seconds);
     match cli.bench {
         Bench::Auth => runtime.block_on(auth::run(phase)),
-        Bench::Contributions => runtime.block_on(contributions::run(phase)),
+        Bench::Contributions { clients, writers } => {
+            runtime.block_on(contributions::run(phase, clients, writers))
+        }
         Bench::Realtime { subscribers } => runtime.block_on(realtime::run(phase, &subscribers)),
         Bench::Ussd => runtime.block_on(ussd::run(phase)),
         Bench::Storage => runtime.block_on(storage::run(phase)),

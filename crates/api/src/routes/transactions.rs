@@ -3,8 +3,10 @@
 //!
 //! The rule (who may record, into which chama, for which member) and the money (a balanced
 //! journal, the chama's balance and the member's total, the `transactions` row, the member's
-//! notification, the audit rows and the idempotency record) are one database function in one
-//! transaction: `public.record_manual_contribution`.
+//! notification, the audit rows and the idempotency record) are in the database, written in
+//! one transaction with the other contributions that arrived at the same time
+//! ([`crate::contribution_batches`], `internal.record_manual_contributions`). A client of the
+//! Data API records one with `public.record_manual_contribution`, under the same rules.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,6 +21,7 @@ use uuid::Uuid;
 
 use super::chamas::cents;
 use super::{invalid, signed_in};
+use crate::contribution_batches::ContributionRequest;
 use crate::gotrue::{AuthError, Caller};
 use crate::{ApiError, AppState};
 
@@ -62,7 +65,7 @@ pub async fn record_contribution(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let caller = caller?;
-    signed_in(&caller)?;
+    let actor = signed_in(&caller)?;
     let key = idempotency_key(&headers)?;
     let new: NewContribution = super::json_body(&body)?;
     let amount = cents("amount", &new.amount)?;
@@ -86,21 +89,20 @@ pub async fn record_contribution(
     // The request, canonically: the same key with another body must be recognised.
     let request_hash = request_hash(&new)?;
 
-    let mut tx = super::caller_tx(&state, &caller).await?;
-    let answer: Value = sqlx::query_scalar(
-        "select public.record_manual_contribution($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(new.chama_id)
-    .bind(new.member_id)
-    .bind(amount)
-    .bind(&new.payment_method)
-    .bind(new.reference.as_deref().map(str::trim))
-    .bind(new.description.as_deref().map(str::trim))
-    .bind(&key)
-    .bind(&request_hash)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let answer = state
+        .contributions()
+        .record(ContributionRequest {
+            actor,
+            chama_id: new.chama_id,
+            member_id: new.member_id,
+            amount,
+            method: new.payment_method.clone(),
+            reference: new.reference.as_deref().map(str::trim).map(str::to_owned),
+            description: new.description.as_deref().map(str::trim).map(str::to_owned),
+            idempotency_key: key,
+            request_hash,
+        })
+        .await?;
     Ok(created(&answer))
 }
 

@@ -1,0 +1,172 @@
+//! Manual contributions, written a batch at a time.
+//!
+//! A contribution is about a dozen rows in eight tables (journal, postings, balances, the
+//! transactions row, the member's notification, its delivery, the audit entry, the
+//! idempotency key), and written one request per transaction the database spends most of its
+//! time starting statements and triggers for one row each. So the requests that arrive
+//! together are gathered here and recorded by one call of
+//! `internal.record_manual_contributions`, which writes each table once for the whole batch
+//! and answers each request on its own: recorded, replayed, or refused with the same error the
+//! single-request function raises. Nobody waits for a batch to fill: a writer takes whatever
+//! is queued when it is free, so under light load a batch is one request.
+//!
+//! If a batch fails as a whole (which the function's own checks make unlikely: a lost
+//! connection, or a rule of the ledger that only the commit checks), each of its requests is
+//! tried again alone, so one request can never take the others down with it.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::types::Json;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// At most this many requests in one batch (one transaction).
+const MAX_BATCH: usize = 64;
+
+/// One request, as the batch function reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContributionRequest {
+    pub actor: Uuid,
+    pub chama_id: Uuid,
+    pub member_id: Uuid,
+    pub amount: i64,
+    pub method: String,
+    pub reference: Option<String>,
+    pub description: Option<String>,
+    pub idempotency_key: String,
+    pub request_hash: String,
+}
+
+/// The answer for one request: `{"replayed": bool, "transaction": {...}}`.
+pub type Answer = Result<Value, ApiError>;
+
+#[derive(Debug)]
+struct Job {
+    request: ContributionRequest,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// The queue the route hands its requests to, and the writers that empty it.
+#[derive(Debug)]
+pub struct ContributionWriter {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl ContributionWriter {
+    /// Starts `writers` tasks, each recording one batch at a time on its own connection.
+    pub fn start(pool: PgPool, writers: usize) -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(write_batches(pool.clone(), Arc::clone(&jobs)));
+        }
+        Self { queue }
+    }
+
+    /// Records one contribution (in whatever batch it lands) and answers for it.
+    pub async fn record(&self, request: ContributionRequest) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { request, reply })
+            .map_err(|_| ApiError::Unavailable("the contribution writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| ApiError::Unavailable("the contribution writer has stopped".into()))?
+    }
+}
+
+/// A writer: takes what is queued (waiting only for the first), records it, answers.
+async fn write_batches(pool: PgPool, jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+    loop {
+        let batch = {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else {
+                return; // the server is gone
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let requests: Vec<&ContributionRequest> = batch.iter().map(|job| &job.request).collect();
+        match record_batch(&pool, &requests).await {
+            Ok(answers) => {
+                for (job, answer) in batch.into_iter().zip(answers) {
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(_) if batch.len() > 1 => {
+                for job in batch {
+                    let answer = match record_batch(&pool, &[&job.request]).await {
+                        Ok(mut answers) => answers.remove(0),
+                        Err(err) => Err(err),
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(err) => {
+                if let Some(job) = batch.into_iter().next() {
+                    let _ = job.reply.send(Err(err));
+                }
+            }
+        }
+    }
+}
+
+/// Records `requests` in one transaction; an answer per request, in order.
+pub async fn record_batch(
+    pool: &PgPool,
+    requests: &[&ContributionRequest],
+) -> Result<Vec<Answer>, ApiError> {
+    let numbered: Vec<Value> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, request)| {
+            let mut value = serde_json::to_value(request).map_err(ApiError::internal)?;
+            value["i"] = i.into();
+            Ok(value)
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let mut tx = pool.begin().await?;
+    let Json(answers): Json<Vec<Value>> =
+        sqlx::query_scalar("select internal.record_manual_contributions($1)")
+            .bind(Json(&numbered))
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    if answers.len() != requests.len() {
+        return Err(ApiError::Internal(
+            format!(
+                "a batch of {} contributions was answered {} times",
+                requests.len(),
+                answers.len()
+            )
+            .into(),
+        ));
+    }
+    Ok(answers.into_iter().map(answer).collect())
+}
+
+/// One request's answer: the recorded (or replayed) transaction, or its refusal as an error.
+fn answer(mut value: Value) -> Answer {
+    let Some(code) = value.get("error").and_then(Value::as_str) else {
+        value.as_object_mut().map(|fields| fields.remove("i"));
+        return Ok(value);
+    };
+    let message = value["message"].as_str().unwrap_or("refused").to_owned();
+    match pesachama_store::StoreError::refusal(code, message.clone()) {
+        Some(refusal) => Err(refusal.into()),
+        None => Err(ApiError::Internal(
+            format!("a contribution was refused with {code}: {message}").into(),
+        )),
+    }
+}
