@@ -150,6 +150,17 @@ pub async fn run(phase: Duration, clients: Option<usize>, writers: usize) -> any
         "contributions through POST /transactions: {rate:.0}/s = {:.2} of pgbench's TPC-B rate",
         rate / tps
     );
+    // Rows one transaction wrote share its xmin: how many requests each batch held.
+    let (rows, batches): (i64, i64) = sqlx::query_as(
+        "select count(*), count(distinct xmin::text) from public.transactions
+          where description is null and payment_method = 'cash'",
+    )
+    .fetch_one(&app.db.pool)
+    .await?;
+    println!(
+        "  in {batches} database transactions: {:.1} contributions per batch on average",
+        rows as f64 / batches.max(1) as f64
+    );
 
     // Half that load, paced, while other clients read.
     let target = rate / 2.0;
