@@ -51,7 +51,7 @@ pub struct ServerConfig {
     /// M-Pesa (Daraja client and callback settings); without it callbacks answer 404.
     pub mpesa: Option<Arc<mpesa_worker::Mpesa>>,
     /// How many connections record batches of manual contributions at once (see
-    /// [`contribution_batches`]).
+    /// [`contribution_batches`]); 0 records each request in a transaction of its own.
     pub contribution_writers: usize,
 }
 

@@ -276,3 +276,34 @@ async fn concurrent_requests_over_http_end_with_exact_balances() {
     }
     app.db.assert_ledger_balanced().await;
 }
+
+#[tokio::test]
+async fn without_writers_each_request_is_recorded_alone_under_the_same_rules() {
+    let config = pesachama_api::ServerConfig {
+        contribution_writers: 0,
+        ..TestApp::config()
+    };
+    let app = TestApp::spawn_with(demo_db().await, config).await;
+    let token = app.demo_token("akinyi.achieng@example.co.ke").await;
+    let umoja = balance(&app.db, UMOJA).await;
+    let post = |key: &'static str, member: Uuid| {
+        app.client
+            .post(app.url("/transactions"))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&json!({
+                "chama_id": UMOJA, "member_id": member, "amount": 25_000, "payment_method": "bank"
+            }))
+            .send()
+    };
+    let first = post("alone-1", NAFULA).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let replay = post("alone-1", NAFULA).await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let stranger = post("alone-2", BARASA).await.unwrap();
+    assert_eq!(stranger.status(), 422);
+    assert_eq!(balance(&app.db, UMOJA).await, umoja + 25_000);
+    let recorded: i64 = scalar(&app.db, "select count(*) from public.transactions where payment_method = 'bank' and created_by = '5eed0000-0000-4000-8000-000000000003'").await;
+    assert_eq!(recorded, 1);
+    app.db.assert_ledger_balanced().await;
+}

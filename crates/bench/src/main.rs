@@ -37,7 +37,7 @@ enum Bench {
         #[arg(long)]
         clients: Option<usize>,
         /// Connections that record batches of contributions (the server's
-        /// `contribution_writers`).
+        /// `contribution_writers`); 0 for one request per transaction, the baseline.
         #[arg(long, default_value_t = 2)]
         writers: usize,
     },
