@@ -12,6 +12,13 @@ use tokio::sync::Mutex;
 
 const PASSWORD: &str = "tembo-na-twiga-42";
 
+/// The pgbench scale for `clients`: at least one branch per client, as pgbench's documentation
+/// advises (TPC-B updates one branch row per transaction, so fewer branches than clients
+/// measures the queue on those rows, not the machine), and never below 10.
+pub(crate) fn pgbench_scale(clients: usize) -> usize {
+    clients.max(10)
+}
+
 /// pgbench's TPC-B rate on a fresh database of the same server.
 pub(crate) async fn pgbench_tps(
     phase: Duration,
@@ -21,7 +28,13 @@ pub(crate) async fn pgbench_tps(
     let db = TestDb::empty().await;
     // Nothing else runs meanwhile, so blocking this thread on pgbench is fine.
     let init = std::process::Command::new("pgbench")
-        .args(["-i", "-q", "-s", "10", &db.url])
+        .args([
+            "-i",
+            "-q",
+            "-s",
+            &pgbench_scale(clients).to_string(),
+            &db.url,
+        ])
         .output()?;
     anyhow::ensure!(
         init.status.success(),
@@ -67,7 +80,10 @@ pub async fn run(phase: Duration, clients: Option<usize>, writers: usize) -> any
         "machine: {cores} cores; {clients} clients; {writers} contribution writers; each timed phase {phase:?}"
     );
     let tps = pgbench_tps(phase, clients, cores.min(clients)).await?;
-    println!("pgbench TPC-B (scale 10, {clients} clients): {tps:.0} transactions/s");
+    println!(
+        "pgbench TPC-B (scale {}, {clients} clients): {tps:.0} transactions/s",
+        pgbench_scale(clients)
+    );
 
     let db = TestDb::new().await;
     let pool = pesachama_store::connect(&db.url, clients as u32 + writers as u32 + 4).await?;

@@ -35,7 +35,10 @@ pub async fn run(phase: Duration) -> anyhow::Result<()> {
     let clients = cores * 4;
     println!("machine: {cores} cores; {clients} clients; each timed phase {phase:?}");
     let tps = crate::contributions::pgbench_tps(phase, clients, cores).await?;
-    println!("pgbench TPC-B (scale 10, {clients} clients): {tps:.0} transactions/s");
+    println!(
+        "pgbench TPC-B (scale {}, {clients} clients): {tps:.0} transactions/s",
+        crate::contributions::pgbench_scale(clients)
+    );
 
     let sim = Simulator::new(SimulatorConfig::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?
