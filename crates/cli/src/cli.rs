@@ -164,6 +164,12 @@ pub struct ServeArgs {
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 20)]
     pub pool_size: u32,
 
+    /// Connections that record manual contributions in batches (the requests that arrive
+    /// together share one transaction); 0 records each request in a transaction of its own.
+    /// They come out of the pool.
+    #[arg(long, env = "CONTRIBUTION_WRITERS", default_value_t = 2)]
+    pub contribution_writers: usize,
+
     /// JWKS URL whose public keys also verify access tokens (a Supabase project's
     /// `https://<ref>.supabase.co/auth/v1/.well-known/jwks.json`); fetched at start.
     #[arg(long, env = "SUPABASE_JWKS_URL", value_parser = parse_http_url)]

@@ -56,6 +56,7 @@ async fn serve(
         .filter(|id| !id.is_empty())
         .collect();
     config.auth.google_jwks_url = args.google_jwks_url.clone();
+    config.contribution_writers = args.contribution_writers;
     config.auth.trusted_proxy_header = args.trusted_proxy_header.clone();
     config.auth.autoconfirm = !args.require_confirmation;
     config.auth.disable_signup = args.disable_signup;
