@@ -12,10 +12,15 @@
 --
 -- * audit of INSERTs: one call per statement (a transition table), which reserves the chain
 --   positions of each chain with one upsert and appends every entry with one INSERT. The
---   actor is the signed-in user as before; a statement run by the server on a user's behalf
---   (no user in the claims) names the row's `created_by`, which is who asked for it.
--- * realtime announcements: one call per statement and operation, the same NOTIFY per row.
--- * queueing notifications for delivery: one call per statement, the same outbox rows.
+--   actor is the signed-in user as before. The batch, which writes for many users at once
+--   with none in the claims, sets `pesachama.audit_actor_is_recorder` for its transaction,
+--   and its rows then name their `created_by`, the user who asked. One change of order: the
+--   entry of an INSERT now follows the entries that the inserted row's own row triggers wrote
+--   (a new chama's chairperson membership comes before the chama).
+-- * realtime announcements: one call per statement and operation, a NOTIFY per row as before,
+--   its `ts` taken at the end of the statement.
+-- * queueing notifications for delivery: one call per statement, the same outbox rows (the
+--   pushes of a statement before its SMS).
 --
 -- UPDATE and DELETE audit stay per row: they compare the old row with the new one.
 
@@ -30,6 +35,8 @@ create function internal.audit_inserted_rows() returns trigger
 declare
   v_role text := coalesce(nullif(auth.role(), ''), current_user::text);
   v_uid uuid := auth.uid();
+  -- Set by internal.record_manual_contributions only: its rows are its requesters' own.
+  v_on_behalf boolean := coalesce(current_setting('pesachama.audit_actor_is_recorder', true), '') = 'on';
   v_now timestamptz := now();
   v_action text := lower(tg_table_name) || '.insert';
   v_table text := tg_table_schema || '.' || tg_table_name;
@@ -62,7 +69,8 @@ begin
             from (select r.pos, r.new_row,
                          case when tg_table_name = 'chamas' then (r.new_row ->> 'id')::uuid
                               else (r.new_row ->> 'chama_id')::uuid end as chama_id,
-                         coalesce(v_uid, (r.new_row ->> 'created_by')::uuid) as actor_id,
+                         case when v_uid is null and v_on_behalf
+                              then (r.new_row ->> 'created_by')::uuid else v_uid end as actor_id,
                          coalesce(r.new_row ->> 'id',
                                   case when tg_table_name = 'meeting_attendance'
                                        then (r.new_row ->> 'meeting_id') || '/' || (r.new_row ->> 'user_id') end)
@@ -269,7 +277,9 @@ create type internal.contribution_in_batch as (
 -- Answers one object per request: {"i", "replayed", "transaction"} when recorded or replayed,
 -- {"i", "error", "message"} when refused.
 --
--- The rules are the single function's, request by request: the actor must be an active
+-- The rules are the single function's, request by request (one difference: an amount that is
+-- not positive is PX422 here, where the single function fails the transactions CHECK; the
+-- API refuses such amounts before either): the actor must be an active
 -- treasurer or chairperson of the chama (a chama they are not in is "not found"), the key
 -- 1-255 characters and not in flight (a second request with the same key in the batch is in
 -- flight), a used key answers its stored answer or, with another body, is refused; then the
@@ -293,6 +303,7 @@ declare
 begin
   -- The audit names each row's recorder (`created_by`) with the role requests have.
   perform set_config('request.jwt.claims', '{"role": "authenticated"}', true);
+  perform set_config('pesachama.audit_actor_is_recorder', 'on', true);
 
   -- Who asks, and for which key: the keys of the requests allowed so far are locked here,
   -- so that the next statement (a new snapshot) sees any answer stored by a request that
@@ -303,21 +314,27 @@ begin
            null, null, null, gen_random_uuid(), gen_random_uuid()
          )::internal.contribution_in_batch order by r.i)
     into v_batch
-    from (select q.*, 'contribution:' || coalesce(q.actor::text, '') as scope,
-                 row_number() over (partition by q.actor, q.idempotency_key order by q.i) as nth
-            from jsonb_to_recordset(p_requests) as q(
-                   i integer, actor uuid, chama_id uuid, member_id uuid, amount bigint,
-                   method text, reference text, description text, idempotency_key text,
-                   request_hash text)) r
-    left join lateral (
-      select m.user_id, m.role from public.chama_members m
-       where m.chama_id = r.chama_id and m.user_id = r.actor and m.status = 'active' limit 1
-    ) me on true
+    from (select q.*, me.user_id as me_user, me.role as me_role,
+                 -- a second copy of a key is in flight only behind a copy that may go ahead
+                 row_number() over (
+                   partition by q.actor, q.idempotency_key,
+                                (me.user_id is not null and me.role in ('treasurer', 'chairperson'))
+                   order by q.i) as nth
+            from (select q0.*, 'contribution:' || coalesce(q0.actor::text, '') as scope
+                    from jsonb_to_recordset(p_requests) as q0(
+                           i integer, actor uuid, chama_id uuid, member_id uuid, amount bigint,
+                           method text, reference text, description text, idempotency_key text,
+                           request_hash text)) q
+            left join lateral (
+              select m.user_id, m.role from public.chama_members m
+               where m.chama_id = q.chama_id and m.user_id = q.actor and m.status = 'active'
+               limit 1
+            ) me on true) r
     cross join lateral (
       select case
         when r.actor is null then array['42501', 'sign in to record a contribution']
-        when me.user_id is null then array['PX404', 'chama not found']
-        when me.role not in ('treasurer', 'chairperson') then
+        when r.me_user is null then array['PX404', 'chama not found']
+        when r.me_role not in ('treasurer', 'chairperson') then
           array['42501', 'only the treasurer or the chairperson records contributions']
         when r.idempotency_key is null or char_length(r.idempotency_key) not between 1 and 255 then
           array['PX422', 'the Idempotency-Key must be 1 to 255 characters']

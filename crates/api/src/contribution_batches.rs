@@ -10,9 +10,12 @@
 //! single-request function raises. Nobody waits for a batch to fill: a writer takes whatever
 //! is queued when it is free, so under light load a batch is one request.
 //!
-//! If a batch fails as a whole (which the function's own checks make unlikely: a lost
-//! connection, or a rule of the ledger that only the commit checks), each of its requests is
-//! tried again alone, so one request can never take the others down with it.
+//! If a batch fails as a whole in the database (which the function's own checks make
+//! unlikely: a rule that only a trigger or the commit checks, a deadlock, or a chama row held
+//! longer than [`LOCK_TIMEOUT`] by another transaction), each of its requests is tried again
+//! alone, all at once, so one request can never take the others down with it and a chama
+//! that is busy holds up only its own requests. The queue holds at most [`QUEUE`] requests;
+//! beyond that a request is answered 503 at once.
 
 use std::sync::Arc;
 
@@ -27,6 +30,12 @@ use crate::error::ApiError;
 
 /// At most this many requests in one batch (one transaction).
 const MAX_BATCH: usize = 64;
+
+/// Requests waiting for a writer, at most.
+pub const QUEUE: usize = 4096;
+
+/// How long a batch waits for a row lock before its requests are tried alone.
+pub const LOCK_TIMEOUT: &str = "5s";
 
 /// One request, as the batch function reads it.
 #[derive(Debug, Clone, Serialize)]
@@ -54,13 +63,13 @@ struct Job {
 /// The queue the route hands its requests to, and the writers that empty it.
 #[derive(Debug)]
 pub struct ContributionWriter {
-    queue: mpsc::UnboundedSender<Job>,
+    queue: mpsc::Sender<Job>,
 }
 
 impl ContributionWriter {
     /// Starts `writers` tasks, each recording one batch at a time on its own connection.
     pub fn start(pool: PgPool, writers: usize) -> Self {
-        let (queue, jobs) = mpsc::unbounded_channel();
+        let (queue, jobs) = mpsc::channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..writers.max(1) {
             tokio::spawn(write_batches(pool.clone(), Arc::clone(&jobs)));
@@ -72,8 +81,15 @@ impl ContributionWriter {
     pub async fn record(&self, request: ContributionRequest) -> Answer {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { request, reply })
-            .map_err(|_| ApiError::Unavailable("the contribution writer has stopped".into()))?;
+            .try_send(Job { request, reply })
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => ApiError::Unavailable(
+                    "too many contributions are waiting to be recorded; retry shortly".into(),
+                ),
+                mpsc::error::TrySendError::Closed(_) => {
+                    ApiError::Unavailable("the contribution writer has stopped".into())
+                }
+            })?;
         answer
             .await
             .map_err(|_| ApiError::Unavailable("the contribution writer has stopped".into()))?
@@ -81,7 +97,7 @@ impl ContributionWriter {
 }
 
 /// A writer: takes what is queued (waiting only for the first), records it, answers.
-async fn write_batches(pool: PgPool, jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+async fn write_batches(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
     loop {
         let batch = {
             let mut jobs = jobs.lock().await;
@@ -104,20 +120,56 @@ async fn write_batches(pool: PgPool, jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job
                     let _ = job.reply.send(answer);
                 }
             }
-            Err(_) if batch.len() > 1 => {
-                for job in batch {
-                    let answer = match record_batch(&pool, &[&job.request]).await {
-                        Ok(mut answers) => answers.remove(0),
-                        Err(err) => Err(err),
-                    };
-                    let _ = job.reply.send(answer);
-                }
+            Err(BatchError::Database(err)) if batch.len() > 1 => {
+                tracing::warn!(requests = batch.len(), error = %err, "a batch of contributions failed; each is tried alone");
+                let alone = batch.into_iter().map(|job| {
+                    let pool = &pool;
+                    async move {
+                        let answer = match record_batch(pool, &[&job.request]).await {
+                            Ok(mut answers) => answers.remove(0),
+                            Err(err) => Err(err.into()),
+                        };
+                        let _ = job.reply.send(answer);
+                    }
+                });
+                futures_util::future::join_all(alone).await;
             }
             Err(err) => {
-                if let Some(job) = batch.into_iter().next() {
-                    let _ = job.reply.send(Err(err));
+                tracing::warn!(requests = batch.len(), error = ?err, "a batch of contributions failed");
+                for job in batch {
+                    let _ = job.reply.send(Err(ApiError::Unavailable(
+                        "the contribution could not be recorded now; retry shortly".into(),
+                    )));
                 }
             }
+        }
+    }
+}
+
+/// Why a batch was not recorded.
+#[derive(Debug)]
+pub enum BatchError {
+    /// The database refused the batch: its requests may each go through alone.
+    Database(sqlx::Error),
+    /// No connection, or the answer made no sense: trying again alone would not help.
+    Other(ApiError),
+}
+
+impl From<BatchError> for ApiError {
+    fn from(err: BatchError) -> Self {
+        match err {
+            BatchError::Database(err) => err.into(),
+            BatchError::Other(err) => err,
+        }
+    }
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(err: sqlx::Error) -> Self {
+        if err.as_database_error().is_some() {
+            Self::Database(err)
+        } else {
+            Self::Other(err.into())
         }
     }
 }
@@ -126,7 +178,7 @@ async fn write_batches(pool: PgPool, jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job
 pub async fn record_batch(
     pool: &PgPool,
     requests: &[&ContributionRequest],
-) -> Result<Vec<Answer>, ApiError> {
+) -> Result<Vec<Answer>, BatchError> {
     let numbered: Vec<Value> = requests
         .iter()
         .enumerate()
@@ -135,8 +187,13 @@ pub async fn record_batch(
             value["i"] = i.into();
             Ok(value)
         })
-        .collect::<Result<_, ApiError>>()?;
+        .collect::<Result<_, ApiError>>()
+        .map_err(BatchError::Other)?;
     let mut tx = pool.begin().await?;
+    sqlx::query("select set_config('lock_timeout', $1, true)")
+        .bind(LOCK_TIMEOUT)
+        .execute(&mut *tx)
+        .await?;
     let Json(answers): Json<Vec<Value>> =
         sqlx::query_scalar("select internal.record_manual_contributions($1)")
             .bind(Json(&numbered))
@@ -144,14 +201,14 @@ pub async fn record_batch(
             .await?;
     tx.commit().await?;
     if answers.len() != requests.len() {
-        return Err(ApiError::Internal(
+        return Err(BatchError::Other(ApiError::Internal(
             format!(
                 "a batch of {} contributions was answered {} times",
                 requests.len(),
                 answers.len()
             )
             .into(),
-        ));
+        )));
     }
     Ok(answers.into_iter().map(answer).collect())
 }

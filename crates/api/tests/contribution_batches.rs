@@ -307,3 +307,70 @@ async fn without_writers_each_request_is_recorded_alone_under_the_same_rules() {
     assert_eq!(recorded, 1);
     app.db.assert_ledger_balanced().await;
 }
+
+#[tokio::test]
+async fn a_batch_that_fails_as_a_whole_is_tried_request_by_request() {
+    let db = demo_db().await;
+    // A rule only a trigger knows, so the batch function cannot refuse the one request itself.
+    sqlx::raw_sql(
+        "create function refuse_poison() returns trigger language plpgsql as $$
+         begin
+           if exists (select from changed where description = 'poison') then
+             raise exception 'poisoned' using errcode = 'P0001';
+           end if;
+           return null;
+         end $$;
+         create trigger poison after insert on public.transactions
+           referencing new table as changed for each statement execute function refuse_poison();",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let writer = ContributionWriter::start(db.pool.clone(), 1);
+    let umoja = balance(&db, UMOJA).await;
+    let mut poison = request(AKINYI, UMOJA, NAFULA, 5_000, "poison");
+    poison.description = Some("poison".into());
+    let requests = [
+        request(AKINYI, UMOJA, NAFULA, 1_000, "fine-1"),
+        poison,
+        request(AKINYI, UMOJA, CHEBET, 2_000, "fine-2"),
+    ];
+    let answers =
+        futures_util::future::join_all(requests.into_iter().map(|r| writer.record(r))).await;
+    let statuses: Vec<u16> = answers.iter().map(status).collect();
+    assert_eq!(statuses, [201, 422, 201], "{answers:?}");
+    assert_eq!(balance(&db, UMOJA).await, umoja + 3_000);
+    db.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_member_loaded_without_an_equity_account_gets_one_on_the_first_contribution() {
+    let db = demo_db().await;
+    // As `migrate copy` loads members: with the row triggers (the account's among them) off.
+    let mut conn = db.pool.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "set session_replication_role = replica;
+         insert into public.chama_members (chama_id, user_id, role, status, joined_at)
+           values ('c4a3a000-0000-4000-8000-000000000001', '5eed0000-0000-4000-8000-000000000010',
+                   'member', 'active', now());
+         set session_replication_role = origin;",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let accounts = "select count(*) from internal.ledger_accounts
+                     where chama_id = 'c4a3a000-0000-4000-8000-000000000001'
+                       and user_id = '5eed0000-0000-4000-8000-000000000010'";
+    assert_eq!(scalar::<i64>(&db, accounts).await, 0);
+    let answers = record_batch(
+        &db.pool,
+        &[&request(AKINYI, UMOJA, BARASA, 30_000, "first-for-barasa")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status(&answers[0]), 201, "{answers:?}");
+    assert_eq!(scalar::<i64>(&db, accounts).await, 1);
+    assert_eq!(contributed(&db, UMOJA, BARASA).await, 30_000);
+    db.assert_ledger_balanced().await;
+}

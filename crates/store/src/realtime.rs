@@ -1,8 +1,10 @@
 //! The SQL behind realtime: the LISTEN connection, the publication, the changed rows, and the
 //! visibility check (`internal.realtime_visible`, migration `20260104000000_realtime.sql`).
 //!
-//! A row trigger on every published table NOTIFYs `pesachama_realtime` with the table, the
-//! operation and the key (payloads are capped at 8000 bytes, so never the row). Every server
+//! A trigger on every published table (once per statement, migration
+//! `20260112000000_contribution_batches.sql`) NOTIFYs `pesachama_realtime` once per changed row
+//! with the table, the operation and the key (payloads are capped at 8000 bytes, so never the
+//! row). Every server
 //! process listens on a connection of its own and reads the rows once per batch.
 
 use std::collections::HashMap;
