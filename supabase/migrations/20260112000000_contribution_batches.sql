@@ -296,6 +296,9 @@ create function internal.record_manual_contributions(p_requests jsonb) returns j
   security definer
   set search_path = ''
   set plan_cache_mode = force_generic_plan
+  -- A chama row held longer than this by another transaction fails the batch, whose requests
+  -- the server then tries alone: a busy chama holds up only its own requests.
+  set lock_timeout = '5s'
   as $$
 declare
   v_batch internal.contribution_in_batch[];
@@ -459,15 +462,8 @@ begin
 
   with recorded as (
     select b.i, b.scope, b.idempotency_key, b.request_hash,
-           jsonb_build_object(
-             'id', t.id, 'chama_id', t.chama_id, 'member_id', t.user_id, 'type', t.type,
-             'amount', t.amount, 'currency', t.currency, 'status', t.status,
-             'payment_method', t.payment_method, 'reference', t.reference,
-             'mpesa_receipt', t.mpesa_receipt, 'description', t.description,
-             'reverses_id', t.reverses_id, 'reason', t.reason, 'recorded_by', t.created_by,
-             'created_at', t.created_at) as body
+           internal.transaction_json(b.transaction_id) as body
       from unnest(v_batch) b
-      join public.transactions t on t.id = b.transaction_id
      where b.error is null and b.replay is null
   ), stored as (
     insert into internal.idempotency_keys (scope, key, request_hash, status, response_status,

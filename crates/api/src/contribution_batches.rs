@@ -12,7 +12,8 @@
 //!
 //! If a batch fails as a whole in the database (which the function's own checks make
 //! unlikely: a rule that only a trigger or the commit checks, a deadlock, or a chama row held
-//! longer than [`LOCK_TIMEOUT`] by another transaction), each of its requests is tried again
+//! longer than the function's `lock_timeout`, 5 s, by another transaction), each of its
+//! requests is tried again
 //! alone, all at once, so one request can never take the others down with it and a chama
 //! that is busy holds up only its own requests. The queue holds at most [`QUEUE`] requests;
 //! beyond that a request is answered 503 at once.
@@ -33,9 +34,6 @@ const MAX_BATCH: usize = 64;
 
 /// Requests waiting for a writer, at most.
 pub const QUEUE: usize = 4096;
-
-/// How long a batch waits for a row lock before its requests are tried alone.
-pub const LOCK_TIMEOUT: &str = "5s";
 
 /// One request, as the batch function reads it.
 #[derive(Debug, Clone, Serialize)]
@@ -134,8 +132,14 @@ async fn write_batches(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 });
                 futures_util::future::join_all(alone).await;
             }
-            Err(err) => {
-                tracing::warn!(requests = batch.len(), error = ?err, "a batch of contributions failed");
+            Err(BatchError::Database(err)) => {
+                // A single request (larger batches took the branch above): its own error.
+                if let Some(job) = batch.into_iter().next() {
+                    let _ = job.reply.send(Err(BatchError::Database(err).into()));
+                }
+            }
+            Err(BatchError::Other(err)) => {
+                tracing::warn!(requests = batch.len(), error = %err, "a batch of contributions failed");
                 for job in batch {
                     let _ = job.reply.send(Err(ApiError::Unavailable(
                         "the contribution could not be recorded now; retry shortly".into(),
@@ -158,6 +162,14 @@ pub enum BatchError {
 impl From<BatchError> for ApiError {
     fn from(err: BatchError) -> Self {
         match err {
+            BatchError::Database(err)
+                if err
+                    .as_database_error()
+                    .and_then(|db| db.code())
+                    .is_some_and(|code| code == "55P03") =>
+            {
+                Self::Unavailable("this chama is busy; retry shortly".into())
+            }
             BatchError::Database(err) => err.into(),
             BatchError::Other(err) => err,
         }
@@ -190,10 +202,6 @@ pub async fn record_batch(
         .collect::<Result<_, ApiError>>()
         .map_err(BatchError::Other)?;
     let mut tx = pool.begin().await?;
-    sqlx::query("select set_config('lock_timeout', $1, true)")
-        .bind(LOCK_TIMEOUT)
-        .execute(&mut *tx)
-        .await?;
     let Json(answers): Json<Vec<Value>> =
         sqlx::query_scalar("select internal.record_manual_contributions($1)")
             .bind(Json(&numbered))

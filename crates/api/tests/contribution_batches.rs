@@ -339,7 +339,52 @@ async fn a_batch_that_fails_as_a_whole_is_tried_request_by_request() {
         futures_util::future::join_all(requests.into_iter().map(|r| writer.record(r))).await;
     let statuses: Vec<u16> = answers.iter().map(status).collect();
     assert_eq!(statuses, [201, 422, 201], "{answers:?}");
+    // Alone in its batch, it hears the same refusal, not that the writer is unavailable.
+    let mut alone = request(AKINYI, UMOJA, NAFULA, 5_000, "poison-alone");
+    alone.description = Some("poison".into());
+    assert_eq!(status(&writer.record(alone).await), 422);
     assert_eq!(balance(&db, UMOJA).await, umoja + 3_000);
+    db.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_chama_held_by_another_transaction_holds_up_only_its_own_requests() {
+    let db = demo_db().await;
+    let writer = std::sync::Arc::new(ContributionWriter::start(db.pool.clone(), 1));
+    let (umoja, eldoret) = (balance(&db, UMOJA).await, balance(&db, ELDORET).await);
+    // Another transaction holds Umoja's row for 8 s (a batch waits at most 5 s for a lock).
+    let mut holder = db.pool.begin().await.unwrap();
+    sqlx::query("select 1 from public.chamas where id = $1 for update")
+        .bind(UMOJA)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (umoja_request, eldoret_request) = (
+        request(AKINYI, UMOJA, NAFULA, 4_000, "held-umoja"),
+        request(CHEBET, ELDORET, MUTUA, 6_000, "free-eldoret"),
+    );
+    // On this single-threaded runtime both are queued before the writer runs: one batch.
+    let both = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let umoja = writer.record(umoja_request);
+            let eldoret = async { (writer.record(eldoret_request).await, started.elapsed()) };
+            tokio::join!(umoja, eldoret)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let released = started.elapsed();
+    holder.commit().await.unwrap();
+    let (umoja_answer, (eldoret_answer, eldoret_at)) = both.await.unwrap();
+    assert_eq!(status(&eldoret_answer), 201, "{eldoret_answer:?}");
+    assert!(
+        eldoret_at < released,
+        "Eldoret answered at {eldoret_at:?}, only after Umoja was released at {released:?}"
+    );
+    assert_eq!(status(&umoja_answer), 201, "{umoja_answer:?}");
+    assert_eq!(balance(&db, UMOJA).await, umoja + 4_000);
+    assert_eq!(balance(&db, ELDORET).await, eldoret + 6_000);
     db.assert_ledger_balanced().await;
 }
 
