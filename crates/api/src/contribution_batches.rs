@@ -97,19 +97,8 @@ impl ContributionWriter {
 /// A writer: takes what is queued (waiting only for the first), records it, answers.
 async fn write_batches(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
     loop {
-        let batch = {
-            let mut jobs = jobs.lock().await;
-            let Some(first) = jobs.recv().await else {
-                return; // the server is gone
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            batch
+        let Some(batch) = crate::batching::next_batch(&jobs, MAX_BATCH).await else {
+            return; // the server is gone
         };
         let requests: Vec<&ContributionRequest> = batch.iter().map(|job| &job.request).collect();
         match record_batch(&pool, &requests).await {

@@ -4,6 +4,7 @@
 //! bound, until the caller's shutdown future completes. Tests bind port 0 and run many apps at
 //! once; the binary binds the configured port.
 
+pub mod batching;
 pub mod contribution_batches;
 pub mod delivery;
 pub mod email;
@@ -20,6 +21,7 @@ pub mod pins;
 pub mod push;
 pub mod routes;
 pub mod sms;
+pub mod stk_batches;
 pub mod storage_api;
 
 use std::future::Future;
@@ -86,6 +88,8 @@ pub struct AppState {
     openapi: Arc<String>,
     /// Started on the first contribution (it needs the runtime, which `new` may not have).
     contributions: Arc<std::sync::OnceLock<contribution_batches::ContributionWriter>>,
+    /// Started on the first STK callback, when M-Pesa is configured.
+    stk_applier: Arc<std::sync::OnceLock<stk_batches::StkApplier>>,
 }
 
 impl AppState {
@@ -103,6 +107,7 @@ impl AppState {
             auth: Arc::new(auth),
             openapi: Arc::new(String::new()),
             contributions: Arc::default(),
+            stk_applier: Arc::default(),
         }
     }
 
@@ -114,6 +119,16 @@ impl AppState {
                 self.config.contribution_writers,
             )
         })
+    }
+
+    /// The appliers of stored STK callbacks; `None` without M-Pesa.
+    pub fn stk_applier(&self) -> Option<&stk_batches::StkApplier> {
+        let mpesa = self.config.mpesa.as_ref()?;
+        Some(
+            self.stk_applier.get_or_init(|| {
+                stk_batches::StkApplier::start(self.pool.clone(), Arc::clone(mpesa))
+            }),
+        )
     }
 }
 

@@ -2,10 +2,11 @@
 //! callbacks, and the worker that owns the outbox topics `mpesa.stk_push`, and, when B2C is
 //! configured, `payout` and `mpesa.b2c_status` (see [`crate::mpesa_payouts`]).
 //!
-//! Callbacks are applied right after they are stored (by the callback route, after it has
-//! answered) and again by the worker, which re-scans the inbox for callbacks still `received`:
-//! a server killed between storing and applying loses nothing, and applying twice is harmless
-//! because the database function locks the inbox row and applies only a `received` one.
+//! Callbacks are applied right after they are stored, once the callback route has answered
+//! (STK callbacks by [`crate::stk_batches`], the others by [`apply_soon`]), and again by the
+//! worker, which re-scans the inbox for callbacks still `received`: a server killed between
+//! storing and applying loses nothing, and applying twice is harmless because the database
+//! functions lock the inbox row and apply only a `received` one.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -110,18 +111,12 @@ async fn apply_stk(
     apply_parsed_stk(pool, mpesa, callback.id, &parsed).await
 }
 
-async fn apply_parsed_stk(
-    pool: &PgPool,
-    mpesa: &Mpesa,
-    id: i64,
-    parsed: &StkCallback,
-) -> Result<String, StoreError> {
-    let Ok(result_code) = i32::try_from(parsed.result_code) else {
-        store::hold_callback(pool, id, "ResultCode out of range").await?;
-        return Ok("review".to_owned());
-    };
+/// What the database functions read in a parsed STK callback; `None` when its ResultCode
+/// does not fit (such a callback is held for review).
+pub(crate) fn stk_result(parsed: &StkCallback) -> Option<StkResult<'_>> {
+    let result_code = i32::try_from(parsed.result_code).ok()?;
     let paid = parsed.paid.as_ref();
-    let result = StkResult {
+    Some(StkResult {
         checkout_request_id: &parsed.checkout_request_id,
         result_code,
         result_desc: &parsed.result_desc,
@@ -129,9 +124,22 @@ async fn apply_parsed_stk(
         receipt: paid.map(|p| p.receipt.as_str()),
         phone: paid.map(|p| p.phone.as_e164()),
         paid_at: paid.and_then(|p| p.paid_at),
+    })
+}
+
+/// Applies one stored STK callback on its own (`internal.apply_stk_callback`).
+pub(crate) async fn apply_parsed_stk(
+    pool: &PgPool,
+    mpesa: &Mpesa,
+    id: i64,
+    parsed: &StkCallback,
+) -> Result<String, StoreError> {
+    let Some(result) = stk_result(parsed) else {
+        store::hold_callback(pool, id, "ResultCode out of range").await?;
+        return Ok("review".to_owned());
     };
     let status = store::apply_stk(pool, id, &result, mpesa.unknown_grace.as_secs_f64()).await?;
-    tracing::info!(callback_id = id, checkout_request_id = %parsed.checkout_request_id, result_code, status, "STK callback");
+    tracing::info!(callback_id = id, checkout_request_id = %parsed.checkout_request_id, result.result_code, status, "STK callback");
     Ok(status)
 }
 
@@ -167,15 +175,6 @@ pub fn apply_soon(pool: PgPool, mpesa: Arc<Mpesa>, id: i64) {
             Err(err) => Err(err),
         };
         if let Err(err) = outcome {
-            tracing::warn!(callback_id = id, error = %err, "applying a callback failed; the worker retries it");
-        }
-    });
-}
-
-/// [`apply_soon`] for an STK callback the route has parsed already: it is not read back.
-pub fn apply_stk_soon(pool: PgPool, mpesa: Arc<Mpesa>, id: i64, parsed: StkCallback) {
-    tokio::spawn(async move {
-        if let Err(err) = apply_parsed_stk(&pool, &mpesa, id, &parsed).await {
             tracing::warn!(callback_id = id, error = %err, "applying a callback failed; the worker retries it");
         }
     });
@@ -253,13 +252,26 @@ impl MpesaWorker {
         let pending =
             store::pending_callbacks(&self.pool, self.mpesa.rescan_after.as_secs_f64(), 100)
                 .await?;
-        let mut applied = 0;
+        // STK callbacks (the many) a batch at a time, as the route's applier does.
+        let mut stk = Vec::new();
+        let mut statuses = Vec::new();
         for callback in &pending {
-            let status = apply(&self.pool, &self.mpesa, callback).await?;
-            if status != "received" {
-                applied += 1;
+            if callback.kind != "stk" {
+                statuses.push(apply(&self.pool, &self.mpesa, callback).await?);
+                continue;
+            }
+            match parse_stk(&callback.payload) {
+                Ok(parsed) => stk.push((callback.id, parsed)),
+                Err(err) => {
+                    store::hold_callback(&self.pool, callback.id, &err.0).await?;
+                    statuses.push("review".to_owned());
+                }
             }
         }
+        for outcome in crate::stk_batches::apply_batch(&self.pool, &self.mpesa, &stk).await {
+            statuses.push(outcome?);
+        }
+        let applied = statuses.iter().filter(|s| *s != "received").count();
         Ok(batch.len() + applied)
     }
 

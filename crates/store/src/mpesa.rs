@@ -247,6 +247,71 @@ pub async fn apply_stk(
     .await?)
 }
 
+/// Applies stored STK callbacks `(id, result)` in one transaction, as far as one statement per
+/// table can: answers each callback's status after it, in the order given. `None` is a
+/// callback the batch left alone (anything but a success matching its waiting request), for
+/// [`apply_stk`] to decide.
+pub async fn apply_stk_batch(
+    executor: impl PgExecutor<'_>,
+    callbacks: &[(i64, &StkResult<'_>)],
+) -> Result<Vec<Option<String>>, StoreError> {
+    let batch: Vec<Value> = callbacks
+        .iter()
+        .map(|(id, result)| {
+            serde_json::json!({
+                "id": id,
+                "checkout_request_id": result.checkout_request_id,
+                "result_code": result.result_code,
+                "result_desc": result.result_desc,
+                "amount": result.amount,
+                "receipt": result.receipt,
+                "phone": result.phone,
+                "paid_at": result.paid_at,
+            })
+        })
+        .collect();
+    let sqlx::types::Json(answers): sqlx::types::Json<Vec<BatchAnswer>> =
+        sqlx::query_scalar("select internal.apply_stk_callbacks($1)")
+            .bind(sqlx::types::Json(&batch))
+            .fetch_one(executor)
+            .await?;
+    let mut statuses = std::collections::HashMap::with_capacity(answers.len());
+    for answer in answers {
+        statuses.insert(answer.id, answer.status);
+    }
+    callbacks
+        .iter()
+        .map(|(id, _)| {
+            statuses.get(id).cloned().ok_or_else(|| {
+                StoreError::Database(sqlx::Error::Protocol(format!(
+                    "the STK batch did not answer for callback {id}"
+                )))
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct BatchAnswer {
+    id: i64,
+    status: Option<String>,
+}
+
+/// The chama of each payment request named by these CheckoutRequestIDs (unknown ones are absent).
+pub async fn chamas_of_checkouts(
+    executor: impl PgExecutor<'_>,
+    checkout_request_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Uuid>, StoreError> {
+    let rows: Vec<(String, Uuid)> = sqlx::query_as(
+        "select checkout_request_id, chama_id from public.payment_requests
+          where checkout_request_id = any($1)",
+    )
+    .bind(checkout_request_ids)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// C2B validation: an active chama has this account number.
 pub async fn c2b_account_known(
     executor: impl PgExecutor<'_>,

@@ -27,7 +27,7 @@ use super::chamas::cents;
 use super::transactions::{idempotency_key, request_hash};
 use super::{invalid, signed_in};
 use crate::gotrue::{AuthError, Caller, ClientIp};
-use crate::mpesa_worker::{Mpesa, apply_soon, apply_stk_soon};
+use crate::mpesa_worker::{Mpesa, apply_soon};
 use crate::{ApiError, AppState};
 
 /// The largest STK push M-Pesa takes: KES 250,000.
@@ -397,7 +397,7 @@ async fn stk_callback(
     ip: ClientIp,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let mpesa = admit(&state, &token, &ip)?;
+    admit(&state, &token, &ip)?;
     let (payload, parsed) = match read_callback(&state, "stk", &body, &ip, parse_stk).await? {
         Ok(read) => read,
         Err(answer) => return Ok(answer),
@@ -416,7 +416,11 @@ async fn stk_callback(
     )
     .await?;
     match stored {
-        Some(id) => apply_stk_soon(state.pool.clone(), mpesa, id, parsed),
+        Some(id) => {
+            if let Some(applier) = state.stk_applier() {
+                applier.apply_soon(id, parsed);
+            }
+        }
         None => {
             tracing::info!(checkout_request_id = %parsed.checkout_request_id, "repeated STK callback acknowledged")
         }
