@@ -5,10 +5,10 @@
 //! chama into as many parts as the machine has cores (at most four), and gives each part, at
 //! once and each on its own connection, to `internal.apply_stk_callbacks`, which credits in one
 //! transaction, one statement per table, every success that matches its waiting request. Parts
-//! never share a chama, so they never wait for each other's locks. The callbacks it leaves alone (failures,
-//! unknown requests, mismatches, a receipt seen before) are then applied one by one by
-//! `internal.apply_stk_callback`, whose rules decide them as before; so does every callback of
-//! a batch the database refuses as a whole.
+//! never share a chama, so they never wait for each other's locks. The callbacks a part leaves
+//! alone (failures, unknown requests, mismatches, a receipt seen before) are then applied one
+//! by one by `internal.apply_stk_callback`, whose rules decide them as before; so is every
+//! callback of a part the database refuses as a whole.
 //!
 //! Nothing here is the only way a callback gets applied. A callback that is stored is in the
 //! inbox as `received` until it is applied, and the M-Pesa worker re-scans the inbox
@@ -29,7 +29,7 @@ use crate::mpesa_worker::{Mpesa, apply_parsed_stk, stk_result};
 /// At most this many callbacks in one batch (one transaction).
 const MAX_BATCH: usize = 128;
 
-/// Callbacks waiting for an applier, at most; beyond that the worker's re-scan applies them.
+/// Callbacks waiting for the applier, at most; beyond that the worker's re-scan applies them.
 pub const QUEUE: usize = 8192;
 
 /// A stored callback and what the route read in it.

@@ -338,6 +338,74 @@ async fn changes_only_to_ledger_maintained_columns_are_not_audited() {
     assert_integrity_clean(pool).await;
 }
 
+/// `payment_requests` is audited once per UPDATE statement: one entry per row that really
+/// changed, in the row's chama chain, with the actor, both rows, and the statement's row order.
+#[tokio::test]
+async fn a_statement_updating_many_payment_requests_audits_each_changed_row() {
+    let db = seeded().await;
+    let pool = &db.pool;
+    sqlx::query(
+        "insert into public.payment_requests (chama_id, user_id, phone, amount, status)
+         select $1, $2, '+254700000001', k * 10000, 'sent' from generate_series(1, 4) k
+         union all select $3, $4, '+254700000002', 70000, 'sent'",
+    )
+    .bind(UMOJA)
+    .bind(NAFULA)
+    .bind(BODA)
+    .bind(BARASA)
+    .execute(pool)
+    .await
+    .unwrap();
+    let updates = "action = 'payment_requests.update'";
+    let before = count(pool, updates).await;
+
+    // As Akinyi: four requests change status, one is only touched (updated_at), in one statement.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("select set_config('request.jwt.claims', $1, true)")
+        .bind(akinyi().to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update public.payment_requests
+            set status = case when amount = 70000 then status else 'failed' end,
+                updated_at = now() + interval '1 second'
+          where status = 'sent' and phone in ('+254700000001', '+254700000002')",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let entries: Vec<Entry> =
+        sqlx::query_as(&format!("{ENTRY} where {updates} order by id desc limit 4"))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(count(pool, updates).await, before + 4);
+    for entry in &entries {
+        let (old, new) = (
+            entry.old_row.as_ref().unwrap(),
+            entry.new_row.as_ref().unwrap(),
+        );
+        assert_eq!(
+            (old["status"].as_str(), new["status"].as_str()),
+            (Some("sent"), Some("failed"))
+        );
+        assert_eq!(entry.record_id.as_deref(), new["id"].as_str());
+        assert_eq!(
+            (entry.chama_id, entry.chain_key.as_str()),
+            (Some(UMOJA), UMOJA_CHAIN)
+        );
+        assert_eq!(entry.actor_id, Some(AKINYI));
+        assert_eq!(entry.table_name.as_deref(), Some("public.payment_requests"));
+    }
+    let seqs: Vec<i64> = entries.iter().map(|e| e.chain_seq).collect();
+    assert_eq!(seqs, [seqs[0], seqs[0] - 1, seqs[0] - 2, seqs[0] - 3]);
+    assert_chains_contiguous(pool).await;
+    assert_verifies(pool).await;
+}
+
 #[tokio::test]
 async fn the_seed_audit_chain_verifies() {
     let db = seeded().await;
