@@ -121,7 +121,7 @@ impl AppState {
         })
     }
 
-    /// The appliers of stored STK callbacks; `None` without M-Pesa.
+    /// The applier of stored STK callbacks; `None` without M-Pesa.
     pub fn stk_applier(&self) -> Option<&stk_batches::StkApplier> {
         let mpesa = self.config.mpesa.as_ref()?;
         Some(
