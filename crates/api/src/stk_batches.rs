@@ -1,6 +1,8 @@
-//! Stored STK callbacks, applied a batch at a time.
+//! STK callbacks, stored and applied a batch at a time.
 //!
-//! The callback route stores a callback, answers Daraja, and hands the parsed callback here.
+//! The callback route hands each STK callback here and answers Daraja once it is stored. Two
+//! writers store what arrives together with one INSERT and one commit (a repeat of a stored
+//! callback is not stored again), answer each arrival, and queue the new ones for the applier.
 //! The applier takes whatever callbacks are queued (waiting only for the first), splits them by
 //! chama into as many parts as the machine has cores (at most four), and gives each part, at
 //! once and each on its own connection, to `internal.apply_stk_callbacks`, which credits in one
@@ -22,8 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pesachama_mpesa::callback::StkCallback;
 use pesachama_store::mpesa as store;
 use pesachama_store::{PgPool, StoreError};
-use tokio::sync::{Mutex, mpsc};
+use serde_json::Value;
+use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::error::ApiError;
 use crate::mpesa_worker::{Mpesa, apply_parsed_stk, stk_result};
 
 /// At most this many callbacks in one batch (one transaction).
@@ -35,9 +39,35 @@ pub const QUEUE: usize = 8192;
 /// A stored callback and what the route read in it.
 type Stored = (i64, StkCallback);
 
-/// The queue the callback route hands stored callbacks to.
+/// Callbacks stored in one statement and transaction, at most.
+const MAX_STORED: usize = 64;
+
+/// Callbacks waiting to be stored, at most; beyond that the route answers 503 (Daraja retries).
+pub const ARRIVALS: usize = 4096;
+
+/// Connections that store arriving callbacks, each a batch at a time.
+const STORE_WRITERS: usize = 2;
+
+/// A callback that has arrived: stored, then answered through `stored`.
+#[derive(Debug)]
+struct Arrival {
+    key: String,
+    payload: Value,
+    source_ip: Option<String>,
+    parsed: StkCallback,
+    stored: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// Where the callback route hands STK callbacks: stored with the others that arrive at the
+/// same time (one INSERT, one commit), then queued for the applier.
 #[derive(Debug)]
 pub struct StkApplier {
+    arrivals: mpsc::Sender<Arrival>,
+}
+
+/// The applier's queue, shared by the writers that store callbacks.
+#[derive(Debug)]
+struct ApplyQueue {
     queue: mpsc::Sender<Stored>,
     /// The last callback found the queue full (logged when it changes).
     behind: AtomicBool,
@@ -46,16 +76,55 @@ pub struct StkApplier {
 impl StkApplier {
     pub fn start(pool: PgPool, mpesa: Arc<Mpesa>) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(apply_batches(pool, mpesa, jobs));
-        Self {
+        tokio::spawn(apply_batches(pool.clone(), mpesa, jobs));
+        let applying = Arc::new(ApplyQueue {
             queue,
             behind: AtomicBool::new(false),
+        });
+        let (arrivals, arrived) = mpsc::channel(ARRIVALS);
+        let arrived = Arc::new(Mutex::new(arrived));
+        for _ in 0..STORE_WRITERS {
+            tokio::spawn(store_batches(
+                pool.clone(),
+                Arc::clone(&arrived),
+                Arc::clone(&applying),
+            ));
         }
+        Self { arrivals }
     }
 
+    /// Stores an STK callback under `key` and queues it to be applied. Answers whether it was
+    /// new (`false`: a repeat of one stored before, not stored again). When this answers, the
+    /// callback is committed to the inbox.
+    pub async fn store(
+        &self,
+        key: String,
+        payload: Value,
+        source_ip: Option<String>,
+        parsed: StkCallback,
+    ) -> Result<bool, ApiError> {
+        let (stored, answer) = oneshot::channel();
+        let arrival = Arrival {
+            key,
+            payload,
+            source_ip,
+            parsed,
+            stored,
+        };
+        self.arrivals.try_send(arrival).map_err(|_| {
+            ApiError::Unavailable("too many M-Pesa callbacks are waiting to be stored".into())
+        })?;
+        let stored = answer
+            .await
+            .map_err(|_| ApiError::Unavailable("the M-Pesa callback inbox has stopped".into()))?;
+        Ok(stored?)
+    }
+}
+
+impl ApplyQueue {
     /// Applies a stored callback soon. Never waits: when the queue is full the callback stays
     /// `received` in the inbox for the worker's re-scan.
-    pub fn apply_soon(&self, id: i64, parsed: StkCallback) {
+    fn apply_soon(&self, id: i64, parsed: StkCallback) {
         let behind = self.queue.try_send((id, parsed)).is_err();
         if behind != self.behind.swap(behind, Ordering::Relaxed) {
             if behind {
@@ -66,6 +135,52 @@ impl StkApplier {
             } else {
                 tracing::info!("the STK applier has caught up");
             }
+        }
+    }
+}
+
+/// A writer of the inbox: stores what has arrived in one statement (each callback alone if the
+/// database refuses the batch), answers each, and queues the new ones for the applier.
+async fn store_batches(
+    pool: PgPool,
+    arrived: Arc<Mutex<mpsc::Receiver<Arrival>>>,
+    applying: Arc<ApplyQueue>,
+) {
+    while let Some(batch) = crate::batching::next_batch(&arrived, MAX_STORED).await {
+        let rows: Vec<store::NewCallback<'_>> = batch
+            .iter()
+            .map(|arrival| store::NewCallback {
+                kind: "stk",
+                key: &arrival.key,
+                payload: &arrival.payload,
+                source_ip: arrival.source_ip.as_deref(),
+                status: "received",
+            })
+            .collect();
+        let ids = match store::store_callbacks(&pool, &rows).await {
+            Ok(ids) => ids.into_iter().map(Ok).collect(),
+            Err(err) if batch.len() > 1 => {
+                tracing::warn!(callbacks = batch.len(), error = %err, "storing a batch of STK callbacks failed; each is stored alone");
+                let alone = rows.iter().map(|row| async {
+                    store::store_callbacks(&pool, std::slice::from_ref(row))
+                        .await
+                        .map(|mut ids| ids.pop().flatten())
+                });
+                futures_util::future::join_all(alone).await
+            }
+            Err(err) => vec![Err(err)],
+        };
+        drop(rows);
+        for (arrival, id) in batch.into_iter().zip(ids) {
+            let answer = match id {
+                Ok(Some(id)) => {
+                    applying.apply_soon(id, arrival.parsed);
+                    Ok(true)
+                }
+                Ok(None) => Ok(false),
+                Err(err) => Err(err),
+            };
+            let _ = arrival.stored.send(answer);
         }
     }
 }

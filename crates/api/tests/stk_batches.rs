@@ -427,3 +427,33 @@ async fn batches_racing_over_the_same_callbacks_credit_each_once() {
     assert_eq!(credited, 12);
     integrity(&db.pool).await;
 }
+
+#[tokio::test]
+async fn callbacks_stored_together_are_stored_once_per_key() {
+    use pesachama_store::mpesa::{NewCallback, store_callbacks};
+    let db = seeded().await;
+    let payload = json!({ "Body": {} });
+    let new = |key| NewCallback {
+        kind: "stk",
+        key,
+        payload: &payload,
+        source_ip: Some("196.201.214.200"),
+        status: "received",
+    };
+    let first = store_callbacks(&db.pool, &[new("a:0")]).await.unwrap();
+    assert!(first[0].is_some());
+    // A repeat of a stored key, a new key twice in one statement, another new key.
+    let ids = store_callbacks(&db.pool, &[new("a:0"), new("b:0"), new("b:0"), new("c:0")])
+        .await
+        .unwrap();
+    assert!(ids[0].is_none() && ids[1].is_some() && ids[2].is_none() && ids[3].is_some());
+    let stored: Vec<(String, String)> = sqlx::query_as(
+        "select idempotency_key, host(source_ip) from internal.mpesa_callbacks order by id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let keys: Vec<&str> = stored.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["a:0", "b:0", "c:0"]);
+    assert!(stored.iter().all(|(_, ip)| ip == "196.201.214.200"));
+}

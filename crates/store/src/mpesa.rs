@@ -152,6 +152,43 @@ pub async fn store_callback(
     )
 }
 
+/// A callback to store with [`store_callbacks`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewCallback<'a> {
+    pub kind: &'a str,
+    pub key: &'a str,
+    pub payload: &'a Value,
+    pub source_ip: Option<&'a str>,
+    pub status: &'a str,
+}
+
+/// Stores callbacks raw with one statement: for each, in order, its id, or `None` for a repeat
+/// (its (kind, key) stored already, or by an earlier callback of the same call).
+pub async fn store_callbacks(
+    executor: impl PgExecutor<'_>,
+    callbacks: &[NewCallback<'_>],
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let stored: Vec<(i64, String, String)> = sqlx::query_as(
+        "insert into internal.mpesa_callbacks (kind, idempotency_key, payload, source_ip, status)
+         select c.kind, c.key, c.payload, c.source_ip::inet, c.status
+           from jsonb_to_recordset($1) as c(kind text, key text, payload jsonb, source_ip text, status text)
+         on conflict on constraint mpesa_callbacks_idempotency_key do nothing
+         returning id, kind, idempotency_key",
+    )
+    .bind(sqlx::types::Json(callbacks))
+    .fetch_all(executor)
+    .await?;
+    let mut ids: std::collections::HashMap<(String, String), i64> = stored
+        .into_iter()
+        .map(|(id, kind, key)| ((kind, key), id))
+        .collect();
+    // The first callback with a key is the one stored; later ones are its repeats.
+    Ok(callbacks
+        .iter()
+        .map(|c| ids.remove(&(c.kind.to_owned(), c.key.to_owned())))
+        .collect())
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredCallback {
     pub id: i64,

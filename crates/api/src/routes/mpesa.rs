@@ -405,25 +405,12 @@ async fn stk_callback(
     // One CheckoutRequestID has one result; another result for it (a success after a
     // failure) is stored too, and the applier sends it to review.
     let key = format!("{}:{}", parsed.checkout_request_id, parsed.result_code);
-    let stored = store::store_callback(
-        &state.pool,
-        "stk",
-        &key,
-        &payload,
-        ip.text(),
-        "received",
-        None,
-    )
-    .await?;
-    match stored {
-        Some(id) => {
-            if let Some(applier) = state.stk_applier() {
-                applier.apply_soon(id, parsed);
-            }
-        }
-        None => {
-            tracing::info!(checkout_request_id = %parsed.checkout_request_id, "repeated STK callback acknowledged")
-        }
+    let checkout_request_id = parsed.checkout_request_id.clone();
+    let applier = state
+        .stk_applier()
+        .ok_or_else(|| ApiError::Unavailable("M-Pesa is not configured".into()))?;
+    if !applier.store(key, payload, ip.text(), parsed).await? {
+        tracing::info!(%checkout_request_id, "repeated STK callback acknowledged");
     }
     Ok(accepted())
 }
