@@ -427,4 +427,8 @@ $$;
 
 revoke all on function internal.apply_stk_callbacks(jsonb) from public;
 revoke all on function internal.stk_batch_answers(internal.stk_callback_in_batch[]) from public;
+-- What the batch calls, for the server's role (the function runs with its caller's rights).
+grant execute on function internal.post_contributions(internal.contribution_posting[]),
+                          internal.stk_batch_answers(internal.stk_callback_in_batch[])
+  to service_role;
 grant execute on function internal.apply_stk_callbacks(jsonb) to service_role;

@@ -86,6 +86,26 @@ async fn stored(pool: &PgPool, body: Value) -> (i64, StkCallback) {
     (id, parsed)
 }
 
+/// `n` successes for Wanjiku's waiting requests `<prefix>_<k>`, stored, with receipts
+/// `<letter>` and seven digits.
+async fn successes(pool: &PgPool, prefix: &str, letter: char, n: usize) -> Vec<(i64, StkCallback)> {
+    let wanjiku = phone(pool, WANJIKU).await;
+    let mut callbacks = Vec::new();
+    for k in 0..n {
+        let checkout = format!("{prefix}_{k}");
+        waiting(pool, UMOJA, WANJIKU, &checkout).await;
+        let receipt = format!("TK{letter}{k:07}");
+        callbacks.push(
+            stored(
+                pool,
+                callback(&checkout, 0, Some((500, &receipt, &wanjiku))),
+            )
+            .await,
+        );
+    }
+    callbacks
+}
+
 /// One callback of every kind the applier meets, in one database: answers them in arrival order.
 async fn every_case(pool: &PgPool) -> Vec<(i64, StkCallback)> {
     let wanjiku = phone(pool, WANJIKU).await;
@@ -288,20 +308,7 @@ async fn a_batch_decides_every_callback_as_one_at_a_time_would() {
 async fn the_credits_of_a_batch_are_one_transaction() {
     let mpesa = mpesa();
     let db = seeded().await;
-    let wanjiku = phone(&db.pool, WANJIKU).await;
-    let mut callbacks = Vec::new();
-    for k in 0..20 {
-        let checkout = format!("ws_CO_many_{k}");
-        waiting(&db.pool, UMOJA, WANJIKU, &checkout).await;
-        let receipt = format!("TKM{k:07}");
-        callbacks.push(
-            stored(
-                &db.pool,
-                callback(&checkout, 0, Some((500, &receipt, &wanjiku))),
-            )
-            .await,
-        );
-    }
+    let callbacks = successes(&db.pool, "ws_CO_many", 'M', 20).await;
     let before: i64 = sqlx::query_scalar("select balance from public.chamas where id = $1::uuid")
         .bind(UMOJA)
         .fetch_one(&db.pool)
@@ -343,20 +350,7 @@ async fn a_batch_the_database_refuses_is_applied_one_callback_at_a_time() {
     .execute(&db.pool)
     .await
     .unwrap();
-    let wanjiku = phone(&db.pool, WANJIKU).await;
-    let mut callbacks = Vec::new();
-    for k in 0..5 {
-        let checkout = format!("ws_CO_poison_{k}");
-        waiting(&db.pool, UMOJA, WANJIKU, &checkout).await;
-        let receipt = format!("TKP{k:07}");
-        callbacks.push(
-            stored(
-                &db.pool,
-                callback(&checkout, 0, Some((500, &receipt, &wanjiku))),
-            )
-            .await,
-        );
-    }
+    let callbacks = successes(&db.pool, "ws_CO_poison", 'P', 5).await;
     assert!(
         statuses(apply_batch(&db.pool, &mpesa, &callbacks).await)
             .iter()
@@ -456,4 +450,50 @@ async fn callbacks_stored_together_are_stored_once_per_key() {
     let keys: Vec<&str> = stored.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["a:0", "b:0", "c:0"]);
     assert!(stored.iter().all(|(_, ip)| ip == "196.201.214.200"));
+}
+
+#[tokio::test]
+async fn the_servers_role_may_apply_a_batch() {
+    let db = seeded().await;
+    let callbacks = successes(&db.pool, "ws_CO_role", 'S', 2).await;
+    let results: Vec<_> = callbacks
+        .iter()
+        .map(|(id, parsed)| {
+            let paid = parsed.paid.as_ref().unwrap();
+            (*id, parsed, paid)
+        })
+        .collect();
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("set local role service_role")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let batch: Vec<(i64, pesachama_store::mpesa::StkResult<'_>)> = results
+        .iter()
+        .map(|(id, parsed, paid)| {
+            (
+                *id,
+                pesachama_store::mpesa::StkResult {
+                    checkout_request_id: &parsed.checkout_request_id,
+                    result_code: 0,
+                    result_desc: &parsed.result_desc,
+                    amount: Some(paid.amount.minor()),
+                    receipt: Some(&paid.receipt),
+                    phone: Some(paid.phone.as_e164()),
+                    paid_at: paid.paid_at,
+                },
+            )
+        })
+        .collect();
+    let refs: Vec<(i64, &pesachama_store::mpesa::StkResult<'_>)> =
+        batch.iter().map(|(id, r)| (*id, r)).collect();
+    let statuses = pesachama_store::mpesa::apply_stk_batch(&mut *tx, &refs)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        statuses,
+        [Some("applied".to_owned()), Some("applied".to_owned())]
+    );
+    integrity(&db.pool).await;
 }
