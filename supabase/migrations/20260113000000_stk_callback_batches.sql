@@ -226,7 +226,8 @@ begin
     cross join lateral (values (r.cash_account, r.amount), (r.equity_account, -r.amount))
                     as p(account_id, amount);
 
-  -- Credit-normal equity: a credit raises the member's total.
+  -- The accounts (a posting's amount, debits positive), then the members' totals
+  -- (credit-normal: the equity credit raises the total).
   update internal.ledger_accounts a set balance = a.balance + d.delta
     from (select p.account_id, sum(p.amount) as delta
             from unnest(p_rows) r
