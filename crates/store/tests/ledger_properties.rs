@@ -782,7 +782,10 @@ fn refusal(err: sqlx::Error) -> Refusal {
 type Query<'q> = sqlx::query::QueryScalar<'q, sqlx::Postgres, Value, sqlx::postgres::PgArguments>;
 
 /// Runs one call in a transaction of its own: as a signed-in user, or as the pool's owner (the
-/// worker's path). A refusal rolls the transaction back.
+/// worker's path). A refusal rolls the transaction back before it is reported: dropped, the
+/// transaction would be rolled back later, on its connection's next use, and until then it
+/// would hold its locks (an Idempotency-Key's advisory lock among them), so the next step, on
+/// another connection, could find its key "in progress".
 async fn call(pool: &PgPool, caller: Option<Uuid>, query: Query<'_>) -> Result<Value, Refusal> {
     let mut tx = match caller {
         Some(user) => begin_as(
@@ -794,7 +797,13 @@ async fn call(pool: &PgPool, caller: Option<Uuid>, query: Query<'_>) -> Result<V
         .unwrap(),
         None => pool.begin().await.unwrap(),
     };
-    let answer = query.fetch_one(&mut *tx).await.map_err(refusal)?;
+    let answer = match query.fetch_one(&mut *tx).await {
+        Ok(answer) => answer,
+        Err(err) => {
+            tx.rollback().await.unwrap();
+            return Err(refusal(err));
+        }
+    };
     tx.commit().await.map_err(refusal)?;
     Ok(answer)
 }
