@@ -191,11 +191,15 @@ pub async fn record_batch(
         .collect::<Result<_, ApiError>>()
         .map_err(BatchError::Other)?;
     let mut tx = pool.begin().await?;
-    let Json(answers): Json<Vec<Value>> =
-        sqlx::query_scalar("select internal.record_manual_contributions($1)")
-            .bind(Json(&numbered))
-            .fetch_one(&mut *tx)
-            .await?;
+    let answers = sqlx::query_scalar("select internal.record_manual_contributions($1)")
+        .bind(Json(&numbered))
+        .fetch_one(&mut *tx)
+        .await;
+    // Its requests are retried alone at once: the refused batch must let go of their keys first.
+    let Json(answers): Json<Vec<Value>> = match answers {
+        Ok(answers) => answers,
+        Err(err) => return Err(pesachama_store::rolled_back(tx, err).await.into()),
+    };
     tx.commit().await?;
     if answers.len() != requests.len() {
         return Err(BatchError::Other(ApiError::Internal(

@@ -285,7 +285,10 @@ async fn in_one_transaction(
         return Ok(Vec::new());
     }
     let mut tx = pool.begin().await?;
-    let statuses = store::apply_stk_batch(&mut *tx, callbacks).await?;
+    let statuses = match store::apply_stk_batch(&mut *tx, callbacks).await {
+        Ok(statuses) => statuses,
+        Err(err) => return Err(pesachama_store::rolled_back(tx, err).await),
+    };
     tx.commit().await?;
     Ok(statuses)
 }
