@@ -18,3 +18,254 @@ pub async fn next_batch<T>(jobs: &Mutex<mpsc::Receiver<T>>, max: usize) -> Optio
     }
     Some(batch)
 }
+
+/// Work that several appliers share, each job under a key (for the STK applier, its chama): an
+/// applier claims whole keys, so two appliers never hold the same key at once, and the jobs of
+/// one key are applied in the order they were offered. An applier that finishes releases its
+/// keys and claims again; nobody waits for the slowest applier of a round.
+#[derive(Debug)]
+pub struct KeyedBoard<K, T> {
+    state: std::sync::Mutex<BoardState<K, T>>,
+    changed: tokio::sync::Notify,
+    appliers: usize,
+    max: usize,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct BoardState<K, T> {
+    waiting: std::collections::VecDeque<(K, T)>,
+    /// Keys an applier holds.
+    held: std::collections::HashSet<K>,
+    /// Appliers holding a claim.
+    applying: usize,
+    closed: bool,
+}
+
+/// What an applier claimed: its jobs, in order, and the keys to release after them.
+#[derive(Debug)]
+pub struct Claim<K, T> {
+    pub jobs: Vec<T>,
+    keys: Vec<K>,
+}
+
+impl<K: Clone + Eq + std::hash::Hash, T> KeyedBoard<K, T> {
+    /// A board for `appliers` appliers, each claiming at most `max` jobs, holding at most
+    /// `capacity` jobs waiting (offering more waits).
+    pub fn new(appliers: usize, max: usize, capacity: usize) -> Self {
+        Self {
+            state: std::sync::Mutex::new(BoardState {
+                waiting: std::collections::VecDeque::new(),
+                held: std::collections::HashSet::new(),
+                applying: 0,
+                closed: false,
+            }),
+            changed: tokio::sync::Notify::new(),
+            appliers: appliers.max(1),
+            max: max.max(1),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BoardState<K, T>> {
+        // A panic while holding the lock leaves the state as consistent as any step of it.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Offers jobs, waiting while the board is full.
+    pub async fn offer(&self, jobs: Vec<(K, T)>) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.waiting.len() < self.capacity {
+                    state.waiting.extend(jobs);
+                    drop(state);
+                    self.changed.notify_waiters();
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// No more jobs will be offered: appliers end once the board is empty.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_waiters();
+    }
+
+    /// The next claim, waited for; `None` once the board is closed and empty.
+    pub async fn claim(&self) -> Option<Claim<K, T>> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if let Some(claim) = state.claim(self.appliers, self.max) {
+                    drop(state);
+                    // Room on the board for an offer that was waiting.
+                    self.changed.notify_waiters();
+                    return Some(claim);
+                }
+                if state.closed && state.waiting.is_empty() {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The claim's jobs are done: its keys are free for any applier.
+    pub fn release(&self, claim: Claim<K, T>) {
+        {
+            let mut state = self.lock();
+            for key in &claim.keys {
+                state.held.remove(key);
+            }
+            state.applying -= 1;
+        }
+        self.changed.notify_waiters();
+    }
+}
+
+impl<K: Clone + Eq + std::hash::Hash, T> BoardState<K, T> {
+    /// Claims the jobs of whole free keys, in the order the keys first appear: about the
+    /// waiting jobs' share of each idle applier (so one applier does not take every key while
+    /// another is idle), at most `max`, at least one key's jobs.
+    fn claim(&mut self, appliers: usize, max: usize) -> Option<Claim<K, T>> {
+        let mut free: Vec<(K, usize)> = Vec::new();
+        for (key, _) in &self.waiting {
+            if self.held.contains(key) {
+                continue;
+            }
+            match free.iter_mut().find(|(k, _)| k == key) {
+                Some((_, n)) => *n += 1,
+                None => free.push((key.clone(), 1)),
+            }
+        }
+        if free.is_empty() {
+            return None;
+        }
+        let claimable: usize = free.iter().map(|(_, n)| n).sum();
+        let idle = appliers.saturating_sub(self.applying).max(1);
+        let share = claimable.div_ceil(idle).min(max);
+        let mut keys = Vec::new();
+        let mut taken = 0;
+        for (key, n) in free {
+            if !keys.is_empty() && (taken >= share || taken + n > max) {
+                break;
+            }
+            taken += n;
+            keys.push(key);
+        }
+        let mut jobs = Vec::with_capacity(taken.min(max));
+        let mut kept = std::collections::VecDeque::with_capacity(self.waiting.len());
+        for (key, job) in self.waiting.drain(..) {
+            if jobs.len() < max && keys.contains(&key) {
+                jobs.push(job);
+            } else {
+                kept.push_back((key, job));
+            }
+        }
+        self.waiting = kept;
+        self.held.extend(keys.iter().cloned());
+        self.applying += 1;
+        Some(Claim { jobs, keys })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board(jobs: &[(char, u32)]) -> BoardState<char, u32> {
+        BoardState {
+            waiting: jobs.iter().copied().collect(),
+            held: Default::default(),
+            applying: 0,
+            closed: false,
+        }
+    }
+
+    #[test]
+    fn idle_appliers_split_the_keys_and_never_share_one() {
+        let mut state = board(&[('a', 1), ('b', 2), ('c', 3), ('a', 4), ('d', 5), ('b', 6)]);
+        let first = state.claim(2, 100).unwrap();
+        // Half the six jobs for each of two idle appliers: keys a and b (four jobs).
+        assert_eq!(first.jobs, [1, 2, 4, 6]);
+        let second = state.claim(2, 100).unwrap();
+        assert_eq!(second.jobs, [3, 5]);
+        assert!(first.keys.iter().all(|k| !second.keys.contains(k)));
+        // A job offered for a held key waits for its holder to release it.
+        state.waiting.push_back(('a', 7));
+        assert!(state.claim(2, 100).is_none());
+        state.held.retain(|k| !first.keys.contains(k));
+        state.applying -= 1;
+        assert_eq!(state.claim(2, 100).unwrap().jobs, [7]);
+    }
+
+    #[test]
+    fn the_only_idle_applier_takes_every_free_key_up_to_the_limit() {
+        let mut state = board(&[('a', 1), ('b', 2), ('c', 3), ('c', 4)]);
+        state.applying = 1;
+        state.held.insert('z');
+        assert_eq!(state.claim(2, 100).unwrap().jobs, [1, 2, 3, 4]);
+
+        let mut state = board(&[('a', 1), ('b', 2), ('c', 3), ('c', 4)]);
+        // At most three: whole keys while they fit (c's two would not).
+        assert_eq!(state.claim(1, 3).unwrap().jobs, [1, 2]);
+        // One key with more jobs than the limit: its first ones, in order.
+        let mut state = board(&[('a', 1), ('a', 2), ('a', 3)]);
+        let claim = state.claim(1, 2).unwrap();
+        assert_eq!(claim.jobs, [1, 2]);
+        assert_eq!(state.waiting.iter().map(|j| j.1).collect::<Vec<_>>(), [3]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_appliers_hold_disjoint_keys_and_keep_each_keys_order() {
+        let board = std::sync::Arc::new(KeyedBoard::<u8, (u8, u32)>::new(3, 5, 16));
+        let held = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut appliers = Vec::new();
+        for _ in 0..3 {
+            let (board, held, seen) = (board.clone(), held.clone(), seen.clone());
+            appliers.push(tokio::spawn(async move {
+                while let Some(claim) = board.claim().await {
+                    let keys: std::collections::HashSet<u8> =
+                        claim.jobs.iter().map(|j| j.0).collect();
+                    for key in &keys {
+                        assert!(held.lock().unwrap().insert(*key), "key {key} held twice");
+                    }
+                    tokio::task::yield_now().await;
+                    seen.lock().unwrap().extend(claim.jobs.iter().copied());
+                    for key in &keys {
+                        held.lock().unwrap().remove(key);
+                    }
+                    board.release(claim);
+                }
+            }));
+        }
+        for n in 0..200u32 {
+            board.offer(vec![((n % 7) as u8, ((n % 7) as u8, n))]).await;
+        }
+        board.close();
+        for applier in appliers {
+            applier.await.unwrap();
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 200);
+        for key in 0..7u8 {
+            let order: Vec<u32> = seen.iter().filter(|j| j.0 == key).map(|j| j.1).collect();
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "key {key}: {order:?}"
+            );
+        }
+    }
+}

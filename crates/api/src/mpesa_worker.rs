@@ -43,6 +43,8 @@ pub struct Mpesa {
     pub rescan_after: Duration,
     /// Requests and payouts unanswered this long are reconciled (asked about).
     pub reconcile_after: Duration,
+    /// STK callbacks this process's applier holds, which the re-scan leaves to it.
+    pub in_flight: crate::stk_batches::InFlight,
 }
 
 impl Mpesa {
@@ -55,6 +57,7 @@ impl Mpesa {
             unknown_grace: Duration::from_secs(120),
             rescan_after: Duration::from_secs(5),
             reconcile_after: Duration::from_secs(180),
+            in_flight: Default::default(),
         }
     }
 
@@ -256,6 +259,9 @@ impl MpesaWorker {
         let mut stk = Vec::new();
         let mut statuses = Vec::new();
         for callback in &pending {
+            if callback.kind == "stk" && self.mpesa.in_flight.contains(callback.id) {
+                continue; // this process's applier has it queued
+            }
             if callback.kind != "stk" {
                 statuses.push(apply(&self.pool, &self.mpesa, callback).await?);
                 continue;

@@ -2,21 +2,24 @@
 //!
 //! The callback route hands each STK callback here and answers Daraja once it is stored. Two
 //! writers store what arrives together with one INSERT and one commit (a repeat of a stored
-//! callback is not stored again), answer each arrival, and queue the new ones for the applier.
-//! The applier takes whatever callbacks are queued (waiting only for the first), splits them by
-//! chama into as many parts as the machine has cores (at most four), and gives each part, at
-//! once and each on its own connection, to `internal.apply_stk_callbacks`, which credits in one
-//! transaction, one statement per table, every success that matches its waiting request. Parts
-//! never share a chama, so they never wait for each other's locks. The callbacks a part leaves
-//! alone (failures, unknown requests, mismatches, a receipt seen before) are then applied one
-//! by one by `internal.apply_stk_callback`, whose rules decide them as before; so is every
-//! callback of a part the database refuses as a whole.
+//! callback is not stored again), answer each arrival, and queue the new ones. A dispatcher
+//! takes whatever is queued, looks up each callback's chama, and puts them on a board shared by
+//! as many appliers as the machine has cores (at most four). Each applier claims the callbacks
+//! of chamas no other applier holds (whole chamas, about an idle applier's share of what waits)
+//! and gives them to `internal.apply_stk_callbacks`, which credits in one transaction, one
+//! statement per table, every success that matches its waiting request. Appliers never hold the
+//! same chama, so they never wait for each other's locks, and none waits for another to finish
+//! a round. The callbacks a batch leaves alone (failures, unknown requests, mismatches, a
+//! receipt seen before) are then applied one by one by `internal.apply_stk_callback`, whose
+//! rules decide them as before; so is every callback of a batch the database refuses as a
+//! whole.
 //!
 //! Nothing here is the only way a callback gets applied. A callback that is stored is in the
 //! inbox as `received` until it is applied, and the M-Pesa worker re-scans the inbox
 //! ([`crate::mpesa_worker`]), so a full queue, a failed batch or a killed server only delays
-//! it. Applying a callback twice is harmless: both functions lock its inbox row and apply only
-//! a `received` one.
+//! it. The re-scan skips the callbacks this process's appliers hold ([`InFlight`]): applying
+//! one twice would be harmless (both functions lock its inbox row and apply only a `received`
+//! one), but the second would wait for the first's locks for nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +29,7 @@ use pesachama_store::mpesa as store;
 use pesachama_store::{PgPool, StoreError};
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::mpesa_worker::{Mpesa, apply_parsed_stk, stk_result};
@@ -71,15 +75,63 @@ struct ApplyQueue {
     queue: mpsc::Sender<Stored>,
     /// The last callback found the queue full (logged when it changes).
     behind: AtomicBool,
+    mpesa: Arc<Mpesa>,
+}
+
+/// Queued callbacks keyed by chama, shared by the appliers.
+type Board = crate::batching::KeyedBoard<Option<Uuid>, Stored>;
+
+/// The STK callbacks this process has queued for its appliers or is applying. The worker's
+/// re-scan leaves them to the appliers: applying one at the same time would only wait for the
+/// applier's locks and then find it applied.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::HashSet<i64>>);
+
+impl InFlight {
+    fn ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks a callback as held by this process.
+    pub fn add(&self, id: i64) {
+        self.ids().insert(id);
+    }
+
+    /// The callbacks are no longer held (applied, or left to the re-scan).
+    pub fn remove(&self, ids: impl IntoIterator<Item = i64>) {
+        let mut held = self.ids();
+        for id in ids {
+            held.remove(&id);
+        }
+    }
+
+    /// This process will apply the callback (queued or being applied).
+    pub fn contains(&self, id: i64) -> bool {
+        self.ids().contains(&id)
+    }
 }
 
 impl StkApplier {
     pub fn start(pool: PgPool, mpesa: Arc<Mpesa>) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(apply_batches(pool.clone(), mpesa, jobs));
+        let appliers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(4);
+        let board = Arc::new(Board::new(appliers, MAX_BATCH, MAX_BATCH * appliers * 2));
+        tokio::spawn(dispatch(pool.clone(), jobs, Arc::clone(&board)));
+        for _ in 0..appliers {
+            tokio::spawn(apply_claims(
+                pool.clone(),
+                Arc::clone(&mpesa),
+                Arc::clone(&board),
+            ));
+        }
         let applying = Arc::new(ApplyQueue {
             queue,
             behind: AtomicBool::new(false),
+            mpesa,
         });
         let (arrivals, arrived) = mpsc::channel(ARRIVALS);
         let arrived = Arc::new(Mutex::new(arrived));
@@ -125,7 +177,11 @@ impl ApplyQueue {
     /// Applies a stored callback soon. Never waits: when the queue is full the callback stays
     /// `received` in the inbox for the worker's re-scan.
     fn apply_soon(&self, id: i64, parsed: StkCallback) {
+        self.mpesa.in_flight.add(id);
         let behind = self.queue.try_send((id, parsed)).is_err();
+        if behind {
+            self.mpesa.in_flight.remove([id]);
+        }
         if behind != self.behind.swap(behind, Ordering::Relaxed) {
             if behind {
                 tracing::warn!(
@@ -185,54 +241,63 @@ async fn store_batches(
     }
 }
 
-/// The applier: takes what is queued, splits it by chama into parts that share no row, and
-/// applies the parts at once, each on its own connection.
-async fn apply_batches(pool: PgPool, mpesa: Arc<Mpesa>, jobs: mpsc::Receiver<Stored>) {
-    let parts = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(4);
+/// The dispatcher: takes what is queued, looks up each callback's chama (one query for the
+/// lot), and offers them to the appliers keyed by chama.
+async fn dispatch(pool: PgPool, jobs: mpsc::Receiver<Stored>, board: Arc<Board>) {
     let jobs = Mutex::new(jobs);
     while let Some(batch) = crate::batching::next_batch(&jobs, MAX_BATCH).await {
-        let split = by_chama(&pool, batch, parts).await;
-        let applied = split.iter().map(|part| async {
-            let outcomes = apply_batch(&pool, &mpesa, part).await;
-            for ((id, _), outcome) in part.iter().zip(outcomes) {
-                if let Err(err) = outcome {
-                    tracing::warn!(callback_id = id, error = %err, "applying a callback failed; the worker retries it");
+        board.offer(by_chama(&pool, batch).await).await;
+    }
+    board.close();
+}
+
+/// An applier: claims the callbacks of chamas no other applier holds, applies them, and
+/// claims again. Appliers never hold the same chama (nor its accounts, members and audit
+/// chain), so they do not wait for each other's locks, and one chama's callbacks are applied
+/// in the order they were stored.
+async fn apply_claims(pool: PgPool, mpesa: Arc<Mpesa>, board: Arc<Board>) {
+    use futures_util::FutureExt;
+    while let Some(claim) = board.claim().await {
+        // A panic must not keep the claim: its chamas would never be applied again here, and
+        // its callbacks would stay in flight, out of the re-scan's reach.
+        match std::panic::AssertUnwindSafe(apply_batch(&pool, &mpesa, &claim.jobs))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcomes) => {
+                for ((id, _), outcome) in claim.jobs.iter().zip(outcomes) {
+                    if let Err(err) = outcome {
+                        tracing::warn!(callback_id = id, error = %err, "applying a callback failed; the worker retries it");
+                    }
                 }
             }
-        });
-        futures_util::future::join_all(applied).await;
+            Err(_) => tracing::error!(
+                callbacks = claim.jobs.len(),
+                "applying STK callbacks panicked; the worker retries them"
+            ),
+        }
+        mpesa.in_flight.remove(claim.jobs.iter().map(|(id, _)| *id));
+        board.release(claim);
     }
 }
 
-/// `batch` in at most `parts` parts, the callbacks of one chama always in the same part: the
-/// parts lock different chamas (and their accounts, members and audit chains), so they do not
-/// wait for each other. A callback whose request is not known goes to the first part.
-async fn by_chama(pool: &PgPool, batch: Vec<Stored>, parts: usize) -> Vec<Vec<Stored>> {
-    if parts <= 1 || batch.len() <= 1 {
-        return vec![batch];
-    }
+/// Each callback of `batch` with its request's chama (`None`: no request known, or the lookup
+/// failed; those are applied one batch at a time).
+async fn by_chama(pool: &PgPool, batch: Vec<Stored>) -> Vec<(Option<Uuid>, Stored)> {
     let checkouts: Vec<&str> = batch
         .iter()
         .map(|(_, parsed)| parsed.checkout_request_id.as_str())
         .collect();
-    let chamas = match store::chamas_of_checkouts(pool, &checkouts).await {
-        Ok(chamas) => chamas,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot split STK callbacks by chama; applied as one batch");
-            return vec![batch];
-        }
-    };
-    let mut split: Vec<Vec<Stored>> = (0..parts).map(|_| Vec::new()).collect();
-    for stored in batch {
-        let part = chamas
-            .get(&stored.1.checkout_request_id)
-            .map_or(0, |chama| (chama.as_u128() % parts as u128) as usize);
-        split[part].push(stored);
-    }
-    split.retain(|part| !part.is_empty());
-    split
+    let chamas = store::chamas_of_checkouts(pool, &checkouts)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "cannot look up the chamas of STK callbacks; applied one batch at a time");
+            Default::default()
+        });
+    batch
+        .into_iter()
+        .map(|stored| (chamas.get(&stored.1.checkout_request_id).copied(), stored))
+        .collect()
 }
 
 /// Applies stored callbacks: in one transaction those the batch function can credit, then the

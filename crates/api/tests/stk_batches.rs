@@ -497,3 +497,28 @@ async fn the_servers_role_may_apply_a_batch() {
     );
     integrity(&db.pool).await;
 }
+
+#[tokio::test]
+async fn the_re_scan_leaves_alone_a_callback_this_process_has_queued() {
+    let db = seeded().await;
+    let mut settings = mpesa();
+    settings.rescan_after = Duration::ZERO;
+    let mpesa = std::sync::Arc::new(settings);
+    let callbacks = successes(&db.pool, "ws_CO_held", 'H', 2).await;
+    let (held, free) = (callbacks[0].0, callbacks[1].0);
+    let status = |id: i64| {
+        sqlx::query_scalar::<_, String>("select status from internal.mpesa_callbacks where id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+    };
+    mpesa.in_flight.add(held);
+    let worker = pesachama_api::mpesa_worker::MpesaWorker::new(db.pool.clone(), mpesa.clone());
+    worker.run_once().await.unwrap();
+    assert_eq!(status(held).await.unwrap(), "received");
+    assert_eq!(status(free).await.unwrap(), "applied");
+    // Released (applied elsewhere, or given up): the re-scan takes it.
+    mpesa.in_flight.remove([held]);
+    worker.run_once().await.unwrap();
+    assert_eq!(status(held).await.unwrap(), "applied");
+    integrity(&db.pool).await;
+}

@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 const PASSWORD: &str = "tembo-na-twiga-42";
 const TOKEN: &str = "bench-callback-token-0123456789abcdef";
 /// Payment requests waiting per client: more than a phase can use.
-const PER_CLIENT: i64 = 4000;
+const PER_CLIENT: i64 = 12000;
 
 fn callback(checkout: &str, receipt: &str, phone: i64) -> Value {
     json!({ "Body": { "stkCallback": {
