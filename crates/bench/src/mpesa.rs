@@ -140,17 +140,17 @@ pub async fn run(phase: Duration) -> anyhow::Result<()> {
         task.await??;
     }
     let total = posted.load(Ordering::Relaxed) as i64;
-    // Applied: wait until every acknowledged callback is credited. Counted as the requests no
-    // longer waiting (the partial index of open requests), not by scanning every request: a
-    // scan every 20 ms had been a fifth of the database's work.
-    let waiting = (clients as i64) * PER_CLIENT;
+    // Applied: wait until every acknowledged callback is credited. Counted as the stored
+    // callbacks no longer waiting (the inbox's partial index of pending ones, which holds only
+    // the backlog), not by scanning requests: a scan every 20 ms had been a fifth of the
+    // database's work, and counting the open requests' index, a tenth.
     let applied = || async {
-        let open: i64 = sqlx::query_scalar(
-            "select count(*) from public.payment_requests where status in ('queued', 'sent')",
+        let pending: i64 = sqlx::query_scalar(
+            "select count(*) from internal.mpesa_callbacks where status in ('received', 'failed')",
         )
         .fetch_one(&app.db.pool)
         .await?;
-        anyhow::Ok(waiting - open)
+        anyhow::Ok(total - pending)
     };
     loop {
         if applied().await? >= total || started.elapsed() > phase * 4 {
@@ -160,6 +160,16 @@ pub async fn run(phase: Duration) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let applied = applied().await?;
+    // Every callback the count calls applied must have credited its request.
+    let credited: i64 = sqlx::query_scalar(
+        "select count(*) from public.payment_requests where status = 'completed'",
+    )
+    .fetch_one(&app.db.pool)
+    .await?;
+    anyhow::ensure!(
+        credited == applied,
+        "{applied} callbacks applied but {credited} requests credited"
+    );
     let rate = applied as f64 / elapsed;
     println!(
         "STK callbacks applied end to end: {applied} of {total} in {elapsed:.1} s = {rate:.0}/s = {:.2} of pgbench's TPC-B rate",
