@@ -21,8 +21,8 @@ pub async fn next_batch<T>(jobs: &Mutex<mpsc::Receiver<T>>, max: usize) -> Optio
 
 /// Work that several appliers share, each job under a key (for the STK applier, its chama): an
 /// applier claims whole keys, so two appliers never hold the same key at once, and the jobs of
-/// one key are applied in the order they were offered. An applier that finishes releases its
-/// keys and claims again; nobody waits for the slowest applier of a round.
+/// one key are handed out in the order they were offered. An applier that finishes releases
+/// its keys and claims again; nobody waits for the slowest applier of a round.
 #[derive(Debug)]
 pub struct KeyedBoard<K, T> {
     state: std::sync::Mutex<BoardState<K, T>>,
@@ -50,8 +50,8 @@ pub struct Claim<K, T> {
 }
 
 impl<K: Clone + Eq + std::hash::Hash, T> KeyedBoard<K, T> {
-    /// A board for `appliers` appliers, each claiming at most `max` jobs, holding at most
-    /// `capacity` jobs waiting (offering more waits).
+    /// A board for `appliers` appliers, each claiming at most `max` jobs. An offer waits while
+    /// `capacity` jobs or more are waiting (then adds all of its jobs).
     pub fn new(appliers: usize, max: usize, capacity: usize) -> Self {
         Self {
             state: std::sync::Mutex::new(BoardState {
@@ -139,16 +139,22 @@ impl<K: Clone + Eq + std::hash::Hash, T> BoardState<K, T> {
     /// waiting jobs' share of each idle applier (so one applier does not take every key while
     /// another is idle), at most `max`, at least one key's jobs.
     fn claim(&mut self, appliers: usize, max: usize) -> Option<Claim<K, T>> {
+        // The free keys in order of first appearance, with their waiting jobs.
         let mut free: Vec<(K, usize)> = Vec::new();
+        let mut at: std::collections::HashMap<&K, usize> = std::collections::HashMap::new();
         for (key, _) in &self.waiting {
             if self.held.contains(key) {
                 continue;
             }
-            match free.iter_mut().find(|(k, _)| k == key) {
-                Some((_, n)) => *n += 1,
-                None => free.push((key.clone(), 1)),
+            match at.get(key) {
+                Some(&i) => free[i].1 += 1,
+                None => {
+                    at.insert(key, free.len());
+                    free.push((key.clone(), 1));
+                }
             }
         }
+        drop(at);
         if free.is_empty() {
             return None;
         }
@@ -164,15 +170,17 @@ impl<K: Clone + Eq + std::hash::Hash, T> BoardState<K, T> {
             taken += n;
             keys.push(key);
         }
+        let claimed: std::collections::HashSet<&K> = keys.iter().collect();
         let mut jobs = Vec::with_capacity(taken.min(max));
         let mut kept = std::collections::VecDeque::with_capacity(self.waiting.len());
         for (key, job) in self.waiting.drain(..) {
-            if jobs.len() < max && keys.contains(&key) {
+            if jobs.len() < max && claimed.contains(&key) {
                 jobs.push(job);
             } else {
                 kept.push_back((key, job));
             }
         }
+        drop(claimed);
         self.waiting = kept;
         self.held.extend(keys.iter().cloned());
         self.applying += 1;
@@ -227,7 +235,7 @@ mod tests {
         assert_eq!(state.waiting.iter().map(|j| j.1).collect::<Vec<_>>(), [3]);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
     async fn concurrent_appliers_hold_disjoint_keys_and_keep_each_keys_order() {
         let board = std::sync::Arc::new(KeyedBoard::<u8, (u8, u32)>::new(3, 5, 16));
         let held = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
@@ -255,8 +263,12 @@ mod tests {
             board.offer(vec![((n % 7) as u8, ((n % 7) as u8, n))]).await;
         }
         board.close();
+        // A failing applier leaves its claim held and the others waiting: fail, not hang.
         for applier in appliers {
-            applier.await.unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(30), applier)
+                .await
+                .expect("the appliers finish")
+                .unwrap();
         }
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 200);

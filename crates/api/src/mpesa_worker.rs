@@ -252,15 +252,19 @@ impl MpesaWorker {
                 }
             }
         }
-        let pending =
-            store::pending_callbacks(&self.pool, self.mpesa.rescan_after.as_secs_f64(), 100)
-                .await?;
+        let pending = store::pending_callbacks(
+            &self.pool,
+            self.mpesa.rescan_after.as_secs_f64(),
+            100,
+            &self.mpesa.in_flight.held(),
+        )
+        .await?;
         // STK callbacks (the many) a batch at a time, as the route's applier does.
         let mut stk = Vec::new();
         let mut statuses = Vec::new();
         for callback in &pending {
-            if callback.kind == "stk" && self.mpesa.in_flight.contains(callback.id) {
-                continue; // this process's applier has it queued
+            if self.mpesa.in_flight.contains(callback.id) {
+                continue; // queued for this process's applier since the query
             }
             if callback.kind != "stk" {
                 statuses.push(apply(&self.pool, &self.mpesa, callback).await?);

@@ -8,8 +8,9 @@
 //! of chamas no other applier holds (whole chamas, about an idle applier's share of what waits)
 //! and gives them to `internal.apply_stk_callbacks`, which credits in one transaction, one
 //! statement per table, every success that matches its waiting request. Appliers never hold the
-//! same chama, so they never wait for each other's locks, and none waits for another to finish
-//! a round. The callbacks a batch leaves alone (failures, unknown requests, mismatches, a
+//! same chama, so their batches never wait for each other's locks, and none waits for another
+//! to finish a round. A chama's callbacks are handed out in the order they were stored; within
+//! a claim, the batch's credits commit before the callbacks it left alone are applied. The callbacks a batch leaves alone (failures, unknown requests, mismatches, a
 //! receipt seen before) are then applied one by one by `internal.apply_stk_callback`, whose
 //! rules decide them as before; so is every callback of a batch the database refuses as a
 //! whole.
@@ -111,6 +112,11 @@ impl InFlight {
     pub fn contains(&self, id: i64) -> bool {
         self.ids().contains(&id)
     }
+
+    /// Every callback held, in no order.
+    pub fn held(&self) -> Vec<i64> {
+        self.ids().iter().copied().collect()
+    }
 }
 
 impl StkApplier {
@@ -120,7 +126,12 @@ impl StkApplier {
             .map_or(1, usize::from)
             .min(4);
         let board = Arc::new(Board::new(appliers, MAX_BATCH, MAX_BATCH * appliers * 2));
-        tokio::spawn(dispatch(pool.clone(), jobs, Arc::clone(&board)));
+        tokio::spawn(dispatch(
+            pool.clone(),
+            Arc::clone(&mpesa),
+            jobs,
+            Arc::clone(&board),
+        ));
         for _ in 0..appliers {
             tokio::spawn(apply_claims(
                 pool.clone(),
@@ -242,19 +253,37 @@ async fn store_batches(
 }
 
 /// The dispatcher: takes what is queued, looks up each callback's chama (one query for the
-/// lot), and offers them to the appliers keyed by chama.
-async fn dispatch(pool: PgPool, jobs: mpsc::Receiver<Stored>, board: Arc<Board>) {
+/// lot), and offers them to the appliers keyed by chama. A batch whose chamas cannot be looked
+/// up is let go: its callbacks stay `received` for the worker's re-scan, as when the queue is
+/// full, rather than be applied without the key that keeps appliers apart.
+async fn dispatch(
+    pool: PgPool,
+    mpesa: Arc<Mpesa>,
+    jobs: mpsc::Receiver<Stored>,
+    board: Arc<Board>,
+) {
     let jobs = Mutex::new(jobs);
     while let Some(batch) = crate::batching::next_batch(&jobs, MAX_BATCH).await {
-        board.offer(by_chama(&pool, batch).await).await;
+        match by_chama(&pool, &batch).await {
+            Ok(chamas) => {
+                let keyed = batch
+                    .into_iter()
+                    .map(|stored| (chamas.get(&stored.1.checkout_request_id).copied(), stored))
+                    .collect();
+                board.offer(keyed).await;
+            }
+            Err(err) => {
+                tracing::warn!(callbacks = batch.len(), error = %err, "cannot look up the chamas of STK callbacks; left for the worker's re-scan");
+                mpesa.in_flight.remove(batch.iter().map(|(id, _)| *id));
+            }
+        }
     }
     board.close();
 }
 
 /// An applier: claims the callbacks of chamas no other applier holds, applies them, and
 /// claims again. Appliers never hold the same chama (nor its accounts, members and audit
-/// chain), so they do not wait for each other's locks, and one chama's callbacks are applied
-/// in the order they were stored.
+/// chain), so their batches do not wait for each other's locks.
 async fn apply_claims(pool: PgPool, mpesa: Arc<Mpesa>, board: Arc<Board>) {
     use futures_util::FutureExt;
     while let Some(claim) = board.claim().await {
@@ -271,8 +300,13 @@ async fn apply_claims(pool: PgPool, mpesa: Arc<Mpesa>, board: Arc<Board>) {
                     }
                 }
             }
-            Err(_) => tracing::error!(
+            Err(panic) => tracing::error!(
                 callbacks = claim.jobs.len(),
+                panic = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("?"),
                 "applying STK callbacks panicked; the worker retries them"
             ),
         }
@@ -281,23 +315,17 @@ async fn apply_claims(pool: PgPool, mpesa: Arc<Mpesa>, board: Arc<Board>) {
     }
 }
 
-/// Each callback of `batch` with its request's chama (`None`: no request known, or the lookup
-/// failed; those are applied one batch at a time).
-async fn by_chama(pool: &PgPool, batch: Vec<Stored>) -> Vec<(Option<Uuid>, Stored)> {
+/// The chama of each callback's request, by CheckoutRequestID (absent: no request known; those
+/// share the key `None`).
+async fn by_chama(
+    pool: &PgPool,
+    batch: &[Stored],
+) -> Result<std::collections::HashMap<String, Uuid>, StoreError> {
     let checkouts: Vec<&str> = batch
         .iter()
         .map(|(_, parsed)| parsed.checkout_request_id.as_str())
         .collect();
-    let chamas = store::chamas_of_checkouts(pool, &checkouts)
-        .await
-        .unwrap_or_else(|err| {
-            tracing::warn!(error = %err, "cannot look up the chamas of STK callbacks; applied one batch at a time");
-            Default::default()
-        });
-    batch
-        .into_iter()
-        .map(|stored| (chamas.get(&stored.1.checkout_request_id).copied(), stored))
-        .collect()
+    store::chamas_of_checkouts(pool, &checkouts).await
 }
 
 /// Applies stored callbacks: in one transaction those the batch function can credit, then the

@@ -499,26 +499,41 @@ async fn the_servers_role_may_apply_a_batch() {
 }
 
 #[tokio::test]
-async fn the_re_scan_leaves_alone_a_callback_this_process_has_queued() {
+async fn the_re_scan_leaves_alone_the_callbacks_this_process_holds_and_reaches_past_them() {
     let db = seeded().await;
     let mut settings = mpesa();
     settings.rescan_after = Duration::ZERO;
     let mpesa = std::sync::Arc::new(settings);
-    let callbacks = successes(&db.pool, "ws_CO_held", 'H', 2).await;
-    let (held, free) = (callbacks[0].0, callbacks[1].0);
-    let status = |id: i64| {
-        sqlx::query_scalar::<_, String>("select status from internal.mpesa_callbacks where id = $1")
-            .bind(id)
-            .fetch_one(&db.pool)
+    // More held than the re-scan reads at a time (100), all older than the free one.
+    let callbacks = successes(&db.pool, "ws_CO_held", 'H', 101).await;
+    let (held, free) = callbacks.split_at(100);
+    let statuses = || async {
+        sqlx::query_as::<_, (String, i64)>(
+            "select status, count(*) from internal.mpesa_callbacks group by status order by status",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
     };
-    mpesa.in_flight.add(held);
+    for (id, _) in held {
+        mpesa.in_flight.add(*id);
+    }
     let worker = pesachama_api::mpesa_worker::MpesaWorker::new(db.pool.clone(), mpesa.clone());
     worker.run_once().await.unwrap();
-    assert_eq!(status(held).await.unwrap(), "received");
-    assert_eq!(status(free).await.unwrap(), "applied");
-    // Released (applied elsewhere, or given up): the re-scan takes it.
-    mpesa.in_flight.remove([held]);
+    let free_status: String =
+        sqlx::query_scalar("select status from internal.mpesa_callbacks where id = $1")
+            .bind(free[0].0)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(free_status, "applied");
+    assert_eq!(
+        statuses().await,
+        [("applied".to_owned(), 1), ("received".to_owned(), 100)]
+    );
+    // Released (applied elsewhere, or given up): the re-scan takes them.
+    mpesa.in_flight.remove(held.iter().map(|(id, _)| *id));
     worker.run_once().await.unwrap();
-    assert_eq!(status(held).await.unwrap(), "applied");
+    assert_eq!(statuses().await, [("applied".to_owned(), 101)]);
     integrity(&db.pool).await;
 }

@@ -199,18 +199,26 @@ pub struct StoredCallback {
     pub received_at: DateTime<Utc>,
 }
 
-/// Callbacks still `received` (not applied) after `older_than_seconds`.
+/// Callbacks still `received` (not applied) after `older_than_seconds`, oldest first, except
+/// those in `skip` (held by an applier that will apply them): so a backlog that applier holds
+/// does not hide the callbacks behind it.
 pub async fn pending_callbacks(
     executor: impl PgExecutor<'_>,
     older_than_seconds: f64,
     limit: i32,
+    skip: &[i64],
 ) -> Result<Vec<StoredCallback>, StoreError> {
     Ok(sqlx::query_as(
-        "select id, kind, idempotency_key, payload, status, received_at
-           from internal.pending_mpesa_callbacks(make_interval(secs => $1), $2)",
+        "select c.id, c.kind, c.idempotency_key, c.payload, c.status, c.received_at
+           from internal.mpesa_callbacks c
+          where c.status = 'received' and c.received_at <= now() - make_interval(secs => $1)
+            and not exists (select from unnest($3::bigint[]) as s(id) where s.id = c.id)
+          order by c.received_at, c.id
+          limit $2",
     )
     .bind(older_than_seconds)
     .bind(limit)
+    .bind(skip)
     .fetch_all(executor)
     .await?)
 }
