@@ -226,8 +226,7 @@ begin
     cross join lateral (values (r.cash_account, r.amount), (r.equity_account, -r.amount))
                     as p(account_id, amount);
 
-  -- The accounts (a posting's amount, debits positive), then the members' totals
-  -- (credit-normal: the equity credit raises the total).
+  -- Credit-normal equity: a credit raises the member's total.
   update internal.ledger_accounts a set balance = a.balance + d.delta
     from (select p.account_id, sum(p.amount) as delta
             from unnest(p_rows) r
@@ -428,8 +427,4 @@ $$;
 
 revoke all on function internal.apply_stk_callbacks(jsonb) from public;
 revoke all on function internal.stk_batch_answers(internal.stk_callback_in_batch[]) from public;
--- What the batch calls, for the server's role (the function runs with its caller's rights).
-grant execute on function internal.post_contributions(internal.contribution_posting[]),
-                          internal.stk_batch_answers(internal.stk_callback_in_batch[])
-  to service_role;
 grant execute on function internal.apply_stk_callbacks(jsonb) to service_role;

@@ -19,6 +19,14 @@ pub async fn next_batch<T>(jobs: &Mutex<mpsc::Receiver<T>>, max: usize) -> Optio
     Some(batch)
 }
 
+/// Locks `mutex`, past a panic of an earlier holder: the data these locks guard is left as
+/// consistent as any step of their updates.
+pub(crate) fn unpoisoned<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Work that several appliers share, each job under a key (for the STK applier, its chama): an
 /// applier claims whole keys, so two appliers never hold the same key at once, and the jobs of
 /// one key are handed out in the order they were offered. An applier that finishes releases
@@ -68,10 +76,7 @@ impl<K: Clone + Eq + std::hash::Hash, T> KeyedBoard<K, T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BoardState<K, T>> {
-        // A panic while holding the lock leaves the state as consistent as any step of it.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        unpoisoned(&self.state)
     }
 
     /// Offers jobs, waiting while the board is full.

@@ -90,9 +90,7 @@ pub struct InFlight(std::sync::Mutex<std::collections::HashSet<i64>>);
 
 impl InFlight {
     fn ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::batching::unpoisoned(&self.0)
     }
 
     /// Marks a callback as held by this process.

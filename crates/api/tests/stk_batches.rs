@@ -468,6 +468,14 @@ async fn the_servers_role_may_apply_a_batch() {
         .execute(&mut *tx)
         .await
         .unwrap();
+    // The worker's re-scan, skipping what an applier holds, is the role's too.
+    let pending = pesachama_store::mpesa::pending_callbacks(&mut *tx, 0.0, 10, &[callbacks[0].0])
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [callbacks[1].0]
+    );
     let batch: Vec<(i64, pesachama_store::mpesa::StkResult<'_>)> = results
         .iter()
         .map(|(id, parsed, paid)| {

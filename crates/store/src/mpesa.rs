@@ -209,12 +209,8 @@ pub async fn pending_callbacks(
     skip: &[i64],
 ) -> Result<Vec<StoredCallback>, StoreError> {
     Ok(sqlx::query_as(
-        "select c.id, c.kind, c.idempotency_key, c.payload, c.status, c.received_at
-           from internal.mpesa_callbacks c
-          where c.status = 'received' and c.received_at <= now() - make_interval(secs => $1)
-            and not exists (select from unnest($3::bigint[]) as s(id) where s.id = c.id)
-          order by c.received_at, c.id
-          limit $2",
+        "select id, kind, idempotency_key, payload, status, received_at
+           from internal.pending_mpesa_callbacks(make_interval(secs => $1), $2, $3)",
     )
     .bind(older_than_seconds)
     .bind(limit)
