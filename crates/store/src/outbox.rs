@@ -21,7 +21,9 @@ pub struct OutboxMessage {
     pub created_at: DateTime<Utc>,
 }
 
-/// Claims up to `limit` due messages of `topics` for `lease_seconds`.
+/// Claims up to `limit` due messages of `topics` for `lease_seconds`: the oldest due, across
+/// the topics. Each topic's due messages are read from their own index, so a backlog of other
+/// topics costs a claim nothing.
 pub async fn claim(
     executor: impl PgExecutor<'_>,
     topics: &[&str],
@@ -33,11 +35,16 @@ pub async fn claim(
         "update internal.outbox o
             set locked_until = now() + make_interval(secs => $3), attempts = o.attempts + 1
           where o.id in (
-                select id from internal.outbox
-                 where status = 'pending' and topic = any($1) and run_after <= now()
-                   and (locked_until is null or locked_until < now())
-                 order by run_after, id
-                 for update skip locked
+                select d.id
+                  from unnest($1::text[]) as t(topic)
+                 cross join lateral (
+                       select id, run_after from internal.outbox
+                        where status = 'pending' and topic = t.topic and run_after <= now()
+                          and (locked_until is null or locked_until < now())
+                        order by run_after, id
+                        for update skip locked
+                        limit $2) d
+                 order by d.run_after, d.id
                  limit $2)
           returning o.id, o.topic, o.payload, o.attempts, o.max_attempts, o.created_at",
     )

@@ -711,3 +711,37 @@ async fn concurrent_audited_writes_in_one_chama_keep_the_chain_intact() {
     assert_chains_contiguous(&pool).await;
     assert_integrity_clean(&pool).await;
 }
+
+/// The digest is a fixed formula: the fields joined by the unit separator, hashed with SHA-256.
+/// Recomputed here outside the database, so a change to how the database computes it (which
+/// would leave every stored hash unverifiable) fails even though a fresh database would verify
+/// its own new entries.
+#[tokio::test]
+async fn the_digest_is_the_documented_formula() {
+    use sha2::Digest as _;
+    let db = TestDb::new().await;
+    let cases = [
+        (
+            "select internal.audit_digest('ab12', 'chama:c4a3a000-0000-4000-8000-000000000001', 7,
+                     'transactions.insert', 'public.transactions', 'r-1',
+                     'c4a3a000-0000-4000-8000-000000000001', '5eed0000-0000-4000-8000-000000000003',
+                     'service_role', '{\"b\": [1, \"x\"], \"a\": null}', '{\"amount\": 1000}',
+                     '{}', '2026-01-02 03:04:05.678901+03')",
+            "ab12\u{1f}chama:c4a3a000-0000-4000-8000-000000000001\u{1f}7\u{1f}transactions.insert\u{1f}public.transactions\u{1f}r-1\u{1f}c4a3a000-0000-4000-8000-000000000001\u{1f}5eed0000-0000-4000-8000-000000000003\u{1f}service_role\u{1f}{\"a\": null, \"b\": [1, \"x\"]}\u{1f}{\"amount\": 1000}\u{1f}{}\u{1f}2026-01-02T00:04:05.678901Z",
+        ),
+        (
+            // Missing fields are empty strings, not skipped.
+            "select internal.audit_digest('', 'platform', 1, 'auth.login', null, null, null, null,
+                     null, null, null, '{\"ip\": \"127.0.0.1\"}', '2026-12-01 00:00:00+00')",
+            "\u{1f}platform\u{1f}1\u{1f}auth.login\u{1f}\u{1f}\u{1f}\u{1f}\u{1f}\u{1f}\u{1f}\u{1f}{\"ip\": \"127.0.0.1\"}\u{1f}2026-12-01T00:00:00.000000Z",
+        ),
+    ];
+    for (query, input) in cases {
+        let stored: String = sqlx::query_scalar(query).fetch_one(&db.pool).await.unwrap();
+        assert_eq!(
+            stored,
+            hex::encode(sha2::Sha256::digest(input.as_bytes())),
+            "{input}"
+        );
+    }
+}
