@@ -2,12 +2,30 @@
 //! only, then takes whatever else is queued, up to a limit. Nobody waits for a batch to fill,
 //! so under light load a batch is one job, and under heavy load batches grow by themselves.
 
+use pesachama_store::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection as _, PgConnection, Postgres};
 use tokio::sync::{Mutex, mpsc};
 
 /// The next batch: the first job (waited for), then at most `max - 1` more that are already
 /// queued. `None` once every sender is gone.
 pub async fn next_batch<T>(jobs: &Mutex<mpsc::Receiver<T>>, max: usize) -> Option<Vec<T>> {
+    next_batch_holding(jobs, max, None).await
+}
+
+/// [`next_batch`] for a writer that keeps a connection between batches: when nothing is queued
+/// (the writer is about to wait), the connection goes back to the pool first.
+pub async fn next_batch_holding<T>(
+    jobs: &Mutex<mpsc::Receiver<T>>,
+    max: usize,
+    held: Option<&mut HeldConnection>,
+) -> Option<Vec<T>> {
     let mut jobs = jobs.lock().await;
+    if let Some(held) = held
+        && jobs.is_empty()
+    {
+        held.give_back();
+    }
     let first = jobs.recv().await?;
     let mut batch = vec![first];
     while batch.len() < max {
@@ -17,6 +35,50 @@ pub async fn next_batch<T>(jobs: &Mutex<mpsc::Receiver<T>>, max: usize) -> Optio
         }
     }
     Some(batch)
+}
+
+/// A pool connection that a batch writer keeps while work follows work. The pool checks every
+/// connection given back to it with a round trip (sqlx pings it), so a writer that takes a
+/// connection for each batch pays one more round trip per batch; under load its batches are
+/// small (a few jobs each), and those checks were a seventh of the server's CPU on the STK
+/// benchmark (BENCHMARKS.md, 2026-12-02, evening). The connection goes back to the pool when
+/// the writer runs out of work.
+#[derive(Debug)]
+pub struct HeldConnection {
+    pool: PgPool,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl HeldConnection {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool, conn: None }
+    }
+
+    /// The held connection, taken from the pool if none is held.
+    pub async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(&mut **self.conn.insert(conn))
+    }
+
+    /// Gives the connection back to the pool (if one is held).
+    pub fn give_back(&mut self) {
+        self.conn = None;
+    }
+
+    /// After a statement on the held connection failed: waits until the server is ready for
+    /// the next, so the failed statement's transaction is rolled back and its locks are let go
+    /// before anything is retried elsewhere (the server reports an error before it has rolled
+    /// back). A connection that does not answer goes back to the pool, which closes it.
+    pub async fn after_error(&mut self) {
+        if let Some(conn) = self.conn.as_mut()
+            && conn.ping().await.is_err()
+        {
+            self.conn = None;
+        }
+    }
 }
 
 /// Locks `mutex`, past a panic of an earlier holder: the data these locks guard is left as
@@ -106,6 +168,15 @@ impl<K: Clone + Eq + std::hash::Hash, T> KeyedBoard<K, T> {
 
     /// The next claim, waited for; `None` once the board is closed and empty.
     pub async fn claim(&self) -> Option<Claim<K, T>> {
+        self.claim_holding(None).await
+    }
+
+    /// [`Self::claim`] for an applier that keeps a connection between claims: it goes back to
+    /// the pool before the applier waits for work.
+    pub async fn claim_holding(
+        &self,
+        mut held: Option<&mut HeldConnection>,
+    ) -> Option<Claim<K, T>> {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -121,6 +192,9 @@ impl<K: Clone + Eq + std::hash::Hash, T> KeyedBoard<K, T> {
                 if state.closed && state.waiting.is_empty() {
                     return None;
                 }
+            }
+            if let Some(held) = held.as_deref_mut() {
+                held.give_back();
             }
             notified.await;
         }

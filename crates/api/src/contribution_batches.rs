@@ -27,6 +27,7 @@ use sqlx::types::Json;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::batching::HeldConnection;
 use crate::error::ApiError;
 
 /// At most this many requests in one batch (one transaction).
@@ -96,12 +97,22 @@ impl ContributionWriter {
 
 /// A writer: takes what is queued (waiting only for the first), records it, answers.
 async fn write_batches(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut held = HeldConnection::new(pool.clone());
     loop {
-        let Some(batch) = crate::batching::next_batch(&jobs, MAX_BATCH).await else {
+        let Some(batch) =
+            crate::batching::next_batch_holding(&jobs, MAX_BATCH, Some(&mut held)).await
+        else {
             return; // the server is gone
         };
         let requests: Vec<&ContributionRequest> = batch.iter().map(|job| &job.request).collect();
-        match record_batch(&pool, &requests).await {
+        let recorded = match held.get().await {
+            Ok(conn) => record_batch(conn, &requests).await,
+            Err(err) => Err(err.into()),
+        };
+        if recorded.is_err() {
+            held.after_error().await;
+        }
+        match recorded {
             Ok(answers) => {
                 for (job, answer) in batch.into_iter().zip(answers) {
                     let _ = job.reply.send(answer);
@@ -175,9 +186,10 @@ impl From<sqlx::Error> for BatchError {
     }
 }
 
-/// Records `requests` in one transaction; an answer per request, in order.
+/// Records `requests` in one statement, which is its own transaction: committed when it
+/// answers, rolled back whole when it fails. An answer per request, in order.
 pub async fn record_batch(
-    pool: &PgPool,
+    executor: impl sqlx::PgExecutor<'_>,
     requests: &[&ContributionRequest],
 ) -> Result<Vec<Answer>, BatchError> {
     let numbered: Vec<Value> = requests
@@ -190,17 +202,13 @@ pub async fn record_batch(
         })
         .collect::<Result<_, ApiError>>()
         .map_err(BatchError::Other)?;
-    let mut tx = pool.begin().await?;
-    let answers = sqlx::query_scalar("select internal.record_manual_contributions($1)")
-        .bind(Json(&numbered))
-        .fetch_one(&mut *tx)
-        .await;
-    // Its requests are retried alone at once: the refused batch must let go of their keys first.
-    let Json(answers): Json<Vec<Value>> = match answers {
-        Ok(answers) => answers,
-        Err(err) => return Err(pesachama_store::rolled_back(tx, err).await.into()),
-    };
-    tx.commit().await?;
+    // A refused batch is rolled back as its statement ends, so its requests, retried alone at
+    // once, find their keys free.
+    let Json(answers): Json<Vec<Value>> =
+        sqlx::query_scalar("select internal.record_manual_contributions($1)")
+            .bind(Json(&numbered))
+            .fetch_one(executor)
+            .await?;
     if answers.len() != requests.len() {
         return Err(BatchError::Other(ApiError::Internal(
             format!(

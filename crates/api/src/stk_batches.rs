@@ -17,21 +17,24 @@
 //!
 //! Nothing here is the only way a callback gets applied. A callback that is stored is in the
 //! inbox as `received` until it is applied, and the M-Pesa worker re-scans the inbox
-//! ([`crate::mpesa_worker`]), so a full queue, a failed batch or a killed server only delays
-//! it. The re-scan skips the callbacks this process's appliers hold ([`InFlight`]): applying
+//! ([`crate::mpesa_worker`]), so a failed batch or a killed server only delays it. A callback
+//! that finds the queue full stays in the inbox too, and a refiller reads such callbacks back
+//! from it as soon as the queue has room again. The re-scan skips the callbacks this process's appliers hold ([`InFlight`]): applying
 //! one twice would be harmless (both functions lock its inbox row and apply only a `received`
 //! one), but the second would wait for the first's locks for nothing.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
 
 use pesachama_mpesa::callback::StkCallback;
 use pesachama_store::mpesa as store;
 use pesachama_store::{PgPool, StoreError};
 use serde_json::Value;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::batching::HeldConnection;
 use crate::error::ApiError;
 use crate::mpesa_worker::{Mpesa, apply_parsed_stk, stk_result};
 
@@ -76,7 +79,17 @@ struct ApplyQueue {
     queue: mpsc::Sender<Stored>,
     /// The last callback found the queue full (logged when it changes).
     behind: AtomicBool,
+    /// The highest id of a callback left in the inbox because the queue was full.
+    spilled_up_to: AtomicI64,
+    /// Told when a callback is left in the inbox, and when the queue goes away.
+    spilled: Arc<Notify>,
     mpesa: Arc<Mpesa>,
+}
+
+impl Drop for ApplyQueue {
+    fn drop(&mut self) {
+        self.spilled.notify_one(); // the refiller ends
+    }
 }
 
 /// Queued callbacks keyed by chama, shared by the appliers.
@@ -119,7 +132,13 @@ impl InFlight {
 
 impl StkApplier {
     pub fn start(pool: PgPool, mpesa: Arc<Mpesa>) -> Self {
-        let (queue, jobs) = mpsc::channel(QUEUE);
+        Self::with_queue(pool, mpesa, QUEUE)
+    }
+
+    /// [`Self::start`] with room for `queue` callbacks waiting to be applied ([`QUEUE`] in the
+    /// server).
+    pub fn with_queue(pool: PgPool, mpesa: Arc<Mpesa>, queue: usize) -> Self {
+        let (queue, jobs) = mpsc::channel(queue.max(1));
         let appliers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(4);
@@ -137,11 +156,15 @@ impl StkApplier {
                 Arc::clone(&board),
             ));
         }
+        let spilled = Arc::new(Notify::new());
         let applying = Arc::new(ApplyQueue {
             queue,
             behind: AtomicBool::new(false),
+            spilled_up_to: AtomicI64::new(0),
+            spilled: Arc::clone(&spilled),
             mpesa,
         });
+        tokio::spawn(refill(pool.clone(), Arc::downgrade(&applying), spilled));
         let (arrivals, arrived) = mpsc::channel(ARRIVALS);
         let arrived = Arc::new(Mutex::new(arrived));
         for _ in 0..STORE_WRITERS {
@@ -190,6 +213,8 @@ impl ApplyQueue {
         let behind = self.queue.try_send((id, parsed)).is_err();
         if behind {
             self.mpesa.in_flight.remove([id]);
+            self.spilled_up_to.fetch_max(id, Ordering::AcqRel);
+            self.spilled.notify_one();
         }
         if behind != self.behind.swap(behind, Ordering::Relaxed) {
             if behind {
@@ -204,6 +229,57 @@ impl ApplyQueue {
     }
 }
 
+/// Callbacks read back from the inbox at most this many at a time.
+const REFILL: usize = 1024;
+
+/// The refiller. A callback that found the queue full stayed `received` in the inbox; once the
+/// queue has room again, such callbacks are read back from the inbox, oldest first, and queued
+/// as if they had just been stored. (The worker's re-scan would find them too, but only
+/// [`Mpesa::rescan_after`] after they arrived, and it applies them a batch at a time on one
+/// connection while the appliers wait for work.)
+async fn refill(pool: PgPool, applying: std::sync::Weak<ApplyQueue>, spilled: Arc<Notify>) {
+    loop {
+        spilled.notified().await;
+        loop {
+            let Some(applying) = applying.upgrade() else {
+                return; // the server is gone
+            };
+            let room = applying.queue.capacity();
+            if room < MAX_BATCH.min(applying.queue.max_capacity()) {
+                drop(applying);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            let want = room.min(REFILL);
+            let found = store::spilled_stk_callbacks(
+                &pool,
+                applying.spilled_up_to.load(Ordering::Acquire),
+                i32::try_from(want).unwrap_or(i32::MAX),
+                &applying.mpesa.in_flight.held(),
+            )
+            .await;
+            let found = match found {
+                Ok(found) => found,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read back STK callbacks left in the inbox; the worker's re-scan applies them");
+                    break;
+                }
+            };
+            let all = found.len() < want;
+            for callback in found {
+                // The route stored only callbacks it could read, so this parses; one that does
+                // not is left to the re-scan, which holds it for review.
+                if let Ok(parsed) = pesachama_mpesa::callback::parse_stk(&callback.payload) {
+                    applying.apply_soon(callback.id, parsed);
+                }
+            }
+            if all {
+                break; // read back up to the last one left; a later one notifies again
+            }
+        }
+    }
+}
+
 /// A writer of the inbox: stores what has arrived in one statement (each callback alone if the
 /// database refuses the batch), answers each, and queues the new ones for the applier.
 async fn store_batches(
@@ -211,7 +287,10 @@ async fn store_batches(
     arrived: Arc<Mutex<mpsc::Receiver<Arrival>>>,
     applying: Arc<ApplyQueue>,
 ) {
-    while let Some(batch) = crate::batching::next_batch(&arrived, MAX_STORED).await {
+    let mut held = HeldConnection::new(pool.clone());
+    while let Some(batch) =
+        crate::batching::next_batch_holding(&arrived, MAX_STORED, Some(&mut held)).await
+    {
         let rows: Vec<store::NewCallback<'_>> = batch
             .iter()
             .map(|arrival| store::NewCallback {
@@ -222,7 +301,14 @@ async fn store_batches(
                 status: "received",
             })
             .collect();
-        let ids = match store::store_callbacks(&pool, &rows).await {
+        let stored = match held.get().await {
+            Ok(conn) => store::store_callbacks(conn, &rows).await,
+            Err(err) => Err(err.into()),
+        };
+        if stored.is_err() {
+            held.after_error().await;
+        }
+        let ids = match stored {
             Ok(ids) => ids.into_iter().map(Ok).collect(),
             Err(err) if batch.len() > 1 => {
                 tracing::warn!(callbacks = batch.len(), error = %err, "storing a batch of STK callbacks failed; each is stored alone");
@@ -261,8 +347,18 @@ async fn dispatch(
     board: Arc<Board>,
 ) {
     let jobs = Mutex::new(jobs);
-    while let Some(batch) = crate::batching::next_batch(&jobs, MAX_BATCH).await {
-        match by_chama(&pool, &batch).await {
+    let mut held = HeldConnection::new(pool);
+    while let Some(batch) =
+        crate::batching::next_batch_holding(&jobs, MAX_BATCH, Some(&mut held)).await
+    {
+        let chamas = match held.get().await {
+            Ok(conn) => by_chama(conn, &batch).await,
+            Err(err) => Err(err.into()),
+        };
+        if chamas.is_err() {
+            held.after_error().await;
+        }
+        match chamas {
             Ok(chamas) => {
                 let keyed = batch
                     .into_iter()
@@ -284,13 +380,22 @@ async fn dispatch(
 /// chain), so their batches do not wait for each other's locks.
 async fn apply_claims(pool: PgPool, mpesa: Arc<Mpesa>, board: Arc<Board>) {
     use futures_util::FutureExt;
-    while let Some(claim) = board.claim().await {
+    let mut held = HeldConnection::new(pool.clone());
+    while let Some(claim) = board.claim_holding(Some(&mut held)).await {
         // A panic must not keep the claim: its chamas would never be applied again here, and
         // its callbacks would stay in flight, out of the re-scan's reach.
-        match std::panic::AssertUnwindSafe(apply_batch(&pool, &mpesa, &claim.jobs))
-            .catch_unwind()
-            .await
-        {
+        let applied = async {
+            match held.get().await {
+                Ok(conn) => apply_batch_on(conn, &pool, &mpesa, &claim.jobs).await,
+                // As if the batch had failed: each is tried alone, on connections of the pool.
+                Err(_) => apply_batch(&pool, &mpesa, &claim.jobs).await,
+            }
+        };
+        let outcome = std::panic::AssertUnwindSafe(applied).catch_unwind().await;
+        if !matches!(&outcome, Ok(outcomes) if outcomes.iter().all(Result::is_ok)) {
+            held.give_back();
+        }
+        match outcome {
             Ok(outcomes) => {
                 for ((id, _), outcome) in claim.jobs.iter().zip(outcomes) {
                     if let Err(err) = outcome {
@@ -316,19 +421,30 @@ async fn apply_claims(pool: PgPool, mpesa: Arc<Mpesa>, board: Arc<Board>) {
 /// The chama of each callback's request, by CheckoutRequestID (absent: no request known; those
 /// share the key `None`).
 async fn by_chama(
-    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
     batch: &[Stored],
 ) -> Result<std::collections::HashMap<String, Uuid>, StoreError> {
     let checkouts: Vec<&str> = batch
         .iter()
         .map(|(_, parsed)| parsed.checkout_request_id.as_str())
         .collect();
-    store::chamas_of_checkouts(pool, &checkouts).await
+    store::chamas_of_checkouts(conn, &checkouts).await
 }
 
 /// Applies stored callbacks: in one transaction those the batch function can credit, then the
 /// rest one by one. Answers each callback's status after it, in order.
 pub async fn apply_batch(
+    pool: &PgPool,
+    mpesa: &Mpesa,
+    callbacks: &[Stored],
+) -> Vec<Result<String, StoreError>> {
+    apply_batch_on(pool, pool, mpesa, callbacks).await
+}
+
+/// [`apply_batch`], the batch's statement run by `batch_executor` (the one-by-one callbacks
+/// still take connections of `pool`, side by side).
+async fn apply_batch_on(
+    batch_executor: impl sqlx::PgExecutor<'_>,
     pool: &PgPool,
     mpesa: &Mpesa,
     callbacks: &[Stored],
@@ -342,7 +458,7 @@ pub async fn apply_batch(
         .collect();
     let batched: Vec<(i64, &store::StkResult<'_>)> =
         results.iter().map(|(id, result)| (*id, result)).collect();
-    let statuses = match in_one_transaction(pool, &batched).await {
+    let statuses = match in_one_statement(batch_executor, &batched).await {
         Ok(statuses) => statuses,
         Err(err) => {
             tracing::warn!(callbacks = batched.len(), error = %err, "a batch of STK callbacks failed; each is applied alone");
@@ -368,18 +484,14 @@ pub async fn apply_batch(
     futures_util::future::join_all(alone).await
 }
 
-async fn in_one_transaction(
-    pool: &PgPool,
+/// The batch function, in a statement of its own: its own transaction, committed when it
+/// answers and rolled back whole when it fails.
+async fn in_one_statement(
+    executor: impl sqlx::PgExecutor<'_>,
     callbacks: &[(i64, &store::StkResult<'_>)],
 ) -> Result<Vec<Option<String>>, StoreError> {
     if callbacks.is_empty() {
         return Ok(Vec::new());
     }
-    let mut tx = pool.begin().await?;
-    let statuses = match store::apply_stk_batch(&mut *tx, callbacks).await {
-        Ok(statuses) => statuses,
-        Err(err) => return Err(pesachama_store::rolled_back(tx, err).await),
-    };
-    tx.commit().await?;
-    Ok(statuses)
+    store::apply_stk_batch(executor, callbacks).await
 }

@@ -545,3 +545,50 @@ async fn the_re_scan_leaves_alone_the_callbacks_this_process_holds_and_reaches_p
     assert_eq!(statuses().await, [("applied".to_owned(), 101)]);
     integrity(&db.pool).await;
 }
+
+#[tokio::test]
+async fn callbacks_that_found_the_queue_full_are_applied_once_it_has_room() {
+    let db = seeded().await;
+    let mut settings = mpesa();
+    // The worker's re-scan would take an hour: only the applier's own read-back applies them.
+    settings.rescan_after = Duration::from_secs(3600);
+    let mpesa = std::sync::Arc::new(settings);
+    let applier =
+        pesachama_api::stk_batches::StkApplier::with_queue(db.pool.clone(), mpesa.clone(), 2);
+    let wanjiku = phone(&db.pool, WANJIKU).await;
+    let mut arrivals = Vec::new();
+    for k in 0..40 {
+        let checkout = format!("ws_CO_spill_{k}");
+        waiting(&db.pool, UMOJA, WANJIKU, &checkout).await;
+        let body = callback(&checkout, 0, Some((500, &format!("TKS{k:07}"), &wanjiku)));
+        arrivals.push((format!("{checkout}:0"), body));
+    }
+    // All at once: most find the queue (2) full and stay in the inbox.
+    let stored = futures_util::future::join_all(arrivals.into_iter().map(|(key, body)| {
+        let parsed = parse_stk(&body).unwrap();
+        applier.store(key, body, None, parsed)
+    }))
+    .await;
+    assert!(stored.iter().all(|s| matches!(s, Ok(true))), "{stored:?}");
+    let applied = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from internal.mpesa_callbacks where status = 'applied'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let started = std::time::Instant::now();
+    while applied().await < 40 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(applied().await, 40);
+    let credited: i64 = sqlx::query_scalar(
+        "select count(*) from public.transactions where reference like 'ws_CO_spill_%'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(credited, 40, "each credited once");
+    integrity(&db.pool).await;
+}

@@ -1,8 +1,11 @@
 //! Connections, databases and the demo data.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
@@ -21,9 +24,32 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(ping_if_idle)
         .connect_with(options)
         .await?;
     Ok(pool)
+}
+
+/// A pooled connection idle for at least this long is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// Checks a connection the pool is about to hand out, when it has been idle a while: one that
+/// does not answer is closed, and the pool hands out another (or a new one). The pool's own test
+/// pings every connection on every acquire, a round trip before each query that was an eighth
+/// of the server's CPU under the STK benchmark (BENCHMARKS.md, 2026-12-02, evening). A
+/// connection used within the last second is handed out as it is: if the server went away in
+/// that second, the query fails and the connection is dropped.
+fn ping_if_idle<'c>(
+    conn: &'c mut PgConnection,
+    meta: PoolConnectionMetadata,
+) -> Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + 'c>> {
+    Box::pin(async move {
+        if meta.idle_for >= PING_WHEN_IDLE_FOR {
+            conn.ping().await?;
+        }
+        Ok(true)
+    })
 }
 
 /// Creates database `name` on the server of `admin_url` unless it exists.

@@ -219,6 +219,25 @@ pub async fn pending_callbacks(
     .await?)
 }
 
+/// STK callbacks still `received` with ids up to `up_to`, oldest first, at most `limit`,
+/// except those in `skip`: what a server left in the inbox when its queue was full.
+pub async fn spilled_stk_callbacks(
+    executor: impl PgExecutor<'_>,
+    up_to: i64,
+    limit: i32,
+    skip: &[i64],
+) -> Result<Vec<StoredCallback>, StoreError> {
+    Ok(sqlx::query_as(
+        "select id, kind, idempotency_key, payload, status, received_at
+           from internal.spilled_stk_callbacks($1, $2, $3)",
+    )
+    .bind(up_to)
+    .bind(limit)
+    .bind(skip)
+    .fetch_all(executor)
+    .await?)
+}
+
 pub async fn callback(
     executor: impl PgExecutor<'_>,
     id: i64,
