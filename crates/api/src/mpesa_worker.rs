@@ -263,8 +263,10 @@ impl MpesaWorker {
         let mut stk = Vec::new();
         let mut statuses = Vec::new();
         for callback in &pending {
-            if self.mpesa.in_flight.contains(callback.id) {
-                continue; // queued for this process's applier since the query
+            if self.mpesa.in_flight.contains(callback.id)
+                || (callback.kind == "stk" && self.mpesa.in_flight.claims(callback.id))
+            {
+                continue; // this process's applier has it, or its refiller will read it back
             }
             if callback.kind != "stk" {
                 statuses.push(apply(&self.pool, &self.mpesa, callback).await?);

@@ -79,8 +79,6 @@ struct ApplyQueue {
     queue: mpsc::Sender<Stored>,
     /// The last callback found the queue full (logged when it changes).
     behind: AtomicBool,
-    /// The highest id of a callback left in the inbox because the queue was full.
-    spilled_up_to: AtomicI64,
     /// Told when a callback is left in the inbox, and when the queue goes away.
     spilled: Arc<Notify>,
     mpesa: Arc<Mpesa>,
@@ -98,12 +96,44 @@ type Board = crate::batching::KeyedBoard<Option<Uuid>, Stored>;
 /// The STK callbacks this process has queued for its appliers or is applying. The worker's
 /// re-scan leaves them to the appliers: applying one at the same time would only wait for the
 /// applier's locks and then find it applied.
+///
+/// It also marks the callbacks this process left in the inbox when its queue was full, which its
+/// refiller reads back: the re-scan leaves those to it too, rather than apply the same chamas'
+/// callbacks beside the appliers.
 #[derive(Debug, Default)]
-pub struct InFlight(std::sync::Mutex<std::collections::HashSet<i64>>);
+pub struct InFlight {
+    ids: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// The highest id left in the inbox for the refiller; 0 when it has read back every one.
+    spilled_up_to: AtomicI64,
+}
 
 impl InFlight {
     fn ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
-        crate::batching::unpoisoned(&self.0)
+        crate::batching::unpoisoned(&self.ids)
+    }
+
+    /// Callback `id` was left in the inbox for the refiller.
+    fn spilled(&self, id: i64) {
+        self.spilled_up_to.fetch_max(id, Ordering::AcqRel);
+    }
+
+    /// The refiller has read back every callback up to `up_to` (or given up on them: the
+    /// re-scan takes them); a later one left meanwhile keeps the mark.
+    fn read_back(&self, up_to: i64) {
+        let _ = self
+            .spilled_up_to
+            .compare_exchange(up_to, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Callbacks with ids up to this are the refiller's (0: none).
+    pub fn spilled_up_to(&self) -> i64 {
+        self.spilled_up_to.load(Ordering::Acquire)
+    }
+
+    /// This process will apply the STK callback `id`: queued, being applied, or left in the
+    /// inbox for its refiller.
+    pub fn claims(&self, id: i64) -> bool {
+        id <= self.spilled_up_to() || self.contains(id)
     }
 
     /// Marks a callback as held by this process.
@@ -160,7 +190,6 @@ impl StkApplier {
         let applying = Arc::new(ApplyQueue {
             queue,
             behind: AtomicBool::new(false),
-            spilled_up_to: AtomicI64::new(0),
             spilled: Arc::clone(&spilled),
             mpesa,
         });
@@ -213,7 +242,7 @@ impl ApplyQueue {
         let behind = self.queue.try_send((id, parsed)).is_err();
         if behind {
             self.mpesa.in_flight.remove([id]);
-            self.spilled_up_to.fetch_max(id, Ordering::AcqRel);
+            self.mpesa.in_flight.spilled(id);
             self.spilled.notify_one();
         }
         if behind != self.behind.swap(behind, Ordering::Relaxed) {
@@ -244,24 +273,31 @@ async fn refill(pool: PgPool, applying: std::sync::Weak<ApplyQueue>, spilled: Ar
             let Some(applying) = applying.upgrade() else {
                 return; // the server is gone
             };
+            // Read back a good share at a time: each read walks the inbox's waiting callbacks.
             let room = applying.queue.capacity();
-            if room < MAX_BATCH.min(applying.queue.max_capacity()) {
+            if room < REFILL.min(applying.queue.max_capacity()) {
                 drop(applying);
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
             let want = room.min(REFILL);
+            let in_flight = &applying.mpesa.in_flight;
+            let up_to = in_flight.spilled_up_to();
+            if up_to == 0 {
+                break;
+            }
             let found = store::spilled_stk_callbacks(
                 &pool,
-                applying.spilled_up_to.load(Ordering::Acquire),
+                up_to,
                 i32::try_from(want).unwrap_or(i32::MAX),
-                &applying.mpesa.in_flight.held(),
+                &in_flight.held(),
             )
             .await;
             let found = match found {
                 Ok(found) => found,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot read back STK callbacks left in the inbox; the worker's re-scan applies them");
+                    in_flight.read_back(up_to);
                     break;
                 }
             };
@@ -274,7 +310,9 @@ async fn refill(pool: PgPool, applying: std::sync::Weak<ApplyQueue>, spilled: Ar
                 }
             }
             if all {
-                break; // read back up to the last one left; a later one notifies again
+                // Every one up to the mark is queued (a later one has raised it, and notified).
+                in_flight.read_back(up_to);
+                break;
             }
         }
     }
