@@ -1,0 +1,12 @@
+-- The STK batch plans its statements for each call, with what the tables hold then.
+--
+-- internal.apply_stk_callbacks kept generic plans for the life of a connection
+-- (plan_cache_mode = force_generic_plan), and the server's appliers now keep their connections
+-- while work follows work. The plan it made on its first call in a new database, when the
+-- inbox (internal.mpesa_callbacks) was nearly empty, locked a batch's inbox rows through a
+-- hash join over a sequential scan of the whole inbox, and went on doing so as the inbox grew:
+-- on the STK benchmark (BENCHMARKS.md, 2026-12-02, evening), one scan of about 45,000 rows per
+-- batch, 12 ms of the batch's 54. Planned for each call, the statements see the tables as they
+-- are, and the batch's arrays as they are (PostgreSQL sizes an unnest of a known array). The
+-- functions it calls keep their own settings.
+alter function internal.apply_stk_callbacks(jsonb) set plan_cache_mode = force_custom_plan;
