@@ -19,9 +19,10 @@
 //! inbox as `received` until it is applied, and the M-Pesa worker re-scans the inbox
 //! ([`crate::mpesa_worker`]), so a failed batch or a killed server only delays it. A callback
 //! that finds the queue full stays in the inbox too, and a refiller reads such callbacks back
-//! from it as soon as the queue has room again. The re-scan skips the callbacks this process's appliers hold ([`InFlight`]): applying
-//! one twice would be harmless (both functions lock its inbox row and apply only a `received`
-//! one), but the second would wait for the first's locks for nothing.
+//! from it as soon as the queue has room again. The re-scan skips the callbacks this process's
+//! appliers hold or its refiller will read back ([`InFlight`]): applying one twice would be
+//! harmless (both functions lock its inbox row and apply only a `received` one), but the
+//! second would wait for the first's locks for nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -310,7 +311,9 @@ async fn refill(pool: PgPool, applying: std::sync::Weak<ApplyQueue>, spilled: Ar
                 }
             }
             if all {
-                // Every one up to the mark is queued (a later one has raised it, and notified).
+                // Every one up to the mark is queued. One left since with a higher id has raised
+                // the mark (and notified); one left since below it is no longer marked, and the
+                // worker's re-scan applies it.
                 in_flight.read_back(up_to);
                 break;
             }
