@@ -40,9 +40,9 @@ pub async fn next_batch_holding<T>(
 /// A pool connection that a batch writer keeps while work follows work. The pool checks every
 /// connection given back to it with a round trip (sqlx pings it), so a writer that takes a
 /// connection for each batch pays one more round trip per batch; under load its batches are
-/// small (a few jobs each), and those checks were a seventh of the server's CPU on the STK
-/// benchmark (BENCHMARKS.md, 2026-12-02, evening). The connection goes back to the pool when
-/// the writer runs out of work.
+/// small (a few jobs each). On the STK benchmark the pool's pings were 13 % of the benchmark
+/// process's samples (BENCHMARKS.md, 2026-12-02, evening). The connection goes back to the
+/// pool when the writer runs out of work.
 #[derive(Debug)]
 pub struct HeldConnection {
     pool: PgPool,

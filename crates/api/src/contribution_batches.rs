@@ -202,8 +202,9 @@ pub async fn record_batch(
         })
         .collect::<Result<_, ApiError>>()
         .map_err(BatchError::Other)?;
-    // A refused batch is rolled back as its statement ends, so its requests, retried alone at
-    // once, find their keys free.
+    // A refused batch is rolled back with its statement. The server reports the error first,
+    // so a caller that retries its requests elsewhere waits until this connection is ready
+    // again (`HeldConnection::after_error`): by then their keys are free.
     let Json(answers): Json<Vec<Value>> =
         sqlx::query_scalar("select internal.record_manual_contributions($1)")
             .bind(Json(&numbered))

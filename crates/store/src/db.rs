@@ -78,19 +78,6 @@ pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Rolls `tx` back and hands back the error that refused it. Use it before anything that may
-/// try the same work again on another connection: a dropped transaction is rolled back only
-/// when its connection goes back to the pool, in a task of its own, and until then it still
-/// holds its row locks and any `Idempotency-Key` advisory lock, so a retry that starts at once
-/// can hear "still in progress". If the rollback itself fails, the transaction is rolled back,
-/// or its connection closed, when it goes back to the pool, as for any dropped transaction.
-pub async fn rolled_back<E>(tx: sqlx::Transaction<'_, sqlx::Postgres>, err: E) -> E {
-    if let Err(rollback) = tx.rollback().await {
-        tracing::warn!(error = %rollback, "rolling back a refused transaction failed");
-    }
-    err
-}
-
 /// Loads the demo data (`supabase/seed.sql`). It is written to be idempotent: a second run
 /// changes nothing.
 pub async fn seed_demo(pool: &PgPool) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ pub mod rls;
 pub mod storage;
 pub mod ussd;
 
-pub use db::{connect, ensure_database, rolled_back, seed_demo};
+pub use db::{connect, ensure_database, seed_demo};
 pub use sqlx::PgPool;
 
 /// What the store reports to the layers above.
