@@ -8,22 +8,15 @@ use sqlx::{Connection as _, PgConnection, Postgres};
 use tokio::sync::{Mutex, mpsc};
 
 /// The next batch: the first job (waited for), then at most `max - 1` more that are already
-/// queued. `None` once every sender is gone.
-pub async fn next_batch<T>(jobs: &Mutex<mpsc::Receiver<T>>, max: usize) -> Option<Vec<T>> {
-    next_batch_holding(jobs, max, None).await
-}
-
-/// [`next_batch`] for a writer that keeps a connection between batches: when nothing is queued
-/// (the writer is about to wait), the connection goes back to the pool first.
-pub async fn next_batch_holding<T>(
+/// queued. `None` once every sender is gone. When nothing is queued (the writer is about to
+/// wait), the writer's connection goes back to the pool first.
+pub async fn next_batch<T>(
     jobs: &Mutex<mpsc::Receiver<T>>,
     max: usize,
-    held: Option<&mut HeldConnection>,
+    held: &mut HeldConnection,
 ) -> Option<Vec<T>> {
     let mut jobs = jobs.lock().await;
-    if let Some(held) = held
-        && jobs.is_empty()
-    {
+    if jobs.is_empty() {
         held.give_back();
     }
     let first = jobs.recv().await?;
@@ -61,6 +54,19 @@ impl HeldConnection {
             None => self.pool.acquire().await?,
         };
         Ok(&mut **self.conn.insert(conn))
+    }
+
+    /// Runs `work` on the held connection (taken from the pool if none is held); after an
+    /// error, waits as [`Self::after_error`] does.
+    pub async fn run<R, E: From<sqlx::Error>>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let done = work(self.get().await?).await;
+        if done.is_err() {
+            self.after_error().await;
+        }
+        done
     }
 
     /// Gives the connection back to the pool (if one is held).
@@ -166,17 +172,9 @@ impl<K: Clone + Eq + std::hash::Hash, T> KeyedBoard<K, T> {
         self.changed.notify_waiters();
     }
 
-    /// The next claim, waited for; `None` once the board is closed and empty.
-    pub async fn claim(&self) -> Option<Claim<K, T>> {
-        self.claim_holding(None).await
-    }
-
-    /// [`Self::claim`] for an applier that keeps a connection between claims: it goes back to
-    /// the pool before the applier waits for work.
-    pub async fn claim_holding(
-        &self,
-        mut held: Option<&mut HeldConnection>,
-    ) -> Option<Claim<K, T>> {
+    /// The next claim, waited for; `None` once the board is closed and empty. An applier that
+    /// keeps a connection between claims gives it back to the pool before it waits for work.
+    pub async fn claim(&self, mut held: Option<&mut HeldConnection>) -> Option<Claim<K, T>> {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -323,7 +321,7 @@ mod tests {
         for _ in 0..3 {
             let (board, held, seen) = (board.clone(), held.clone(), seen.clone());
             appliers.push(tokio::spawn(async move {
-                while let Some(claim) = board.claim().await {
+                while let Some(claim) = board.claim(None).await {
                     let keys: std::collections::HashSet<u8> =
                         claim.jobs.iter().map(|j| j.0).collect();
                     for key in &keys {

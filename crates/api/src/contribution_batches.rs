@@ -99,20 +99,14 @@ impl ContributionWriter {
 async fn write_batches(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut held = HeldConnection::new(pool.clone());
     loop {
-        let Some(batch) =
-            crate::batching::next_batch_holding(&jobs, MAX_BATCH, Some(&mut held)).await
-        else {
+        let Some(batch) = crate::batching::next_batch(&jobs, MAX_BATCH, &mut held).await else {
             return; // the server is gone
         };
         let requests: Vec<&ContributionRequest> = batch.iter().map(|job| &job.request).collect();
-        let recorded = match held.get().await {
-            Ok(conn) => record_batch(conn, &requests).await,
-            Err(err) => Err(err.into()),
-        };
-        if recorded.is_err() {
-            held.after_error().await;
-        }
-        match recorded {
+        match held
+            .run(async |conn| record_batch(conn, &requests).await)
+            .await
+        {
             Ok(answers) => {
                 for (job, answer) in batch.into_iter().zip(answers) {
                     let _ = job.reply.send(answer);

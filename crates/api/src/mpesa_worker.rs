@@ -263,9 +263,7 @@ impl MpesaWorker {
         let mut stk = Vec::new();
         let mut statuses = Vec::new();
         for callback in &pending {
-            if self.mpesa.in_flight.contains(callback.id)
-                || (callback.kind == "stk" && self.mpesa.in_flight.claims(callback.id))
-            {
+            if callback.kind == "stk" && self.mpesa.in_flight.claims(callback.id) {
                 continue; // this process's applier has it, or its refiller will read it back
             }
             if callback.kind != "stk" {

@@ -329,9 +329,7 @@ async fn store_batches(
     applying: Arc<ApplyQueue>,
 ) {
     let mut held = HeldConnection::new(pool.clone());
-    while let Some(batch) =
-        crate::batching::next_batch_holding(&arrived, MAX_STORED, Some(&mut held)).await
-    {
+    while let Some(batch) = crate::batching::next_batch(&arrived, MAX_STORED, &mut held).await {
         let rows: Vec<store::NewCallback<'_>> = batch
             .iter()
             .map(|arrival| store::NewCallback {
@@ -342,13 +340,9 @@ async fn store_batches(
                 status: "received",
             })
             .collect();
-        let stored = match held.get().await {
-            Ok(conn) => store::store_callbacks(conn, &rows).await,
-            Err(err) => Err(err.into()),
-        };
-        if stored.is_err() {
-            held.after_error().await;
-        }
+        let stored = held
+            .run(async |conn| store::store_callbacks(conn, &rows).await)
+            .await;
         let ids = match stored {
             Ok(ids) => ids.into_iter().map(Ok).collect(),
             Err(err) if batch.len() > 1 => {
@@ -389,17 +383,8 @@ async fn dispatch(
 ) {
     let jobs = Mutex::new(jobs);
     let mut held = HeldConnection::new(pool);
-    while let Some(batch) =
-        crate::batching::next_batch_holding(&jobs, MAX_BATCH, Some(&mut held)).await
-    {
-        let chamas = match held.get().await {
-            Ok(conn) => by_chama(conn, &batch).await,
-            Err(err) => Err(err.into()),
-        };
-        if chamas.is_err() {
-            held.after_error().await;
-        }
-        match chamas {
+    while let Some(batch) = crate::batching::next_batch(&jobs, MAX_BATCH, &mut held).await {
+        match held.run(async |conn| by_chama(conn, &batch).await).await {
             Ok(chamas) => {
                 let keyed = batch
                     .into_iter()
@@ -422,7 +407,7 @@ async fn dispatch(
 async fn apply_claims(pool: PgPool, mpesa: Arc<Mpesa>, board: Arc<Board>) {
     use futures_util::FutureExt;
     let mut held = HeldConnection::new(pool.clone());
-    while let Some(claim) = board.claim_holding(Some(&mut held)).await {
+    while let Some(claim) = board.claim(Some(&mut held)).await {
         // A panic must not keep the claim: its chamas would never be applied again here, and
         // its callbacks would stay in flight, out of the re-scan's reach.
         let applied = async {

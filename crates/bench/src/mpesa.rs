@@ -156,7 +156,7 @@ pub async fn run(phase: Duration) -> anyhow::Result<()> {
         if applied().await? >= total || started.elapsed() > phase * 4 {
             break;
         }
-        // Each count reads the backlog's index entries (2 to 3 ms under load), on the cores the
+        // Each count reads the backlog's index entries (2 to 6 ms under load), on the cores the
         // appliers use; every 50 ms it takes less from them than every 20 ms did, for at most
         // 50 ms of error in the finishing time.
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -36,8 +36,8 @@ const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Checks a connection the pool is about to hand out, when it has been idle a while: one that
 /// does not answer is closed, and the pool hands out another (or a new one). The pool's own test
-/// pings every connection on every acquire, a round trip before each query that was an eighth
-/// of the server's CPU under the STK benchmark (BENCHMARKS.md, 2026-12-02, evening). A
+/// pings every connection on every acquire, a round trip before each query; with the ping on
+/// release, 13 % of the STK benchmark process's samples (BENCHMARKS.md, 2026-12-02, evening). A
 /// connection used within the last second is handed out as it is: if the server went away in
 /// that second, the query fails and the connection is dropped.
 fn ping_if_idle<'c>(
