@@ -68,11 +68,12 @@ create table if not exists pesachama_migrate.drift (
 );
 ";
 
-/// Drops the plain indexes (neither unique nor a constraint's) of `tables`, after recording
-/// them in `pesachama_migrate.deferred_indexes`, in one transaction: loading into unindexed
-/// tables and building each index once afterwards is much cheaper than updating it row by row
-/// (pg_restore does the same). Unique indexes and keys are not touched here; the large tables'
-/// keys are deferred by [`defer_constraints`].
+/// Drops the indexes of `tables` that are no constraint's, after recording them in
+/// `pesachama_migrate.deferred_indexes`, in one transaction: loading into unindexed tables and
+/// building each index once afterwards is much cheaper than updating it row by row (pg_restore
+/// does the same). Unique ones go only on the [`KEYS_BUILT_AFTER`] tables, as their keys do
+/// (partial unique indexes such as `transactions_legacy_id_key`, which every migrated row
+/// fills); the keys themselves are deferred by [`defer_constraints`].
 /// A run killed meanwhile leaves them recorded; [`restore_deferred`] builds them at the end of
 /// the run that finishes. Answers how many indexes are deferred.
 pub async fn defer_indexes(conn: &mut PgConnection, tables: &[&str]) -> anyhow::Result<i64> {
@@ -82,11 +83,14 @@ pub async fn defer_indexes(conn: &mut PgConnection, tables: &[&str]) -> anyhow::
          select i.indexrelid::regclass::text, i.indrelid::regclass::text, pg_get_indexdef(i.indexrelid)
            from pg_index i
           where i.indrelid = any (select to_regclass(t) from unnest($1::text[]) t)
-            and not i.indisunique and not i.indisprimary
+            and not i.indisprimary
+            and (not i.indisunique
+                 or i.indrelid = any (select to_regclass(t) from unnest($2::text[]) t))
             and not exists (select from pg_constraint c where c.conindid = i.indexrelid)
          on conflict (name) do nothing",
     )
     .bind(tables)
+    .bind(KEYS_BUILT_AFTER)
     .execute(&mut *tx)
     .await
     .context("recording the indexes to build after the load")?;
@@ -226,12 +230,17 @@ pub async fn restore_deferred(url: &str, parallel: usize) -> anyhow::Result<Vec<
                 add_constraint(&mut conn, &table, &name, &definition, "").await?;
                 forget_constraint(&mut conn, &table, &name).await
             } else {
-                let create = definition.replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1);
+                let create = definition.replacen(" INDEX ", " INDEX IF NOT EXISTS ", 1);
                 let mut tx = sqlx::Connection::begin(&mut conn).await?;
                 sqlx::raw_sql(&create)
                     .execute(&mut *tx)
                     .await
-                    .with_context(|| format!("building index {name} after the load"))?;
+                    .map_err(|err| {
+                        anyhow::anyhow!(
+                            "building index {name} after the load: {err}{} (`migrate copy` again retries)",
+                            detail(&err)
+                        )
+                    })?;
                 sqlx::query("delete from pesachama_migrate.deferred_indexes where name = $1")
                     .bind(&name)
                     .execute(&mut *tx)
