@@ -5,8 +5,9 @@
 -- transaction (only a reversal sets it), the transaction's recorder (only a treasurer's cash
 -- entry sets it), the legacy ids (only `pesachama migrate` sets them) and the audit actor of
 -- what the system does (an M-Pesa callback has no actor). Each of them was indexed in full, so
--- every such row added an entry for NULL to six indexes that no query reads by NULL: the unique
--- ones ignore NULLs, and the lookups (`where created_by = $1`, `where actor_id = $1`, a reversal
+-- an M-Pesa contribution added seven entries for NULL (one for its journal, three for its
+-- transactions row, one for its notification, two for its audit rows) to six indexes that no
+-- query reads by NULL: the unique ones ignore NULLs, and the lookups (`where created_by = $1`, `where actor_id = $1`, a reversal
 -- by its original, a foreign key's check) name a value, which a partial index on `is not null`
 -- answers as before.
 --
