@@ -6,9 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pesachama_api::AppState;
+use pesachama_api::contribution_batches::{ContributionRequest, record_batch};
+use pesachama_api::error::ApiError;
 use pesachama_testkit::{TestApp, TestDb};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+use uuid::Uuid;
 
 const PASSWORD: &str = "tembo-na-twiga-42";
 
@@ -94,36 +97,7 @@ pub async fn run(phase: Duration, clients: Option<usize>, writers: usize) -> any
     let app = Arc::new(TestApp::spawn_state(db, AppState::new(pool, config)).await);
 
     // One chama per client, so the figure is the system's, not one chama's queue.
-    let mut treasurers = Vec::new();
-    for i in 0..clients {
-        let signup: Value = app
-            .auth(reqwest::Method::POST, "/signup")
-            .json(&json!({ "email": format!("chair{i}@example.co.ke"), "password": PASSWORD }))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let token = signup["access_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let member = signup["user"]["id"].as_str().unwrap_or_default().to_owned();
-        let chama: Value = app
-            .client
-            .post(app.url("/chamas"))
-            .bearer_auth(&token)
-            .json(&json!({ "name": format!("Benchmark chama {i}"), "contribution_amount": 100000 }))
-            .send()
-            .await?
-            .json()
-            .await?;
-        // The chairperson records (treasurer or chairperson may).
-        treasurers.push(Arc::new(Treasurer {
-            token,
-            chama: chama["id"].as_str().unwrap_or_default().to_owned(),
-            member,
-        }));
-    }
+    let treasurers = chamas_with_chairpersons(&app, clients).await?;
 
     let counter = Arc::new(AtomicU64::new(0));
     let contribute = |t: Arc<Treasurer>, app: Arc<TestApp>, counter: Arc<AtomicU64>| async move {
@@ -239,10 +213,15 @@ pub async fn run(phase: Duration, clients: Option<usize>, writers: usize) -> any
         );
     }
 
+    integrity_passes(&app.db.pool).await
+}
+
+/// Fails unless every check of the integrity report passes (the ledger balances).
+async fn integrity_passes(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let failing: Vec<(String, i64)> = sqlx::query_as(
         "select check_name, violations from internal.integrity_report() where violations > 0",
     )
-    .fetch_all(&app.db.pool)
+    .fetch_all(pool)
     .await?;
     anyhow::ensure!(
         failing.is_empty(),
@@ -250,4 +229,155 @@ pub async fn run(phase: Duration, clients: Option<usize>, writers: usize) -> any
     );
     println!("integrity report after the run: every check passes");
     Ok(())
+}
+
+/// Chamas the batches of `batch_cost` spread over: a batch of up to this many holds one
+/// request per chama, as the API's batches do when each client records for a chama of its own.
+const COST_CHAMAS: usize = 8;
+
+/// What one call of `internal.record_manual_contributions` costs for each batch size, on one
+/// connection with nothing else running, fitted to `fixed + per contribution × size` by least
+/// squares, next to one pgbench TPC-B transaction on one connection of the same server.
+///
+/// Under load a batch is as large as the concurrency makes it (2.4 requests with 8 clients and
+/// 2 writers), so the fixed part decides what a contribution costs there.
+pub async fn batch_cost(phase: Duration, sizes: &[usize]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !sizes.is_empty() && !sizes.contains(&0),
+        "--sizes needs at least one size, none of them 0"
+    );
+    let tps = pgbench_tps(phase, 1, 1).await?;
+    let tpcb_ms = 1e3 / tps;
+    println!(
+        "pgbench TPC-B (scale {}, 1 client): {tps:.0} transactions/s = {tpcb_ms:.3} ms each",
+        pgbench_scale(1)
+    );
+
+    let db = TestDb::new().await;
+    let pool = pesachama_store::connect(&db.url, 4).await?;
+    let mut config = TestApp::config();
+    config.auth.rate_limits.signup = i32::MAX;
+    let app = TestApp::spawn_state(db, AppState::new(pool, config)).await;
+    let chamas = chamas_with_chairpersons(&app, COST_CHAMAS).await?;
+    let chamas = chamas
+        .iter()
+        .map(|t| Ok((t.member.parse::<Uuid>()?, t.chama.parse::<Uuid>()?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let mut conn = app.db.pool.acquire().await?;
+    let mut key = 0u64;
+    let mut points = Vec::new();
+    for &size in sizes {
+        let started = Instant::now();
+        let mut calls = 0usize;
+        while started.elapsed() < phase {
+            let requests: Vec<ContributionRequest> = (0..size)
+                .map(|j| {
+                    let (member, chama) = chamas[(calls * size + j) % chamas.len()];
+                    key += 1;
+                    ContributionRequest {
+                        actor: member,
+                        chama_id: chama,
+                        member_id: member,
+                        amount: 1000 + (key % 1000) as i64,
+                        method: "cash".into(),
+                        reference: None,
+                        description: None,
+                        idempotency_key: format!("cost-{key}"),
+                        request_hash: "batch-cost".into(),
+                    }
+                })
+                .collect();
+            let refs: Vec<&ContributionRequest> = requests.iter().collect();
+            let answers = record_batch(&mut *conn, &refs)
+                .await
+                .map_err(|err| anyhow::anyhow!("a batch failed: {:?}", ApiError::from(err)))?;
+            if let Some(Err(err)) = answers.iter().find(|answer| answer.is_err()) {
+                anyhow::bail!("a contribution was refused: {err:?}");
+            }
+            calls += 1;
+        }
+        let ms = started.elapsed().as_secs_f64() * 1e3 / calls as f64;
+        let each = ms / size as f64;
+        println!(
+            "batches of {size}: {ms:.2} ms a call, {each:.3} ms a contribution = {:.1} TPC-B transactions",
+            each / tpcb_ms
+        );
+        points.push((size as f64, ms));
+    }
+
+    if let Some((fixed, per)) = least_squares(&points) {
+        println!(
+            "fitted: {fixed:.2} ms a batch (= {:.1} TPC-B transactions) + {per:.3} ms a contribution (= {:.1})",
+            fixed / tpcb_ms,
+            per / tpcb_ms
+        );
+    }
+    integrity_passes(&app.db.pool).await
+}
+
+/// The line `y = a + b x` nearest the points, as `(a, b)`; none for fewer than two sizes.
+fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |(sx, sy), (x, y)| (sx + x, sy + y));
+    let (mx, my) = (sx / n, sy / n);
+    let sxx: f64 = points.iter().map(|(x, _)| (x - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    (sxx > 0.0).then(|| (my - sxy / sxx * mx, sxy / sxx))
+}
+
+/// `count` chamas, each created through the API by a chairperson of its own (who may record
+/// contributions, as a treasurer may).
+async fn chamas_with_chairpersons(
+    app: &TestApp,
+    count: usize,
+) -> anyhow::Result<Vec<Arc<Treasurer>>> {
+    let mut treasurers = Vec::new();
+    for i in 0..count {
+        let signup: Value = app
+            .auth(reqwest::Method::POST, "/signup")
+            .json(&json!({ "email": format!("chair{i}@example.co.ke"), "password": PASSWORD }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = signup["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let member = signup["user"]["id"].as_str().unwrap_or_default().to_owned();
+        let chama: Value = app
+            .client
+            .post(app.url("/chamas"))
+            .bearer_auth(&token)
+            .json(&json!({ "name": format!("Benchmark chama {i}"), "contribution_amount": 100000 }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        // The chairperson records (treasurer or chairperson may).
+        treasurers.push(Arc::new(Treasurer {
+            token,
+            chama: chama["id"].as_str().unwrap_or_default().to_owned(),
+            member,
+        }));
+    }
+    Ok(treasurers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_squares;
+
+    #[test]
+    fn least_squares_recovers_a_line_and_needs_two_sizes() {
+        let points = [(1.0, 2.8), (2.0, 3.3), (4.0, 4.3), (8.0, 6.3)];
+        let (fixed, per) = least_squares(&points).expect("four sizes fit a line");
+        assert!((fixed - 2.3).abs() < 1e-9, "fixed {fixed}");
+        assert!((per - 0.5).abs() < 1e-9, "per {per}");
+        assert_eq!(least_squares(&[(4.0, 4.3)]), None);
+        assert_eq!(least_squares(&[(4.0, 4.3), (4.0, 4.5)]), None);
+    }
 }

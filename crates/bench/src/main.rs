@@ -41,6 +41,14 @@ enum Bench {
         #[arg(long, default_value_t = 2)]
         writers: usize,
     },
+    /// What one call of the contribution batch function costs per batch size, fitted to a
+    /// fixed part per batch and a part per contribution, against one pgbench TPC-B
+    /// transaction on one connection of the same server.
+    ContributionBatches {
+        /// Batch sizes to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8, 16, 32])]
+        sizes: Vec<usize>,
+    },
     /// Commit-to-client latency of realtime postgres_changes with many connected subscribers,
     /// against raw LISTEN/NOTIFY on the same server.
     Realtime {
@@ -69,6 +77,9 @@ fn main() -> anyhow::Result<()> {
         Bench::Auth => runtime.block_on(auth::run(phase)),
         Bench::Contributions { clients, writers } => {
             runtime.block_on(contributions::run(phase, clients, writers))
+        }
+        Bench::ContributionBatches { sizes } => {
+            runtime.block_on(contributions::batch_cost(phase, &sizes))
         }
         Bench::Realtime { subscribers } => runtime.block_on(realtime::run(phase, &subscribers)),
         Bench::Ussd => runtime.block_on(ussd::run(phase)),
