@@ -70,10 +70,11 @@ pub(crate) async fn pgbench_tps(
         .ok_or_else(|| anyhow::anyhow!("no tps in pgbench's output:\n{out}"))
 }
 
-struct Treasurer {
-    token: String,
-    chama: String,
-    member: String,
+/// A chairperson and the chama they created (who may record contributions, as a treasurer may).
+pub(crate) struct Treasurer {
+    pub(crate) token: String,
+    pub(crate) chama: String,
+    pub(crate) member: String,
 }
 
 pub async fn run(phase: Duration, clients: Option<usize>, writers: usize) -> anyhow::Result<()> {
@@ -97,7 +98,7 @@ pub async fn run(phase: Duration, clients: Option<usize>, writers: usize) -> any
     let app = Arc::new(TestApp::spawn_state(db, AppState::new(pool, config)).await);
 
     // One chama per client, so the figure is the system's, not one chama's queue.
-    let treasurers = chamas_with_chairpersons(&app, clients).await?;
+    let treasurers = chamas_with_chairpersons(&app, clients, "Benchmark chama", 100_000).await?;
 
     let counter = Arc::new(AtomicU64::new(0));
     let contribute = |t: Arc<Treasurer>, app: Arc<TestApp>, counter: Arc<AtomicU64>| async move {
@@ -258,7 +259,7 @@ pub async fn batch_cost(phase: Duration, sizes: &[usize]) -> anyhow::Result<()> 
     let mut config = TestApp::config();
     config.auth.rate_limits.signup = i32::MAX;
     let app = TestApp::spawn_state(db, AppState::new(pool, config)).await;
-    let chamas = chamas_with_chairpersons(&app, COST_CHAMAS).await?;
+    let chamas = chamas_with_chairpersons(&app, COST_CHAMAS, "Benchmark chama", 100_000).await?;
     let chamas = chamas
         .iter()
         .map(|t| Ok((t.member.parse::<Uuid>()?, t.chama.parse::<Uuid>()?)))
@@ -328,11 +329,13 @@ fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     (sxx > 0.0).then(|| (my - sxy / sxx * mx, sxy / sxx))
 }
 
-/// `count` chamas, each created through the API by a chairperson of its own (who may record
-/// contributions, as a treasurer may).
-async fn chamas_with_chairpersons(
+/// `count` chamas named `<label> <i>`, each created through the API by a chairperson of its
+/// own, with `contribution_amount` (cents) as the chama's contribution.
+pub(crate) async fn chamas_with_chairpersons(
     app: &TestApp,
     count: usize,
+    label: &str,
+    contribution_amount: i64,
 ) -> anyhow::Result<Vec<Arc<Treasurer>>> {
     let mut treasurers = Vec::new();
     for i in 0..count {
@@ -352,12 +355,11 @@ async fn chamas_with_chairpersons(
             .client
             .post(app.url("/chamas"))
             .bearer_auth(&token)
-            .json(&json!({ "name": format!("Benchmark chama {i}"), "contribution_amount": 100000 }))
+            .json(&json!({ "name": format!("{label} {i}"), "contribution_amount": contribution_amount }))
             .send()
             .await?
             .json()
             .await?;
-        // The chairperson records (treasurer or chairperson may).
         treasurers.push(Arc::new(Treasurer {
             token,
             chama: chama["id"].as_str().unwrap_or_default().to_owned(),

@@ -15,7 +15,8 @@ use pesachama_testkit::{TestApp, TestDb};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-const PASSWORD: &str = "tembo-na-twiga-42";
+use crate::contributions::chamas_with_chairpersons;
+
 const TOKEN: &str = "bench-callback-token-0123456789abcdef";
 /// Payment requests waiting per client: more than a phase can use.
 const PER_CLIENT: i64 = 12000;
@@ -64,32 +65,11 @@ pub async fn run(phase: Duration) -> anyhow::Result<()> {
 
     // One chama per client (its member, phone and waiting STK requests), so the figure is the
     // system's, not one chama's queue.
-    for i in 0..clients {
-        let signup: Value = app
-            .auth(reqwest::Method::POST, "/signup")
-            .json(&json!({ "email": format!("payer{i}@example.co.ke"), "password": PASSWORD }))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let token = signup["access_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let chama: Value = app
-            .client
-            .post(app.url("/chamas"))
-            .bearer_auth(&token)
-            .json(
-                &json!({ "name": format!("STK benchmark chama {i}"), "contribution_amount": 1000 }),
-            )
-            .send()
-            .await?
-            .json()
-            .await?;
+    let chamas = chamas_with_chairpersons(&app, clients, "STK benchmark chama", 1000).await?;
+    for (i, chama) in chamas.iter().enumerate() {
         let phone = format!("+2547{:08}", i);
         sqlx::query("update public.users set phone = $2 where id = $1::uuid")
-            .bind(signup["user"]["id"].as_str().unwrap_or_default())
+            .bind(&chama.member)
             .bind(&phone)
             .execute(&app.db.pool)
             .await?;
@@ -98,8 +78,8 @@ pub async fn run(phase: Duration) -> anyhow::Result<()> {
              select $1::uuid, $2::uuid, $3, 1000, 'sent', 'ws_CO_bench_' || $4 || '_' || k
                from generate_series(1, $5) k",
         )
-        .bind(chama["id"].as_str().unwrap_or_default())
-        .bind(signup["user"]["id"].as_str().unwrap_or_default())
+        .bind(&chama.chama)
+        .bind(&chama.member)
         .bind(&phone)
         .bind(i as i64)
         .bind(PER_CLIENT)
