@@ -236,17 +236,19 @@ async fn integrity_passes(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 /// request per chama, as the API's batches do when each client records for a chama of its own.
 const COST_CHAMAS: usize = 8;
 
-/// What one call of `internal.record_manual_contributions` costs for each batch size, on one
-/// connection with nothing else running, fitted to `fixed + per contribution × size` by least
+/// What one call of `internal.record_manual_contributions` costs for each batch size (the
+/// median of `rounds` runs of `phase`, the sizes taking turns), on one connection with nothing
+/// else running, fitted to `fixed + per contribution × size` by least
 /// squares, next to one pgbench TPC-B transaction on one connection of the same server.
 ///
 /// Under load a batch is as large as the concurrency makes it (2.4 requests with 8 clients and
 /// 2 writers), so the fixed part decides what a contribution costs there.
-pub async fn batch_cost(phase: Duration, sizes: &[usize]) -> anyhow::Result<()> {
+pub async fn batch_cost(phase: Duration, sizes: &[usize], rounds: usize) -> anyhow::Result<()> {
     anyhow::ensure!(
         !sizes.is_empty() && !sizes.contains(&0),
         "--sizes needs at least one size, none of them 0"
     );
+    anyhow::ensure!(rounds > 0, "--rounds must be at least 1");
     let tps = pgbench_tps(phase, 1, 1).await?;
     let tpcb_ms = 1e3 / tps;
     println!(
@@ -267,41 +269,53 @@ pub async fn batch_cost(phase: Duration, sizes: &[usize]) -> anyhow::Result<()> 
 
     let mut conn = app.db.pool.acquire().await?;
     let mut key = 0u64;
-    let mut points = Vec::new();
-    for &size in sizes {
-        let started = Instant::now();
-        let mut calls = 0usize;
-        while started.elapsed() < phase {
-            let requests: Vec<ContributionRequest> = (0..size)
-                .map(|j| {
-                    let (member, chama) = chamas[(calls * size + j) % chamas.len()];
-                    key += 1;
-                    ContributionRequest {
-                        actor: member,
-                        chama_id: chama,
-                        member_id: member,
-                        amount: 1000 + (key % 1000) as i64,
-                        method: "cash".into(),
-                        reference: None,
-                        description: None,
-                        idempotency_key: format!("cost-{key}"),
-                        request_hash: "batch-cost".into(),
-                    }
-                })
-                .collect();
-            let refs: Vec<&ContributionRequest> = requests.iter().collect();
-            let answers = record_batch(&mut *conn, &refs)
-                .await
-                .map_err(|err| anyhow::anyhow!("a batch failed: {:?}", ApiError::from(err)))?;
-            if let Some(Err(err)) = answers.iter().find(|answer| answer.is_err()) {
-                anyhow::bail!("a contribution was refused: {err:?}");
+    // Each size runs `rounds` times, the sizes taking turns, and keeps its median: on a
+    // machine whose speed drifts, a slow stretch then lands in one round of every size rather
+    // than in all the rounds of one.
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    for _ in 0..rounds {
+        for (&size, times) in sizes.iter().zip(&mut times) {
+            let started = Instant::now();
+            let mut calls = 0usize;
+            while started.elapsed() < phase {
+                let requests: Vec<ContributionRequest> = (0..size)
+                    .map(|j| {
+                        let (member, chama) = chamas[(calls * size + j) % chamas.len()];
+                        key += 1;
+                        ContributionRequest {
+                            actor: member,
+                            chama_id: chama,
+                            member_id: member,
+                            amount: 1000 + (key % 1000) as i64,
+                            method: "cash".into(),
+                            reference: None,
+                            description: None,
+                            idempotency_key: format!("cost-{key}"),
+                            request_hash: "batch-cost".into(),
+                        }
+                    })
+                    .collect();
+                let refs: Vec<&ContributionRequest> = requests.iter().collect();
+                let answers = record_batch(&mut *conn, &refs)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("a batch failed: {:?}", ApiError::from(err)))?;
+                if let Some(Err(err)) = answers.iter().find(|answer| answer.is_err()) {
+                    anyhow::bail!("a contribution was refused: {err:?}");
+                }
+                calls += 1;
             }
-            calls += 1;
+            times.push(started.elapsed().as_secs_f64() * 1e3 / calls as f64);
         }
-        let ms = started.elapsed().as_secs_f64() * 1e3 / calls as f64;
+    }
+    let mut points = Vec::new();
+    for (&size, times) in sizes.iter().zip(&mut times) {
+        times.sort_by(f64::total_cmp);
+        let ms = times[times.len() / 2];
         let each = ms / size as f64;
+        let spread = times.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>();
         println!(
-            "batches of {size}: {ms:.2} ms a call, {each:.3} ms a contribution = {:.1} TPC-B transactions",
+            "batches of {size}: {ms:.2} ms a call (median of {}), {each:.3} ms a contribution = {:.1} TPC-B transactions",
+            spread.join(", "),
             each / tpcb_ms
         );
         points.push((size as f64, ms));

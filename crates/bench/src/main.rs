@@ -48,6 +48,9 @@ enum Bench {
         /// Batch sizes to run, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8, 16, 32])]
         sizes: Vec<usize>,
+        /// Runs of `--seconds` per size, the sizes taking turns; each size keeps its median.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Commit-to-client latency of realtime postgres_changes with many connected subscribers,
     /// against raw LISTEN/NOTIFY on the same server.
@@ -78,8 +81,8 @@ fn main() -> anyhow::Result<()> {
         Bench::Contributions { clients, writers } => {
             runtime.block_on(contributions::run(phase, clients, writers))
         }
-        Bench::ContributionBatches { sizes } => {
-            runtime.block_on(contributions::batch_cost(phase, &sizes))
+        Bench::ContributionBatches { sizes, rounds } => {
+            runtime.block_on(contributions::batch_cost(phase, &sizes, rounds))
         }
         Bench::Realtime { subscribers } => runtime.block_on(realtime::run(phase, &subscribers)),
         Bench::Ussd => runtime.block_on(ussd::run(phase)),
