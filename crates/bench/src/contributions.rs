@@ -218,7 +218,7 @@ pub async fn run(phase: Duration, clients: Option<usize>, writers: usize) -> any
 }
 
 /// Fails unless every check of the integrity report passes (the ledger balances).
-async fn integrity_passes(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+pub(crate) async fn integrity_passes(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let failing: Vec<(String, i64)> = sqlx::query_as(
         "select check_name, violations from internal.integrity_report() where violations > 0",
     )
@@ -312,10 +312,10 @@ pub async fn batch_cost(phase: Duration, sizes: &[usize], rounds: usize) -> anyh
         times.sort_by(f64::total_cmp);
         let ms = times[times.len() / 2];
         let each = ms / size as f64;
-        let spread = times.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>();
+        let each_round = times.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>();
         println!(
             "batches of {size}: {ms:.2} ms a call (median of {}), {each:.3} ms a contribution = {:.1} TPC-B transactions",
-            spread.join(", "),
+            each_round.join(", "),
             each / tpcb_ms
         );
         points.push((size as f64, ms));
@@ -374,9 +374,14 @@ pub(crate) async fn chamas_with_chairpersons(
             .await?
             .json()
             .await?;
+        let chama = chama["id"].as_str().unwrap_or_default().to_owned();
+        anyhow::ensure!(
+            !token.is_empty() && !member.is_empty() && !chama.is_empty(),
+            "setting up benchmark chama {i}: the signup or the chama was refused"
+        );
         treasurers.push(Arc::new(Treasurer {
             token,
-            chama: chama["id"].as_str().unwrap_or_default().to_owned(),
+            chama,
             member,
         }));
     }

@@ -15,7 +15,7 @@ use pesachama_testkit::{TestApp, TestDb};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::contributions::chamas_with_chairpersons;
+use crate::contributions::{chamas_with_chairpersons, integrity_passes};
 
 const TOKEN: &str = "bench-callback-token-0123456789abcdef";
 /// Payment requests waiting per client: more than a phase can use.
@@ -170,16 +170,7 @@ pub async fn run(phase: Duration) -> anyhow::Result<()> {
             at(0.99).as_secs_f64() * 1e3
         );
     }
-    let failing: Vec<(String, i64)> = sqlx::query_as(
-        "select check_name, violations from internal.integrity_report() where violations > 0",
-    )
-    .fetch_all(&app.db.pool)
-    .await?;
-    anyhow::ensure!(
-        failing.is_empty(),
-        "the ledger does not balance after the run: {failing:?}"
-    );
+    let checked = integrity_passes(&app.db.pool).await;
     worker.abort();
-    println!("integrity report after the run: every check passes");
-    Ok(())
+    checked
 }
