@@ -55,7 +55,8 @@ impl Batch {
         self.rows
             .iter()
             .map(|(table, rows)| {
-                let mut out = String::new();
+                let mut out =
+                    String::with_capacity(rows.iter().map(|row| pgtext::encoded_len(row)).sum());
                 for row in rows {
                     pgtext::encode_row(&mut out, row);
                 }

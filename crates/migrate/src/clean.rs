@@ -3,7 +3,7 @@
 //! Pure functions, so every quirk of the legacy README has a unit test here and `plan`,
 //! `copy` and `verify` all apply exactly the same rules.
 
-use chrono::{Duration, NaiveDateTime};
+use chrono::{Datelike, Duration, NaiveDateTime, Timelike};
 use pesachama_domain::{Email, Phone};
 
 /// Nairobi is UTC+3 all year (no daylight saving), and every legacy `timestamp` was written in
@@ -12,12 +12,85 @@ const NAIROBI_OFFSET_HOURS: i64 = 3;
 
 /// A legacy `timestamp` (Nairobi local, as PostgreSQL prints it) as a UTC `timestamptz`
 /// literal, e.g. `2023-04-01 10:00:00` -> `2023-04-01 07:00:00.000000+00`.
+///
+/// Every migrated row has two to four of these, so the shape PostgreSQL prints is read and
+/// written by hand; anything else (a `T` separator, more than six fraction digits, a year
+/// beyond 9999) goes through chrono's formats, with the same result.
 pub fn nairobi_to_utc(local: &str) -> Result<String, String> {
-    let parsed = NaiveDateTime::parse_from_str(local.trim(), "%Y-%m-%d %H:%M:%S%.f")
-        .or_else(|_| NaiveDateTime::parse_from_str(local.trim(), "%Y-%m-%dT%H:%M:%S%.f"))
+    let local = local.trim();
+    if let Some(utc) = fast_nairobi_to_utc(local) {
+        return Ok(utc);
+    }
+    let parsed = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S%.f"))
         .map_err(|_| format!("{local:?} is not a timestamp"))?;
     let utc = parsed - Duration::hours(NAIROBI_OFFSET_HOURS);
     Ok(format!("{}+00", utc.format("%Y-%m-%d %H:%M:%S%.6f")))
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.f{1,6}]` to the UTC literal, or `None` for any other shape (or an
+/// impossible date), which the caller hands to chrono.
+fn fast_nairobi_to_utc(local: &str) -> Option<String> {
+    let b = local.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let micros = match &b[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=6).contains(&digits.len()) => {
+            let value = number(20..b.len())?;
+            value * 10u32.pow(6 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    let date =
+        chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?;
+    let time = chrono::NaiveTime::from_hms_micro_opt(
+        number(11..13)?,
+        number(14..16)?,
+        number(17..19)?,
+        micros,
+    )?;
+    let utc = NaiveDateTime::new(date, time) - Duration::hours(NAIROBI_OFFSET_HOURS);
+    let year = utc.year();
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let mut out = String::with_capacity(29);
+    push_digits(&mut out, year as u32, 4);
+    let fields = [
+        ('-', utc.month()),
+        ('-', utc.day()),
+        (' ', utc.hour()),
+        (':', utc.minute()),
+        (':', utc.second()),
+    ];
+    for (separator, value) in fields {
+        out.push(separator);
+        push_digits(&mut out, value, 2);
+    }
+    out.push('.');
+    push_digits(&mut out, utc.nanosecond() / 1_000, 6);
+    out.push_str("+00");
+    Some(out)
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(place) % 10) as u8));
+    }
 }
 
 /// `updated_at` as the target accepts it: never before `created_at` (the 2021 clock bug left
@@ -288,6 +361,72 @@ pub fn name(text: Option<&str>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hand_written_timestamp_path_agrees_with_chrono() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let chrono_way = |local: &str| {
+            let parsed = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+            let utc = parsed - Duration::hours(NAIROBI_OFFSET_HOURS);
+            format!("{}+00", utc.format("%Y-%m-%d %H:%M:%S%.6f"))
+        };
+        let mut cases: Vec<String> = vec![
+            "0000-01-01 03:00:00".into(),
+            "2024-03-01 01:00:00".into(),
+            "2023-01-01 00:00:00.5".into(),
+            "2020-02-29 02:30:00.000001".into(),
+            "9999-12-31 23:59:59.999999".into(),
+        ];
+        for _ in 0..5_000 {
+            let fraction = match rng.random_range(0..7) {
+                0 => String::new(),
+                digits => format!(
+                    ".{:0>width$}",
+                    rng.random_range(0..10u32.pow(digits)),
+                    width = digits as usize
+                ),
+            };
+            cases.push(format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{fraction}",
+                rng.random_range(1990..2040),
+                rng.random_range(1..13),
+                rng.random_range(1..29),
+                rng.random_range(0..24),
+                rng.random_range(0..60),
+                rng.random_range(0..60),
+            ));
+        }
+        for local in &cases {
+            assert_eq!(
+                fast_nairobi_to_utc(local).as_deref(),
+                Some(chrono_way(local).as_str()),
+                "{local}"
+            );
+        }
+        // Shapes the fast path leaves to chrono, with the same answers.
+        assert_eq!(fast_nairobi_to_utc("2023-04-01T10:00:00"), None);
+        assert_eq!(
+            nairobi_to_utc("2023-04-01T10:00:00").unwrap(),
+            "2023-04-01 07:00:00.000000+00"
+        );
+        assert_eq!(fast_nairobi_to_utc("2023-04-01 10:00:00.1234567"), None);
+        assert_eq!(
+            nairobi_to_utc("2023-04-01 10:00:00.1234567").unwrap(),
+            "2023-04-01 07:00:00.123456+00"
+        );
+        assert_eq!(
+            fast_nairobi_to_utc("0000-01-01 02:00:00"),
+            None,
+            "a year before 0 in UTC"
+        );
+        assert!(
+            nairobi_to_utc("2023-02-30 10:00:00").is_err(),
+            "no such day"
+        );
+        assert!(nairobi_to_utc("2023-04-01 24:00:00").is_err());
+        assert!(nairobi_to_utc("2023-04-01 10:00:0x").is_err());
+    }
 
     #[test]
     fn nairobi_local_time_becomes_utc() {

@@ -245,6 +245,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     let loaded: Vec<&str> = target::ALL.iter().map(|t| t.name).collect();
     state::defer_indexes(&mut lock, &loaded).await?;
     state::defer_constraints(&mut lock, state::KEYS_BUILT_AFTER).await?;
+    state::suspend_autovacuum(&mut lock, &loaded, true).await?;
 
     let progress = if options.progress {
         MultiProgress::new()
@@ -351,6 +352,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     let building = std::time::Instant::now();
     let warnings = state::restore_deferred(to, RESTORE_PARALLEL).await?;
     let build_seconds = building.elapsed().as_secs_f64();
+    state::suspend_autovacuum(&mut lock, &loaded, false).await?;
 
     // Legacy audit ids were copied as they were: the identity continues after them.
     sqlx::raw_sql(

@@ -143,6 +143,20 @@ async fn every_quirk_is_planned_copied_resumed_and_verified() {
     .await
     .unwrap();
     assert!(!key_present, "dropped for the load");
+    // Autovacuum stays off on the tables being filled until the load is done.
+    let autovacuum_off = "select c.oid::regclass::text from pg_class c
+                           where c.relkind = 'r' and c.reloptions @> array['autovacuum_enabled=false']
+                           order by 1";
+    let off: Vec<String> = sqlx::query_scalar(autovacuum_off)
+        .fetch_all(&target.pool)
+        .await
+        .unwrap();
+    for table in ["internal.postings", "transactions", "auth.users"] {
+        assert!(
+            off.iter().any(|t| t == table),
+            "{table} not suspended: {off:?}"
+        );
+    }
     // Verify says so, for the keys and for the plain indexes.
     let half = verify::run(&legacy.url, &target.url, BATCH).await.unwrap();
     for leftover in [
@@ -166,6 +180,11 @@ async fn every_quirk_is_planned_copied_resumed_and_verified() {
         .await
         .unwrap();
     assert!(resumed.resumed);
+    let off: Vec<String> = sqlx::query_scalar(autovacuum_off)
+        .fetch_all(&target.pool)
+        .await
+        .unwrap();
+    assert!(off.is_empty(), "autovacuum back on everywhere: {off:?}");
     // The ledger went as two halves, each checkpointed, together every legacy transaction.
     let halves: Vec<(String, i64, bool)> = sqlx::query_as(
         "select step, source_rows, done from pesachama_migrate.checkpoints
