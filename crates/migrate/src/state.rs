@@ -111,7 +111,7 @@ pub async fn defer_indexes(conn: &mut PgConnection, tables: &[&str]) -> anyhow::
 
 /// Turns autovacuum off (`suspended`) or back to the server's settings for `tables`. During
 /// the load it would vacuum and analyze tables that are still filling, on the same cores as the
-/// load (measured at a fifth of the production size: about 7 % of all CPU samples while the
+/// load (measured at a fifth of the production size: about 4 % of all CPU samples while the
 /// copy ran). The tables are new, so there is no setting of the operator's to keep; a killed
 /// run leaves autovacuum off until the resumed run finishes. Tables the connecting role does
 /// not own (ALTER TABLE needs ownership) are left as they are.
@@ -129,12 +129,12 @@ pub async fn suspend_autovacuum(
     .fetch_all(&mut *conn)
     .await
     .context("listing the tables whose autovacuum the load suspends")?;
+    let change = if suspended {
+        "set (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
+    } else {
+        "reset (autovacuum_enabled, toast.autovacuum_enabled)"
+    };
     for table in &owned {
-        let change = if suspended {
-            "set (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
-        } else {
-            "reset (autovacuum_enabled, toast.autovacuum_enabled)"
-        };
         sqlx::raw_sql(&format!("alter table {table} {change}"))
             .execute(&mut *conn)
             .await
