@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::pgtext::{self, Fields};
+use crate::pgtext::Fields;
 use crate::target::{Issue, Table};
 
 /// Balances the ledger step sets on rows loaded by earlier steps.
@@ -48,21 +48,6 @@ impl Batch {
     /// Rows written, over every table.
     pub fn target_rows(&self) -> u64 {
         self.rows.iter().map(|(_, rows)| rows.len() as u64).sum()
-    }
-
-    /// The COPY text payload for each table, in the order tables were first pushed.
-    pub fn payloads(&self) -> Vec<(Table, String, usize)> {
-        self.rows
-            .iter()
-            .map(|(table, rows)| {
-                let mut out =
-                    String::with_capacity(rows.iter().map(|row| pgtext::encoded_len(row)).sum());
-                for row in rows {
-                    pgtext::encode_row(&mut out, row);
-                }
-                (*table, out, rows.len())
-            })
-            .collect()
     }
 
     pub fn merge(&mut self, other: Batch) {

@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::batch::{Batch, Update};
+use crate::pgbinary::{self, Layouts};
+use crate::pgtext::{self, Fields};
 use crate::pipeline::{self, Step};
 use crate::source::{self, Context};
 use crate::state;
@@ -99,25 +101,60 @@ pub async fn write_batch(
     conn: &mut PgConnection,
     sink: &Sink,
     batch: &Batch,
+    layouts: &mut Layouts,
 ) -> anyhow::Result<()> {
-    for (table, payload, _) in batch.payloads() {
-        let statement = format!(
-            "COPY {} ({}) FROM STDIN",
-            sink.table(&table),
-            columns(&table)
-        );
-        let mut copy = conn
-            .copy_in_raw(&statement)
-            .await
-            .with_context(|| format!("starting {statement}"))?;
-        copy.send(payload.into_bytes())
-            .await
-            .with_context(|| format!("copying into {}", table.name))?;
-        copy.finish()
-            .await
-            .with_context(|| format!("copying into {}", table.name))?;
+    for (table, rows) in &batch.rows {
+        copy_rows(conn, &sink.table(table), table, rows, layouts).await?;
     }
     write_updates(conn, sink, batch).await
+}
+
+/// COPYs `rows` of `table` into `into` (the table itself or a twin of it): in binary when
+/// every value has a plain binary form, else in text (`pgbinary` says why).
+pub async fn copy_rows(
+    conn: &mut PgConnection,
+    into: &str,
+    table: &Table,
+    rows: &[Fields],
+    layouts: &mut Layouts,
+) -> anyhow::Result<()> {
+    let binary = match layouts.of(conn, table.name, table.columns).await? {
+        Some(kinds) => pgbinary::encode(kinds, rows)
+            .map_err(|unwritable| {
+                let column = table.columns.get(unwritable.column).unwrap_or(&"?");
+                tracing::debug!(
+                    table = table.name,
+                    column,
+                    "a value has no plain binary form: COPY in text"
+                );
+            })
+            .ok(),
+        None => None,
+    };
+    let (statement, payload) = match binary {
+        Some(payload) => (
+            format!(
+                "COPY {into} ({}) FROM STDIN (FORMAT binary)",
+                columns(table)
+            ),
+            payload,
+        ),
+        None => (
+            format!("COPY {into} ({}) FROM STDIN", columns(table)),
+            pgtext::encode_rows(rows).into_bytes(),
+        ),
+    };
+    let mut copy = conn
+        .copy_in_raw(&statement)
+        .await
+        .with_context(|| format!("starting {statement}"))?;
+    copy.send(payload)
+        .await
+        .with_context(|| format!("copying into {into}"))?;
+    copy.finish()
+        .await
+        .with_context(|| format!("copying into {into}"))?;
+    Ok(())
 }
 
 /// Sets the balances a ledger batch computed on rows loaded earlier.
@@ -451,6 +488,7 @@ async fn copy_step(
 ) -> anyhow::Result<()> {
     let mut src = source::connect(from, "legacy").await?;
     let mut dst = source::connect(to, "target").await?;
+    let mut layouts = Layouts::default();
     // The reader runs one batch ahead of the writer.
     let (ready, mut prepared) = mpsc::channel::<anyhow::Result<Prepared>>(1);
     let mut cursor = shard
@@ -491,6 +529,7 @@ async fn copy_step(
                 step,
                 &shard.part.name,
                 &mut dst,
+                &mut layouts,
                 &done,
                 &legacy_rows,
                 options,
@@ -520,6 +559,7 @@ async fn write_prepared(
     step: Step,
     checkpoint: &str,
     dst: &mut PgConnection,
+    layouts: &mut Layouts,
     done: &pipeline::Done,
     legacy_rows: &std::collections::HashMap<(String, String), String>,
     options: &CopyOptions,
@@ -527,7 +567,7 @@ async fn write_prepared(
     let mut tx = sqlx::Connection::begin(&mut *dst).await?;
     sqlx::raw_sql("set local session_replication_role = replica").execute(&mut *tx).await
         .context("suppressing triggers needs a role allowed to set session_replication_role (superuser, or postgres on Supabase)")?;
-    write_batch(&mut tx, &Sink::Target, &done.batch)
+    write_batch(&mut tx, &Sink::Target, &done.batch, layouts)
         .await
         .with_context(|| format!("step {}", step.name()))?;
     state::record_batch(

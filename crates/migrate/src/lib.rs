@@ -16,6 +16,7 @@ pub mod generate;
 pub mod ids;
 pub mod ledger;
 pub mod model;
+pub mod pgbinary;
 pub mod pgtext;
 pub mod pipeline;
 pub mod plan;

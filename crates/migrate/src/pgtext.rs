@@ -49,6 +49,15 @@ fn unescape(field: &str) -> String {
     out
 }
 
+/// `rows` in COPY text format.
+pub fn encode_rows(rows: &[Fields]) -> String {
+    let mut out = String::with_capacity(rows.iter().map(|row| encoded_len(row)).sum());
+    for row in rows {
+        encode_row(&mut out, row);
+    }
+    out
+}
+
 /// Appends one row in COPY text format to `out`.
 pub fn encode_row(out: &mut String, fields: &[Option<String>]) {
     for (i, field) in fields.iter().enumerate() {

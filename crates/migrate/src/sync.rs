@@ -201,8 +201,9 @@ pub async fn cycle(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Re
         sqlx::raw_sql("set local session_replication_role = replica")
             .execute(&mut *tx)
             .await?;
+        let mut layouts = crate::pgbinary::Layouts::default();
         for batch in &batches {
-            merge(&mut tx, batch).await?;
+            merge(&mut tx, batch, &mut layouts).await?;
         }
         for (table, id) in &deletes {
             sqlx::query(&format!("delete from {} where id = $1", table.name))
@@ -326,11 +327,15 @@ fn upsert_shape(table: &Table) -> (&'static str, &'static [&'static str]) {
 }
 
 /// Upserts a batch into the target (inside the caller's transaction, triggers suppressed).
-async fn merge(conn: &mut PgConnection, batch: &Batch) -> anyhow::Result<()> {
-    let mut payloads = batch.payloads();
+async fn merge(
+    conn: &mut PgConnection,
+    batch: &Batch,
+    layouts: &mut crate::pgbinary::Layouts,
+) -> anyhow::Result<()> {
+    let mut tables: Vec<_> = batch.rows.iter().collect();
     // Postings belong to journals that are new in this batch: decide before adding journals.
-    payloads.sort_by_key(|(t, _, _)| (t.name != target::POSTINGS.name) as u8);
-    for (table, payload, _) in payloads {
+    tables.sort_by_key(|(t, _)| (t.name != target::POSTINGS.name) as u8);
+    for (table, rows) in tables {
         let scratch = format!("pg_temp.sync_{}", table.name.replace('.', "__"));
         sqlx::raw_sql(&format!(
             "drop table if exists {scratch}; create temp table {scratch} (like {} including defaults including identity) on commit drop",
@@ -338,12 +343,8 @@ async fn merge(conn: &mut PgConnection, batch: &Batch) -> anyhow::Result<()> {
         ))
         .execute(&mut *conn)
         .await?;
-        let cols = columns(&table);
-        let mut copy = conn
-            .copy_in_raw(&format!("COPY {scratch} ({cols}) FROM STDIN"))
-            .await?;
-        copy.send(payload.into_bytes()).await?;
-        copy.finish().await?;
+        let cols = columns(table);
+        crate::copy::copy_rows(conn, &scratch, table, rows, layouts).await?;
         let statement = if table.name == target::POSTINGS.name {
             format!(
                 "insert into internal.postings ({cols}) select {cols} from {scratch} s
@@ -354,7 +355,7 @@ async fn merge(conn: &mut PgConnection, batch: &Batch) -> anyhow::Result<()> {
                 "insert into internal.journals ({cols}) select {cols} from {scratch} on conflict (id) do nothing"
             )
         } else {
-            let (conflict, keep) = upsert_shape(&table);
+            let (conflict, keep) = upsert_shape(table);
             let set = table
                 .columns
                 .iter()

@@ -120,8 +120,9 @@ pub async fn run(from: &str, to: &str, batch_size: usize) -> anyhow::Result<Veri
             async move {
                 let mut src = source::connect(from, "legacy").await?;
                 let mut dst = source::connect(to, "target").await?;
+                let mut layouts = crate::pgbinary::Layouts::default();
                 while let Some(done) = cursor.next(&cx, &mut src).await? {
-                    copy::write_batch(&mut dst, &sink, &done.batch).await?;
+                    copy::write_batch(&mut dst, &sink, &done.batch, &mut layouts).await?;
                 }
                 anyhow::Ok(())
             }
