@@ -190,28 +190,38 @@ fn write_value(out: &mut Vec<u8>, kind: Kind, value: &str) -> Option<()> {
 /// A hyphenated uuid (`8-4-4-4-12` hex digits, either case); PostgreSQL's other spellings
 /// (braces, no hyphens) are left to it.
 fn uuid(value: &str) -> Option<[u8; 16]> {
-    let b = value.as_bytes();
-    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+    let b: &[u8; 36] = value.as_bytes().try_into().ok()?;
+    if b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return None;
     }
+    // Where each byte's two digits start, and every digit's value (or 0xff) at once.
+    const STARTS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let mut out = [0u8; 16];
-    let mut digits = b.iter().filter(|&&c| c != b'-');
-    for byte in &mut out {
-        let hi = hex(*digits.next()?)?;
-        let lo = hex(*digits.next()?)?;
-        *byte = hi << 4 | lo;
+    let mut bad = 0u8;
+    for (byte, &at) in out.iter_mut().zip(&STARTS) {
+        let (hi, lo) = (HEX[usize::from(b[at])], HEX[usize::from(b[at + 1])]);
+        bad |= hi | lo;
+        *byte = hi << 4 | (lo & 0x0f);
     }
-    Some(out)
+    (bad & 0xf0 == 0).then_some(out)
 }
 
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Each byte's value as a hex digit, or 0xff.
+const HEX: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// `-?[0-9]+` within an i64; PostgreSQL's leading `+`, spaces and underscores are left to it.
 fn integer(value: &str) -> Option<i64> {

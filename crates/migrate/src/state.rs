@@ -294,23 +294,35 @@ pub async fn restore_deferred(url: &str, parallel: usize) -> anyhow::Result<Vec<
     )
     .fetch_all(&mut conn)
     .await?;
-    let mut warnings = Vec::new();
+    // Added one at a time (each locks both of its tables), then validated side by side: a
+    // validation locks only against changes to its tables' schema, and is a scan of each.
     for (table, name, definition) in &foreign {
         add_constraint(&mut conn, table, name, definition, " NOT VALID").await?;
+    }
+    let validations = foreign.into_iter().map(|(table, name, _)| async move {
+        let mut conn = source::connect(url, "target").await?;
         let validated = sqlx::raw_sql(&format!(
             "alter table {table} validate constraint {}",
-            quote_ident(name)
+            quote_ident(&name)
         ))
         .execute(&mut conn)
         .await;
-        if let Err(err) = validated {
-            warnings.push(format!(
+        forget_constraint(&mut conn, &table, &name).await?;
+        anyhow::Ok(validated.err().map(|err| {
+            format!(
                 "foreign key {name} of {table} is back but not valid: {err}{} (`migrate verify` lists the rows)",
                 detail(&err)
-            ));
-        }
-        forget_constraint(&mut conn, table, name).await?;
-    }
+            )
+        }))
+    });
+    let mut warnings: Vec<String> = futures_util::stream::iter(validations)
+        .buffer_unordered(parallel.max(1))
+        .try_collect::<Vec<Option<String>>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    warnings.sort();
     Ok(warnings)
 }
 
