@@ -118,8 +118,9 @@ pub async fn copy_rows(
     rows: &[Fields],
     layouts: &mut Layouts,
 ) -> anyhow::Result<()> {
-    let binary = match layouts.of(conn, table.name, table.columns).await? {
-        Some(kinds) => pgbinary::encode(kinds, rows)
+    let kinds = layouts.of(conn, table.name, table.columns).await?;
+    let binary = kinds.and_then(|kinds| {
+        pgbinary::encode(kinds, rows)
             .map_err(|unwritable| {
                 let column = table.columns.get(unwritable.column).unwrap_or(&"?");
                 tracing::debug!(
@@ -128,22 +129,13 @@ pub async fn copy_rows(
                     "a value has no plain binary form: COPY in text"
                 );
             })
-            .ok(),
-        None => None,
+            .ok()
+    });
+    let (payload, format) = match binary {
+        Some(payload) => (payload, " (FORMAT binary)"),
+        None => (pgtext::encode_rows(rows).into_bytes(), ""),
     };
-    let (statement, payload) = match binary {
-        Some(payload) => (
-            format!(
-                "COPY {into} ({}) FROM STDIN (FORMAT binary)",
-                columns(table)
-            ),
-            payload,
-        ),
-        None => (
-            format!("COPY {into} ({}) FROM STDIN", columns(table)),
-            pgtext::encode_rows(rows).into_bytes(),
-        ),
-    };
+    let statement = format!("COPY {into} ({}) FROM STDIN{format}", columns(table));
     let mut copy = conn
         .copy_in_raw(&statement)
         .await
