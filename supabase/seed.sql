@@ -20,8 +20,10 @@ insert into seed_people values
   ('5eed0000-0000-4000-8000-000000000009', 'chebet.langat@example.co.ke',   '+254115345009', 'Chebet',   'Langat',   'en'),
   ('5eed0000-0000-4000-8000-000000000010', null,                            '+254727345010', 'Barasa',   'Wafula',   'sw');
 
+-- The token columns are '' and not NULL: Supabase Auth reads them into Go strings.
 insert into auth.users (instance_id, id, aud, role, email, phone, encrypted_password,
                         email_confirmed_at, phone_confirmed_at, raw_app_meta_data, raw_user_meta_data,
+                        confirmation_token, recovery_token, email_change_token_new, email_change,
                         created_at, updated_at)
 select '00000000-0000-0000-0000-000000000000', p.id, 'authenticated', 'authenticated', p.email,
        substr(p.phone, 2), extensions.crypt('password123', extensions.gen_salt('bf', 10)),
@@ -29,6 +31,7 @@ select '00000000-0000-0000-0000-000000000000', p.id, 'authenticated', 'authentic
        jsonb_build_object('provider', case when p.email is null then 'phone' else 'email' end,
                           'providers', jsonb_build_array(case when p.email is null then 'phone' else 'email' end)),
        jsonb_build_object('first_name', p.first_name, 'last_name', p.last_name, 'language', p.language),
+       '', '', '', '',
        now() - interval '200 days', now() - interval '200 days'
   from seed_people p
 on conflict (id) do nothing;

@@ -46,11 +46,18 @@ impl LocalMailbox {
             "at": chrono::Utc::now(),
             "message": payload,
         });
+        // The mailbox holds sign-in codes: readable by its owner only, whoever made it first.
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.path)
             .await?;
+        let permissions = file.metadata().await?.permissions();
+        if std::os::unix::fs::PermissionsExt::mode(&permissions) & 0o077 != 0 {
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .await?;
+        }
         file.write_all(format!("{line}\n").as_bytes()).await?;
         file.flush().await?;
         tracing::info!(

@@ -16,6 +16,7 @@ mod middleware;
 pub mod mpesa_payouts;
 pub mod mpesa_reconcile;
 pub mod mpesa_worker;
+mod nul;
 pub mod openapi;
 pub mod pins;
 pub mod push;
@@ -55,6 +56,20 @@ pub struct ServerConfig {
     /// How many connections record batches of manual contributions at once (see
     /// [`contribution_batches`]); 0 records each request in a transaction of its own.
     pub contribution_writers: usize,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
+}
+
+/// Who may read `/metrics`: it tells anyone who reads it how busy each route is and how the
+/// pool is doing, so outside the demo it is behind a bearer token, or not served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Anyone (`serve --demo` without a token).
+    Public,
+    /// Requests with `Authorization: Bearer <token>` (`METRICS_TOKEN`).
+    Token(String),
+    /// Not served (404).
+    Off,
 }
 
 /// `AGORA_APP_ID` and `AGORA_APP_CERTIFICATE`, 32 hexadecimal characters each.
@@ -74,6 +89,7 @@ impl ServerConfig {
             storage: None,
             mpesa: None,
             contribution_writers: 2,
+            metrics: MetricsAccess::Off,
         }
     }
 }
@@ -183,11 +199,32 @@ pub fn app(mut state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    (
+async fn metrics_text(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    match &state.config.metrics {
+        MetricsAccess::Public => {}
+        MetricsAccess::Off => return Err(ApiError::NotFound),
+        MetricsAccess::Token(token) => {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            if !metrics::same_secret(presented, token) {
+                return Err(ApiError::Auth(gotrue::AuthError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "no_authorization",
+                    "/metrics needs the metrics token (Authorization: Bearer ...)",
+                )));
+            }
+        }
+    }
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(&state.pool),
-    )
+    ))
 }
 
 async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {

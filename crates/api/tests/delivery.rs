@@ -48,6 +48,13 @@ async fn a_recovery_code_reaches_the_local_mailbox_once() {
 
     let delivered = lines(&path);
     assert_eq!(delivered.len(), 1);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the mailbox holds codes: its owner's only"
+    );
     assert_eq!(delivered[0]["topic"], "email");
     assert_eq!(delivered[0]["message"]["to"], "wekesa@example.co.ke");
     let code = delivered[0]["message"]["code"].as_str().unwrap().to_owned();

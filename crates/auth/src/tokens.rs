@@ -24,6 +24,8 @@ pub enum TokenError {
     BadSignature,
     #[error("invalid JWT: unable to parse or verify signature, token has expired")]
     Expired,
+    #[error("invalid JWT: unable to parse or verify signature, token is not valid yet")]
+    NotYetValid,
     #[error("invalid JWT: unable to parse or verify signature, token has invalid audience")]
     WrongAudience,
     #[error("invalid JWT: unable to parse or verify signature, token has invalid issuer")]
@@ -140,6 +142,7 @@ impl Jwks {
         let mut validation = Validation::new(header.alg);
         // No grace after `exp` (the library's default is 60 s): an ID token lives an hour.
         validation.leeway = 0;
+        validation.validate_nbf = true;
         validation.set_audience(audiences);
         validation.set_issuer(issuers);
         validation.required_spec_claims = ["exp", "aud", "iss"]
@@ -152,6 +155,7 @@ impl Jwks {
                 use jsonwebtoken::errors::ErrorKind;
                 match err.kind() {
                     ErrorKind::ExpiredSignature => TokenError::Expired,
+                    ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                     ErrorKind::InvalidSignature => TokenError::BadSignature,
                     ErrorKind::InvalidAudience => TokenError::WrongAudience,
                     ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
@@ -247,6 +251,8 @@ impl TokenVerifier {
         };
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway_seconds;
+        // `nbf`, where a token has one, is honoured as GoTrue and PostgREST do.
+        validation.validate_nbf = true;
         validation.validate_aud = false; // checked below: API keys carry no audience.
         validation.required_spec_claims = ["exp".to_owned()].into_iter().collect();
         let data =
@@ -254,6 +260,7 @@ impl TokenVerifier {
                 use jsonwebtoken::errors::ErrorKind;
                 match err.kind() {
                     ErrorKind::ExpiredSignature => TokenError::Expired,
+                    ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                     ErrorKind::InvalidSignature => TokenError::BadSignature,
                     _ => TokenError::Malformed,
                 }
@@ -384,6 +391,17 @@ mod tests {
 
         assert_eq!(verifier().verify("not.a.token"), Err(TokenError::Malformed));
         assert_eq!(verifier().verify(""), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused_until_its_nbf() {
+        let issuer = TokenIssuer::hs256(SECRET, ISSUER);
+        let mut claims = user_claims(now() + 3600);
+        claims["nbf"] = json!(now() + 600);
+        let early = issuer.sign(&claims).unwrap();
+        assert_eq!(verifier().verify(&early), Err(TokenError::NotYetValid));
+        claims["nbf"] = json!(now() - 5);
+        assert!(verifier().verify(&issuer.sign(&claims).unwrap()).is_ok());
     }
 
     #[test]

@@ -211,10 +211,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SUPABASE_SERVICE_KEY", hide_env_values = true)]
     pub service_key: Option<String>,
 
-    /// Require sign-ups to confirm their email or phone before they can sign in
-    /// (off by default, as in Supabase's local development).
+    /// With --demo, require sign-ups to confirm their email or phone with a code before they
+    /// can sign in (always required without --demo).
     #[arg(long, env = "AUTH_REQUIRE_CONFIRMATION")]
     pub require_confirmation: bool,
+
+    /// Bearer token that `/metrics` requires (Prometheus: `authorization: {credentials: ...}`).
+    /// Without it `/metrics` is served only with --demo.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 
     /// Refuse new sign-ups (existing users still sign in).
     #[arg(long, env = "AUTH_DISABLE_SIGNUP")]

@@ -237,3 +237,61 @@ async fn admin_grant_and_revoke_by_email_or_phone() {
         stderr(&nobody)
     );
 }
+
+/// Outside `--demo`, an email or phone counts only once its code came back: the settings that
+/// supabase-js reads say so, and a phone sign-up gets no session.
+#[tokio::test]
+async fn serve_without_demo_requires_confirmation() {
+    use pesachama_testkit::{TEST_JWT_SECRET, TestApp};
+    let db = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = common::pesachama()
+        .args(["--database-url", &db.url, "serve", "--port"])
+        .arg(port.to_string())
+        .env("SUPABASE_JWT_SECRET", TEST_JWT_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let settings = loop {
+        if let Ok(answer) = client
+            .get(format!("{base}/auth/v1/settings"))
+            .header("apikey", TestApp::api_key("anon"))
+            .send()
+            .await
+            && answer.status() == 200
+        {
+            break answer.json::<serde_json::Value>().await.unwrap();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "serve did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(settings["phone_autoconfirm"], false, "{settings}");
+    assert_eq!(settings["mailer_autoconfirm"], false, "{settings}");
+    let signup: serde_json::Value = client
+        .post(format!("{base}/auth/v1/signup"))
+        .header("apikey", TestApp::api_key("anon"))
+        .json(
+            &serde_json::json!({ "phone": "0799000333", "password": "a-long-password-for-tests" }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(signup.get("access_token").is_none(), "{signup}");
+    assert!(signup["phone_confirmed_at"].is_null(), "{signup}");
+    server.kill().unwrap();
+    let _ = server.wait();
+}

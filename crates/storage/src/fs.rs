@@ -1,5 +1,8 @@
 //! Objects as files under one folder: `<root>/<key>`, uploads spooled in `<root>/.tmp` (the
 //! same filesystem, so moving a finished upload into place is an atomic rename).
+//!
+//! Private objects (a chama's documents, meeting recordings) are no business of other accounts
+//! on the machine: folders are made 0700 and files 0600, the root included.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,7 +27,8 @@ impl FsStore {
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         let temp = root.join(".tmp");
-        std::fs::create_dir_all(&temp)?;
+        crate::private::create_dir_all(&temp)?;
+        crate::private::restrict(&root)?;
         Ok(Self { root, temp })
     }
 
@@ -54,7 +58,7 @@ impl FsStore {
     pub(crate) async fn commit(&self, spooled: Spooled, key: &str) -> Result<(), BackendError> {
         let target = self.path_of(key)?;
         if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent).await?;
+            crate::private::create_dir_all_async(parent).await?;
         }
         tokio::fs::rename(spooled.path(), &target).await?;
         spooled.guard.keep();
@@ -114,7 +118,7 @@ impl FsStore {
         }
         tokio::fs::File::open(&temp.0).await?.sync_all().await?;
         if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent).await?;
+            crate::private::create_dir_all_async(parent).await?;
         }
         tokio::fs::rename(&temp.0, &target).await?;
         temp.keep();
@@ -176,6 +180,35 @@ mod tests {
             Err(BackendError::NotFound)
         ));
         assert_eq!(files_under(dir.path()), 1);
+    }
+
+    #[tokio::test]
+    async fn objects_and_their_folders_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("storage");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = ObjectStore::Fs(std::sync::Arc::new(FsStore::new(&root).unwrap()));
+        let mut spool = store.spool(1024).await.unwrap();
+        spool.write(b"minutes").await.unwrap();
+        store
+            .commit(spool.finish().await.unwrap(), "documents/ab/abc/v1")
+            .await
+            .unwrap();
+        store
+            .copy("documents/ab/abc/v1", "documents/cd/cde/v1")
+            .await
+            .unwrap();
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        for folder in ["documents", "documents/ab", "documents/ab/abc", ".tmp"] {
+            assert_eq!(mode(&root.join(folder)), 0o700, "{folder}");
+        }
+        for file in ["documents/ab/abc/v1", "documents/cd/cde/v1"] {
+            assert_eq!(mode(&root.join(file)), 0o600, "{file}");
+        }
     }
 
     #[tokio::test]

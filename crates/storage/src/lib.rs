@@ -13,6 +13,7 @@
 
 pub mod fs;
 pub mod path;
+mod private;
 pub mod s3;
 pub mod sigv4;
 mod spool;

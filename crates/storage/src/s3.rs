@@ -34,7 +34,7 @@ pub struct S3Store {
 
 impl S3Store {
     pub fn new(config: S3Config) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&config.temp_dir)?;
+        crate::private::create_dir_all(&config.temp_dir)?;
         Ok(Self {
             endpoint: config.endpoint.trim_end_matches('/').to_owned(),
             bucket: config.bucket,

@@ -64,11 +64,12 @@ impl Drop for TempPath {
 
 impl Spool {
     pub(crate) async fn create(dir: &Path, limit: u64) -> io::Result<Self> {
-        tokio::fs::create_dir_all(dir).await?;
+        crate::private::create_dir_all_async(dir).await?;
         let path = dir.join(format!("upload-{}", uuid::Uuid::new_v4().simple()));
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(crate::private::FILE_MODE)
             .open(&path)
             .await?;
         Ok(Self {

@@ -30,11 +30,16 @@ pub struct AuthUser {
     pub is_anonymous: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// An email address asked for and not yet confirmed by its code (GoTrue's `new_email`).
+    pub email_change: Option<String>,
+    /// A phone asked for and not yet confirmed by its code (GoTrue's `new_phone`), digits only.
+    pub phone_change: Option<String>,
 }
 
 const USER_COLUMNS: &str = "id, aud, role, email, phone, encrypted_password, email_confirmed_at, \
     phone_confirmed_at, confirmed_at, last_sign_in_at, raw_app_meta_data, raw_user_meta_data, \
-    case when banned_until = 'infinity' then '9999-12-31T00:00:00Z'::timestamptz else banned_until end as banned_until, coalesce(is_anonymous, false) as is_anonymous, created_at, updated_at";
+    case when banned_until = 'infinity' then '9999-12-31T00:00:00Z'::timestamptz else banned_until end as banned_until, coalesce(is_anonymous, false) as is_anonymous, created_at, updated_at, \
+    nullif(email_change, '') as email_change, nullif(phone_change, '') as phone_change";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Identity {
@@ -102,19 +107,24 @@ pub async fn find_user_by_phone(
         .await?)
 }
 
+/// Inserts a user the way GoTrue does: the id is ours to choose (Supabase's `auth.users.id`
+/// has no default), and every token column GoTrue reads into a Go string is `''`, never NULL
+/// (a NULL there makes Supabase Auth answer 500 for every lookup of the row).
 pub async fn insert_user(
     conn: &mut PgConnection,
     user: &NewUser<'_>,
 ) -> Result<AuthUser, StoreError> {
     let providers = serde_json::json!({ "provider": user.provider, "providers": [user.provider] });
     let sql = format!(
-        "insert into auth.users (instance_id, aud, role, email, phone, encrypted_password,
+        "insert into auth.users (instance_id, id, aud, role, email, phone, encrypted_password,
              email_confirmed_at, phone_confirmed_at, raw_app_meta_data, raw_user_meta_data,
+             confirmation_token, recovery_token, email_change_token_new, email_change,
              created_at, updated_at)
-         values ('00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', $1, $2, $3,
+         values ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), 'authenticated',
+             'authenticated', $1, $2, $3,
              case when $4 and $1 is not null then now() end,
              case when $4 and $2 is not null then now() end,
-             $5, $6, now(), now())
+             $5, $6, '', '', '', '', now(), now())
          returning {USER_COLUMNS}"
     );
     Ok(sqlx::query_as(&sql)
@@ -251,8 +261,8 @@ pub async fn insert_refresh_token(
     parent: Option<&str>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "insert into auth.refresh_tokens (token, user_id, session_id, parent, revoked, created_at, updated_at)
-         values ($1, $2::text, $3, $4, false, now(), now())",
+        "insert into auth.refresh_tokens (instance_id, token, user_id, session_id, parent, revoked, created_at, updated_at)
+         values ('00000000-0000-0000-0000-000000000000', $1, $2::text, $3, $4, false, now(), now())",
     )
     .bind(token)
     .bind(user_id)
@@ -342,4 +352,220 @@ pub async fn delete_sessions(
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Which contact of an account a one-time code proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contact {
+    Email,
+    Phone,
+}
+
+impl Contact {
+    /// The column of `auth.users` holding the contact.
+    fn column(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Phone => "phone",
+        }
+    }
+
+    /// GoTrue's columns for a pending change: the new value, the hash of its code, when sent.
+    fn change_columns(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Email => (
+                "email_change",
+                "email_change_token_new",
+                "email_change_sent_at",
+            ),
+            Self::Phone => ("phone_change", "phone_change_token", "phone_change_sent_at"),
+        }
+    }
+}
+
+/// Whether another live account already holds `value` as its email or phone.
+pub async fn contact_taken(
+    executor: impl PgExecutor<'_>,
+    user_id: Uuid,
+    contact: Contact,
+    value: &str,
+) -> Result<bool, StoreError> {
+    let column = contact.column();
+    let sql = format!(
+        "select exists (select from auth.users where id <> $1 and deleted_at is null \
+           and lower({column}) in (lower($2), '+' || lower($2)))"
+    );
+    Ok(sqlx::query_scalar(&sql)
+        .bind(user_id)
+        .bind(value)
+        .fetch_one(executor)
+        .await?)
+}
+
+/// Records a change of email or phone that waits for its code (GoTrue's `email_change` /
+/// `phone_change` flow): the account keeps its current contact until the code comes back.
+pub async fn request_contact_change(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    contact: Contact,
+    value: &str,
+    token_hash: &str,
+) -> Result<(), StoreError> {
+    let (new, token, sent) = contact.change_columns();
+    let sql = format!(
+        "update auth.users set {new} = $2, {token} = $3, {sent} = now(), updated_at = now() where id = $1"
+    );
+    sqlx::query(&sql)
+        .bind(user_id)
+        .bind(value)
+        .bind(token_hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A pending change to `value`, locked: the user, the hash of the code sent, and when.
+pub async fn lock_pending_change(
+    conn: &mut PgConnection,
+    contact: Contact,
+    value: &str,
+) -> Result<Option<(Uuid, Option<String>, Option<DateTime<Utc>>)>, StoreError> {
+    let (new, token, sent) = contact.change_columns();
+    let sql = format!(
+        "select id, {token}, {sent} from auth.users \
+          where lower({new}) = lower($1) and deleted_at is null and coalesce({token}, '') <> '' \
+          order by {sent} desc nulls last limit 1 for update"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(value)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// Makes a pending change the account's contact, confirmed now, and clears the request.
+pub async fn apply_contact_change(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    contact: Contact,
+) -> Result<(), StoreError> {
+    let column = contact.column();
+    let (new, token, sent) = contact.change_columns();
+    let sql = format!(
+        "update auth.users set {column} = {new}, {column}_confirmed_at = now(), {new} = '', \
+           {token} = '', {sent} = null, updated_at = now() where id = $1"
+    );
+    sqlx::query(&sql).bind(user_id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Sets the email or phone of an account at once, confirmed (only where confirmation is off,
+/// as GoTrue's autoconfirm does).
+pub async fn set_contact_confirmed(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    contact: Contact,
+    value: &str,
+) -> Result<(), StoreError> {
+    let column = contact.column();
+    let sql = format!(
+        "update auth.users set {column} = $2, {column}_confirmed_at = now(), updated_at = now() where id = $1"
+    );
+    sqlx::query(&sql)
+        .bind(user_id)
+        .bind(value)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores the hash of a confirmation (sign-up, OTP sign-in) or recovery code.
+pub async fn store_code(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    purpose: CodePurpose,
+    token_hash: &str,
+) -> Result<(), StoreError> {
+    let (token, sent) = purpose.columns();
+    let sql = format!(
+        "update auth.users set {token} = $2, {sent} = now(), updated_at = now() where id = $1"
+    );
+    sqlx::query(&sql)
+        .bind(user_id)
+        .bind(token_hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// What a code stored on the user row is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    /// Sign-up confirmation or a sign-in code (`confirmation_token`).
+    Confirmation,
+    /// Password recovery (`recovery_token`).
+    Recovery,
+}
+
+impl CodePurpose {
+    fn columns(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Confirmation => ("confirmation_token", "confirmation_sent_at"),
+            Self::Recovery => ("recovery_token", "recovery_sent_at"),
+        }
+    }
+}
+
+/// The stored code hash and when it was sent, the row locked.
+pub async fn lock_code(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    purpose: CodePurpose,
+) -> Result<(Option<String>, Option<DateTime<Utc>>), StoreError> {
+    let (token, sent) = purpose.columns();
+    let sql = format!("select {token}, {sent} from auth.users where id = $1 for update");
+    Ok(sqlx::query_as(&sql)
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// Spends a code: it cannot be used again. `confirm` also marks the email or phone confirmed.
+pub async fn spend_code(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    purpose: CodePurpose,
+    confirm: Option<Contact>,
+) -> Result<(), StoreError> {
+    let (token, sent) = purpose.columns();
+    let confirm = confirm
+        .map(|c| {
+            let column = c.column();
+            format!(", {column}_confirmed_at = coalesce({column}_confirmed_at, now())")
+        })
+        .unwrap_or_default();
+    let sql = format!(
+        "update auth.users set {token} = '', {sent} = null{confirm}, updated_at = now() where id = $1"
+    );
+    sqlx::query(&sql).bind(user_id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Sign-up again on an account nobody has confirmed: GoTrue lets the new sign-up take it over
+/// (new password and metadata), since the first one never proved the address was theirs.
+pub async fn replace_unconfirmed(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    password_hash: &str,
+    user_metadata: &Value,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update auth.users set encrypted_password = $2, raw_user_meta_data = $3, updated_at = now()
+          where id = $1 and confirmed_at is null",
+    )
+    .bind(user_id)
+    .bind(password_hash)
+    .bind(user_metadata)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

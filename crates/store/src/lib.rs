@@ -97,6 +97,10 @@ impl From<sqlx::Error> for StoreError {
                         .unwrap_or_else(|| db.message().to_owned()),
                 }
             }
+            // A NUL character in text (22021) or in a jsonb string (22P05): the caller's input.
+            Some("22021" | "22P05") => Self::Invalid {
+                message: "text must not contain a NUL character".to_owned(),
+            },
             Some(code) => Self::refusal(code, db.message()).unwrap_or(Self::Database(err)),
             None => Self::Database(err),
         }

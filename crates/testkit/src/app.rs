@@ -22,9 +22,13 @@ impl TestApp {
         Self::spawn_with(TestDb::new().await, Self::config()).await
     }
 
-    /// The configuration `spawn` uses, to adjust before `spawn_with`.
+    /// The configuration `spawn` uses, to adjust before `spawn_with`: that of `serve --demo`,
+    /// where sign-ups are confirmed at once (tests of confirmation turn it off).
     pub fn config() -> ServerConfig {
-        ServerConfig::with_secret(TEST_JWT_SECRET)
+        let mut config = ServerConfig::with_secret(TEST_JWT_SECRET);
+        config.auth.autoconfirm = true;
+        config.metrics = pesachama_api::MetricsAccess::Public;
+        config
     }
 
     pub async fn spawn_with(db: TestDb, config: ServerConfig) -> Self {

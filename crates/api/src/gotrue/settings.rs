@@ -11,7 +11,9 @@ pub struct AuthSettings {
     pub access_token_ttl_seconds: i64,
     /// A client that lost the answer to a refresh may present the old token again this long.
     pub refresh_reuse_interval_seconds: i64,
-    /// Sign-ups are confirmed at once (the default locally, as in Supabase's local development).
+    /// Emails and phones count as confirmed without a code (sign-up, changes). Off unless the
+    /// operator asks for it (`serve --demo`): a phone or email identifies a person only once a
+    /// code sent to it has come back.
     pub autoconfirm: bool,
     pub disable_signup: bool,
     /// Recovery and OTP tokens expire after this long.
@@ -63,7 +65,7 @@ impl AuthSettings {
             site_url: "http://127.0.0.1:3000".to_owned(),
             access_token_ttl_seconds: 3600,
             refresh_reuse_interval_seconds: 10,
-            autoconfirm: true,
+            autoconfirm: false,
             disable_signup: false,
             otp_ttl_seconds: 3600,
             google_client_ids: Vec::new(),

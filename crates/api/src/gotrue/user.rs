@@ -23,6 +23,12 @@ pub struct UserJson {
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub is_anonymous: bool,
+    /// An email address asked for and waiting for its code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_email: Option<String>,
+    /// A phone asked for and waiting for its code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_phone: Option<String>,
 }
 
 impl UserJson {
@@ -49,6 +55,8 @@ impl UserJson {
             created_at: user.created_at,
             updated_at: user.updated_at,
             is_anonymous: user.is_anonymous,
+            new_email: user.email_change.clone(),
+            new_phone: user.phone_change.clone(),
         }
     }
 }

@@ -50,8 +50,15 @@ pub(crate) async fn caller_tx<'a>(
     Ok(pesachama_store::rls::begin_as(&state.pool, role, &claims).await?)
 }
 
-/// The body as `T`, or a 400 saying what is wrong with it.
+/// The body as `T`, or a 400 saying what is wrong with it (a 422 naming the field for a NUL
+/// character, which no text column can hold).
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if let Some(field) = crate::nul::field_with_nul(body) {
+        return Err(ApiError::Validation {
+            message: format!("{field} must not contain a NUL character"),
+            details: Some(serde_json::json!({ "field": field })),
+        });
+    }
     serde_json::from_slice(body)
         .map_err(|err| ApiError::MalformedBody(format!("invalid body: {err}")))
 }

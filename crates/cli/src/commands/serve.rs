@@ -58,8 +58,18 @@ async fn serve(
     config.auth.google_jwks_url = args.google_jwks_url.clone();
     config.contribution_writers = args.contribution_writers;
     config.auth.trusted_proxy_header = args.trusted_proxy_header.clone();
-    config.auth.autoconfirm = !args.require_confirmation;
+    // Confirmation is off only in the demo, and only unless asked for there too.
+    config.auth.autoconfirm = args.demo && !args.require_confirmation;
     config.auth.disable_signup = args.disable_signup;
+    config.metrics = match args.metrics_token.as_deref().map(str::trim) {
+        Some(token) if token.len() >= 16 => pesachama_api::MetricsAccess::Token(token.to_owned()),
+        Some(_) => anyhow::bail!("METRICS_TOKEN must be at least 16 characters"),
+        None if args.demo => pesachama_api::MetricsAccess::Public,
+        None => {
+            tracing::info!("/metrics is not served: set METRICS_TOKEN to let Prometheus read it");
+            pesachama_api::MetricsAccess::Off
+        }
+    };
     config.auth.jwks_url = args.jwks_url.clone();
     config.agora = match (&args.agora_app_id, &args.agora_app_certificate) {
         (Some(app_id), Some(app_certificate)) => Some(pesachama_api::AgoraConfig {

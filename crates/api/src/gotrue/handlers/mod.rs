@@ -1,5 +1,6 @@
 //! The `/auth/v1` handlers and the founding plan's `/auth/register` and `/auth/login`.
 
+mod codes;
 mod meta;
 mod otp;
 mod signup;
@@ -24,6 +25,13 @@ use super::AuthError;
 
 /// Parses a JSON body, answering GoTrue's `bad_json` when it is not.
 pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, AuthError> {
+    if let Some(field) = crate::nul::field_with_nul(body) {
+        return Err(AuthError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("{field} must not contain a NUL character"),
+        ));
+    }
     serde_json::from_slice(body).map_err(|err| {
         AuthError::new(
             StatusCode::BAD_REQUEST,
@@ -117,13 +125,23 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Makes sure the user has a profile row (`public.users`): users created straight in
 /// `auth.users` (the founding plan's SQL, a Supabase dashboard) have none until they sign in.
+/// The profile shows only a confirmed email and phone: members and officials read them, and an
+/// address the user merely typed is nobody's. Confirming one later copies it there.
 pub(crate) async fn ensure_profile(
     conn: &mut PgConnection,
     user: &pesachama_store::auth::AuthUser,
     metadata: &Value,
 ) -> Result<(), AuthError> {
-    let phone = user.phone.as_deref().and_then(|p| Phone::parse(p).ok());
-    let email = user.email.as_deref().and_then(|e| Email::parse(e).ok());
+    let phone = user
+        .phone
+        .as_deref()
+        .filter(|_| user.phone_confirmed_at.is_some())
+        .and_then(|p| Phone::parse(p).ok());
+    let email = user
+        .email
+        .as_deref()
+        .filter(|_| user.email_confirmed_at.is_some())
+        .and_then(|e| Email::parse(e).ok());
     let text = |key: &str| metadata.get(key).and_then(Value::as_str).map(str::to_owned);
     let language = text("language")
         .filter(|l| l == "en" || l == "sw")

@@ -1,45 +1,27 @@
 //! One-time codes: `recover` (password reset by email), `otp` (sign-in code by SMS or email),
 //! and `verify` (trading a code for a session).
 //!
-//! Codes are six digits, stored only as a SHA-256 hash, valid for `otp_ttl_seconds`, and used
-//! once. The message carrying a code is written to the outbox in the same transaction and sent
-//! by the delivery worker (SMS through Africa's Talking, email through the mailer).
+//! Codes are six digits, stored only as a hash salted with the address ([`codes`]), valid for
+//! `otp_ttl_seconds`, and used once. The message carrying a code is written to the outbox in
+//! the same transaction and sent by the delivery worker (SMS through Africa's Talking, email
+//! through the mailer). A change of email or phone (`PUT /auth/v1/user`) is confirmed here too,
+//! with the code sent to the new address (`email_change`, `phone_change`).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pesachama_store::StoreError;
-use pesachama_store::auth::{self, NewUser};
+use pesachama_store::auth::{self, CodePurpose, Contact, NewUser};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::Digest as _;
-use sqlx::PgConnection;
 
+use super::codes::{self, Template};
 use super::{Identifier, audit, ensure_profile, json_body};
 use crate::AppState;
 use crate::gotrue::session::TokenResponse;
 use crate::gotrue::{AuthError, ClientIp, ratelimit, session};
-
-fn new_code() -> String {
-    let n: u32 = rand::random_range(0..1_000_000);
-    format!("{n:06}")
-}
-
-fn digest(code: &str) -> String {
-    hex::encode(sha2::Sha256::digest(code.as_bytes()))
-}
-
-async fn enqueue(conn: &mut PgConnection, topic: &str, payload: Value) -> Result<(), AuthError> {
-    sqlx::query("insert into internal.outbox (topic, payload) values ($1, $2)")
-        .bind(topic)
-        .bind(payload)
-        .execute(conn)
-        .await
-        .map_err(StoreError::from)?;
-    Ok(())
-}
 
 #[derive(Debug, Deserialize)]
 struct RecoverBody {
@@ -66,21 +48,10 @@ pub async fn recover(
     .await?;
     let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
     if let Some(user) = identifier.find(&mut tx).await? {
-        let code = new_code();
-        sqlx::query(
-            "update auth.users set recovery_token = $2, recovery_sent_at = now() where id = $1",
-        )
-        .bind(user.id)
-        .bind(digest(&code))
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
-        enqueue(
-            &mut tx,
-            "email",
-            json!({ "to": user.email, "template": "recovery", "code": code, "user_id": user.id }),
-        )
-        .await?;
+        let code = codes::new_code();
+        let hash = codes::token_hash(codes::stored_address(&identifier), &code);
+        auth::store_code(&mut tx, user.id, CodePurpose::Recovery, &hash).await?;
+        codes::send(&mut tx, &identifier, Template::Recovery, &code, user.id).await?;
         audit(&mut tx, "auth.recovery_requested", Some(user.id), json!({})).await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
@@ -155,28 +126,10 @@ pub async fn otp(
             user
         }
     };
-    let code = new_code();
-    sqlx::query(
-        "update auth.users set confirmation_token = $2, confirmation_sent_at = now() where id = $1",
-    )
-    .bind(user.id)
-    .bind(digest(&code))
-    .execute(&mut *tx)
-    .await
-    .map_err(StoreError::from)?;
-    match &identifier {
-        Identifier::Phone(phone) => {
-            enqueue(
-                &mut tx,
-                "sms",
-                json!({ "to": phone.as_e164(), "message": format!("Your PesaChama code is {code}. It expires in 1 hour."), "user_id": user.id }),
-            )
-            .await?
-        }
-        Identifier::Email(email) => {
-            enqueue(&mut tx, "email", json!({ "to": email.as_str(), "template": "otp", "code": code, "user_id": user.id })).await?
-        }
-    }
+    let code = codes::new_code();
+    let hash = codes::token_hash(codes::stored_address(&identifier), &code);
+    auth::store_code(&mut tx, user.id, CodePurpose::Confirmation, &hash).await?;
+    codes::send(&mut tx, &identifier, Template::SignIn, &code, user.id).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(Json(json!({})))
 }
@@ -209,18 +162,14 @@ pub async fn verify(
     )
     .await?;
     let kind = body.kind.as_deref().unwrap_or_default();
-    let (token_column, sent_column, confirm_column) = match kind {
-        "recovery" | "magiclink" => ("recovery_token", "recovery_sent_at", None),
-        "signup" | "email" => (
-            "confirmation_token",
-            "confirmation_sent_at",
-            Some("email_confirmed_at"),
-        ),
-        "sms" | "phone_change" => (
-            "confirmation_token",
-            "confirmation_sent_at",
-            Some("phone_confirmed_at"),
-        ),
+    let check = match kind {
+        "recovery" | "magiclink" => Check::Code(CodePurpose::Recovery, None),
+        "signup" | "email" | "invite" => {
+            Check::Code(CodePurpose::Confirmation, Some(Contact::Email))
+        }
+        "sms" => Check::Code(CodePurpose::Confirmation, Some(Contact::Phone)),
+        "email_change" => Check::Change(Contact::Email),
+        "phone_change" => Check::Change(Contact::Phone),
         other => {
             return Err(AuthError::validation(format!(
                 "Verify requires a verification type, got {other:?}"
@@ -228,56 +177,62 @@ pub async fn verify(
         }
     };
     let code = body.token.unwrap_or_default();
-    let invalid = || {
-        AuthError::new(
-            StatusCode::FORBIDDEN,
-            "otp_expired",
-            "Token has expired or is invalid",
-        )
-    };
+    let address = codes::stored_address(&identifier);
 
     let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
-    let Some(user) = identifier.find(&mut tx).await? else {
-        return Err(invalid());
+    let (user_id, stored, sent_at) = match check {
+        Check::Code(purpose, _) => {
+            let Some(user) = identifier.find(&mut tx).await? else {
+                return Err(invalid_code());
+            };
+            let (stored, sent_at) = auth::lock_code(&mut tx, user.id, purpose).await?;
+            (user.id, stored, sent_at)
+        }
+        Check::Change(contact) => match auth::lock_pending_change(&mut tx, contact, address).await?
+        {
+            Some(pending) => pending,
+            None => return Err(invalid_code()),
+        },
     };
-    let sql =
-        format!("select {token_column}, {sent_column} from auth.users where id = $1 for update");
-    let (stored, sent_at): (Option<String>, Option<chrono::DateTime<Utc>>) = sqlx::query_as(&sql)
-        .bind(user.id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
-    let fresh = sent_at
-        .is_some_and(|at| (Utc::now() - at).num_seconds() <= state.auth.settings.otp_ttl_seconds);
-    let matches = stored.as_deref().is_some_and(|stored| {
-        use subtle_compare::eq;
-        !stored.is_empty() && eq(stored.as_bytes(), digest(&code).as_bytes())
+    let fresh = sent_at.is_some_and(|at: DateTime<Utc>| {
+        (Utc::now() - at).num_seconds() <= state.auth.settings.otp_ttl_seconds
     });
-    if !(fresh && matches) {
+    if !(fresh && codes::matches(stored.as_deref(), address, &code)) {
         drop(tx);
         let mut conn = state.pool.acquire().await.map_err(StoreError::from)?;
         audit(
             &mut conn,
             "auth.verify_failed",
-            Some(user.id),
+            Some(user_id),
             json!({ "type": kind }),
         )
         .await?;
-        return Err(invalid());
+        return Err(invalid_code());
     }
-    let confirm = confirm_column
-        .map(|c| format!(", {c} = coalesce({c}, now())"))
-        .unwrap_or_default();
-    sqlx::query(&format!(
-        "update auth.users set {token_column} = '', {sent_column} = null{confirm} where id = $1"
-    ))
-    .bind(user.id)
-    .execute(&mut *tx)
-    .await
-    .map_err(StoreError::from)?;
-    let user = auth::find_user_by_id(&mut *tx, user.id)
+    match check {
+        Check::Code(purpose, confirm) => {
+            auth::spend_code(&mut tx, user_id, purpose, confirm).await?;
+            if confirm.is_some() {
+                super::user::copy_contact_to_profile(&mut tx, user_id, &identifier).await?;
+            }
+        }
+        Check::Change(contact) => {
+            // Someone may have taken the address since the code was sent.
+            if auth::contact_taken(&mut *tx, user_id, contact, address).await? {
+                return Err(taken(contact));
+            }
+            auth::apply_contact_change(&mut tx, user_id, contact).await?;
+            super::user::copy_contact_to_profile(&mut tx, user_id, &identifier).await?;
+            let action = match contact {
+                Contact::Email => "auth.email_changed",
+                Contact::Phone => "auth.phone_changed",
+            };
+            audit(&mut tx, action, Some(user_id), json!({})).await?;
+        }
+    }
+    let user = auth::find_user_by_id(&mut *tx, user_id)
         .await?
-        .ok_or_else(invalid)?;
+        .ok_or_else(invalid_code)?;
     ensure_profile(
         &mut tx,
         &user,
@@ -312,9 +267,34 @@ pub async fn verify(
     Ok(Json(tokens))
 }
 
-/// Constant-time comparison, so the time a wrong code takes says nothing about how wrong it is.
-mod subtle_compare {
-    pub fn eq(a: &[u8], b: &[u8]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// What a `verify` call checks.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// A code kept on the user row; with a contact, it confirms that contact.
+    Code(CodePurpose, Option<Contact>),
+    /// A pending change of email or phone, named by the new address.
+    Change(Contact),
+}
+
+fn invalid_code() -> AuthError {
+    AuthError::new(
+        StatusCode::FORBIDDEN,
+        "otp_expired",
+        "Token has expired or is invalid",
+    )
+}
+
+pub(crate) fn taken(contact: Contact) -> AuthError {
+    match contact {
+        Contact::Email => AuthError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "email_exists",
+            "A user with this email address has already been registered",
+        ),
+        Contact::Phone => AuthError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "phone_exists",
+            "Phone number already registered by another user",
+        ),
     }
 }

@@ -7,10 +7,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pesachama_domain::PasswordRules;
 use pesachama_store::StoreError;
-use pesachama_store::auth::{self, NewUser};
+use pesachama_store::auth::{self, CodePurpose, NewUser};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::codes::{self, Template};
 use super::{Identifier, audit, blocking, ensure_profile, json_body};
 use crate::gotrue::{AuthError, ClientIp, UserJson, ratelimit, session};
 use crate::{ApiError, AppState};
@@ -131,9 +132,7 @@ async fn sign_up(
     }
 
     let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
-    if identifier.find(&mut tx).await?.is_some() {
-        return Err(already_exists(&identifier));
-    }
+    let existing = identifier.find(&mut tx).await?;
     let owned = password.to_owned();
     let hash = blocking(move || pesachama_auth::hashing::hash_password(&owned))
         .await?
@@ -141,6 +140,29 @@ async fn sign_up(
             tracing::error!(error = %err, "hashing failed");
             AuthError::internal()
         })?;
+    if let Some(existing) = existing {
+        // An account whose address nobody ever confirmed proves nothing: as GoTrue does, a new
+        // sign-up takes it over and gets a new code, so signing up with somebody else's number
+        // neither blocks them nor gives the number to the one who typed it.
+        if settings.autoconfirm || existing.confirmed_at.is_some() {
+            return Err(already_exists(&identifier));
+        }
+        auth::replace_unconfirmed(&mut tx, existing.id, &hash, &data).await?;
+        send_confirmation(&mut tx, &identifier, existing.id).await?;
+        audit(
+            &mut tx,
+            "auth.signup_repeated",
+            Some(existing.id),
+            json!({ "identifier": identifier.masked() }),
+        )
+        .await?;
+        let user = auth::find_user_by_id(&mut *tx, existing.id)
+            .await?
+            .ok_or_else(AuthError::internal)?;
+        let identities = auth::identities(&mut *tx, user.id).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        return Ok(Json(UserJson::new(&user, &identities)).into_response());
+    }
     let (email, phone, provider) = match &identifier {
         Identifier::Email(email) => (Some(email.as_str()), None, "email"),
         Identifier::Phone(phone) => (None, Some(phone.msisdn()), "phone"),
@@ -189,6 +211,9 @@ async fn sign_up(
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
+    if !settings.autoconfirm {
+        send_confirmation(&mut tx, &identifier, user.id).await?;
+    }
     let answer = if settings.autoconfirm {
         let tokens = session::start(
             &mut tx,
@@ -207,6 +232,18 @@ async fn sign_up(
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(user_id = %user.id, provider, "signed up");
     Ok(answer)
+}
+
+/// The code that confirms a sign-up, to the address signed up with.
+async fn send_confirmation(
+    tx: &mut sqlx::PgConnection,
+    identifier: &Identifier,
+    user_id: uuid::Uuid,
+) -> Result<(), AuthError> {
+    let code = codes::new_code();
+    let hash = codes::token_hash(codes::stored_address(identifier), &code);
+    auth::store_code(tx, user_id, CodePurpose::Confirmation, &hash).await?;
+    codes::send(tx, identifier, Template::Confirmation, &code, user_id).await
 }
 
 fn already_exists(identifier: &Identifier) -> AuthError {

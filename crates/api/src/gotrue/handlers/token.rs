@@ -121,6 +121,17 @@ async fn password_grant(
     };
     drop(conn);
     check_may_sign_in(state, &user)?;
+    // Signing in by phone needs that phone confirmed, not just the email (as GoTrue checks).
+    if let Identifier::Phone(_) = identifier
+        && !state.auth.settings.autoconfirm
+        && user.phone_confirmed_at.is_none()
+    {
+        return Err(AuthError::new(
+            StatusCode::BAD_REQUEST,
+            "phone_not_confirmed",
+            "Phone not confirmed",
+        ));
+    }
 
     let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
     ensure_profile(

@@ -8,12 +8,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use pesachama_domain::{Email, PasswordRules, Phone};
 use pesachama_store::StoreError;
-use pesachama_store::auth;
+use pesachama_store::auth::{self, Contact};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
-use super::{audit, blocking, json_body};
+use super::codes::{self, Template};
+use super::otp::taken;
+use super::{Identifier, audit, blocking, json_body};
 use crate::AppState;
 use crate::gotrue::caller::SignedIn;
 use crate::gotrue::{AuthError, UserJson};
@@ -119,68 +121,95 @@ pub async fn put_user(
     if let Some(data) = &update.data {
         auth::update_user_metadata(&mut tx, caller.id, data).await?;
     }
-    if let Some(email) = &email {
-        change_contact(&mut tx, caller.id, "email", email.as_str(), "email_exists").await?;
-        sqlx::query("update public.users set email = $2 where id = $1")
-            .bind(caller.id)
-            .bind(email.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-    }
-    if let Some(phone) = &phone {
-        change_contact(&mut tx, caller.id, "phone", phone.msisdn(), "phone_exists").await?;
-        sqlx::query("update public.users set phone = $2 where id = $1")
-            .bind(caller.id)
-            .bind(phone.as_e164())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
+    let autoconfirm = state.auth.settings.autoconfirm;
+    for new in [email.map(Identifier::Email), phone.map(Identifier::Phone)]
+        .into_iter()
+        .flatten()
+    {
+        change_contact(&mut tx, caller.id, &new, autoconfirm).await?;
     }
     let user = user_json(&mut tx, &caller).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(Json(user))
 }
 
-/// Changes the email or phone of an account, refusing one another account already has.
+/// A new email or phone for the account. It belongs to the account only once the code sent to
+/// it comes back (`POST /auth/v1/verify` with `email_change` or `phone_change`): until then the
+/// account keeps its old address, and nothing that trusts a verified number (invitations, USSD,
+/// M-Pesa prompts) sees the new one. Only where confirmation is off (`--demo`) does it change at
+/// once, as GoTrue's autoconfirm does.
 async fn change_contact(
     tx: &mut PgConnection,
     user_id: uuid::Uuid,
-    column: &str,
-    value: &str,
-    taken_code: &'static str,
+    new: &Identifier,
+    autoconfirm: bool,
 ) -> Result<(), AuthError> {
-    let sql = format!(
-        "update auth.users set {column} = $2, {column}_confirmed_at = now(), updated_at = now() where id = $1 \
-         and not exists (select from auth.users other where other.id <> $1 and lower(other.{column}) = lower($2) and other.deleted_at is null)"
-    );
-    let changed = sqlx::query(&sql)
+    let contact = match new {
+        Identifier::Email(_) => Contact::Email,
+        Identifier::Phone(_) => Contact::Phone,
+    };
+    let address = codes::stored_address(new);
+    if auth::contact_taken(&mut *tx, user_id, contact, address).await? {
+        return Err(taken(contact));
+    }
+    if autoconfirm {
+        auth::set_contact_confirmed(tx, user_id, contact, address)
+            .await
+            .map_err(|err| match err {
+                StoreError::Conflict { .. } => taken(contact),
+                other => other.into(),
+            })?;
+        copy_contact_to_profile(tx, user_id, new).await?;
+        let action = match contact {
+            Contact::Email => "auth.email_changed",
+            Contact::Phone => "auth.phone_changed",
+        };
+        return audit(tx, action, Some(user_id), json!({})).await;
+    }
+    let code = codes::new_code();
+    auth::request_contact_change(
+        tx,
+        user_id,
+        contact,
+        address,
+        &codes::token_hash(address, &code),
+    )
+    .await?;
+    let template = match contact {
+        Contact::Email => Template::EmailChange,
+        Contact::Phone => Template::PhoneChange,
+    };
+    codes::send(tx, new, template, &code, user_id).await?;
+    let action = match contact {
+        Contact::Email => "auth.email_change_requested",
+        Contact::Phone => "auth.phone_change_requested",
+    };
+    audit(tx, action, Some(user_id), json!({ "to": new.masked() })).await
+}
+
+/// The profile (`public.users`) shows the account's confirmed email and phone.
+pub(crate) async fn copy_contact_to_profile(
+    tx: &mut PgConnection,
+    user_id: uuid::Uuid,
+    contact: &Identifier,
+) -> Result<(), AuthError> {
+    let (sql, value) = match contact {
+        Identifier::Email(email) => (
+            "update public.users set email = $2 where id = $1",
+            email.as_str(),
+        ),
+        Identifier::Phone(phone) => (
+            "update public.users set phone = $2 where id = $1",
+            phone.as_e164(),
+        ),
+    };
+    sqlx::query(sql)
         .bind(user_id)
         .bind(value)
         .execute(&mut *tx)
         .await
-        .map_err(|err| match StoreError::from(err) {
-            StoreError::Conflict { .. } => AuthError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                taken_code,
-                "already registered by another user",
-            ),
-            other => other.into(),
-        })?;
-    if changed.rows_affected() == 0 {
-        return Err(AuthError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            taken_code,
-            "already registered by another user",
-        ));
-    }
-    audit(
-        tx,
-        &format!("auth.{column}_changed"),
-        Some(user_id),
-        json!({}),
-    )
-    .await
+        .map_err(StoreError::from)?;
+    Ok(())
 }
 
 pub async fn logout(
