@@ -354,9 +354,10 @@ async fn password_login_by_email_or_phone_and_failures_are_audited() {
 #[tokio::test]
 async fn a_user_created_by_the_founding_plans_sql_logs_in() {
     let app = TestApp::spawn().await;
+    // As it must be written for Supabase, whose `auth.users.id` has no default.
     sqlx::query(
-        "insert into auth.users (email, encrypted_password, email_confirmed_at, created_at)
-         values ('admin@pesachama.local', extensions.crypt('password123', extensions.gen_salt('bf')), now(), now())",
+        "insert into auth.users (id, email, encrypted_password, email_confirmed_at, created_at)
+         values (gen_random_uuid(), 'admin@pesachama.local', extensions.crypt('password123', extensions.gen_salt('bf')), now(), now())",
     )
     .execute(&app.db.pool)
     .await
@@ -668,4 +669,54 @@ async fn register_and_login_answer_the_token_response_with_the_apis_errors() {
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_credentials");
+}
+
+/// Supabase Auth reads the rows we write: sign-ups by email and phone, a code sign-up, a
+/// refresh, a recovery, a change of phone, and the demo data leave no NULL where GoTrue's Go
+/// models cannot take one (run on the Supabase-shaped database too, by scripts/test-supabase).
+#[tokio::test]
+async fn every_auth_row_we_write_is_one_supabase_auth_can_read() {
+    let app = TestApp::spawn().await;
+    pesachama_store::seed_demo(&app.db.pool).await.unwrap();
+    let by_email: Value = signup(
+        &app,
+        json!({ "email": "row@example.com", "password": "a-long-password" }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let by_phone: Value = signup(
+        &app,
+        json!({ "phone": "0799000444", "password": "a-long-password" }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let otp = app
+        .auth(Method::POST, "/otp")
+        .json(&json!({ "phone": "0799000555" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(otp.status(), 200);
+    let refreshed = refresh(&app, by_email["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(refreshed.status(), 200);
+    let recover = app
+        .auth(Method::POST, "/recover")
+        .json(&json!({ "email": "row@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recover.status(), 200);
+    let changed = app
+        .auth(Method::PUT, "/user")
+        .bearer_auth(by_phone["access_token"].as_str().unwrap())
+        .json(&json!({ "phone": "0799000666", "data": { "first_name": "Row" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    app.db.assert_gotrue_can_read().await;
 }

@@ -725,8 +725,27 @@ async fn moving_and_copying_follow_the_policies() {
 async fn buckets_are_described() {
     let (app, _dir) = demo().await;
     let anon = TestApp::api_key("anon");
+    let service = TestApp::api_key("service_role");
+    // As on a Supabase project: storage.buckets is under RLS with no policy for the API roles,
+    // so only the service role sees the buckets (issue 27: private ones were shown to anyone).
+    let member = app.demo_token("chebet.langat@example.co.ke").await;
+    for token in [&anon, &member] {
+        let (status, body) = app
+            .call(reqwest::Method::GET, token, "/storage/v1/bucket", None)
+            .await;
+        assert_eq!((status, body), (200, serde_json::json!([])));
+        let (status, _) = app
+            .call(
+                reqwest::Method::GET,
+                token,
+                "/storage/v1/bucket/recordings",
+                None,
+            )
+            .await;
+        assert_eq!(status, 404);
+    }
     let (status, body) = app
-        .call(reqwest::Method::GET, &anon, "/storage/v1/bucket", None)
+        .call(reqwest::Method::GET, &service, "/storage/v1/bucket", None)
         .await;
     assert_eq!(status, 200);
     let ids: Vec<_> = body
@@ -739,7 +758,7 @@ async fn buckets_are_described() {
     let (_, body) = app
         .call(
             reqwest::Method::GET,
-            &anon,
+            &service,
             "/storage/v1/bucket/avatars",
             None,
         )

@@ -76,6 +76,10 @@ create table if not exists pesachama_migrate.drift (
 /// fills); the keys themselves are deferred by [`defer_constraints`].
 /// A run killed meanwhile leaves them recorded; [`restore_deferred`] builds them at the end of
 /// the run that finishes. Answers how many indexes are deferred.
+///
+/// Only our own tables' indexes: never those of `auth` and `storage`, which belong to Supabase
+/// Auth and Storage (on a Supabase project the role cannot drop them; on an older project it
+/// could, and would lose their comments and whatever Supabase attached to them).
 pub async fn defer_indexes(conn: &mut PgConnection, tables: &[&str]) -> anyhow::Result<i64> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     sqlx::query(
@@ -87,6 +91,9 @@ pub async fn defer_indexes(conn: &mut PgConnection, tables: &[&str]) -> anyhow::
             and (not i.indisunique
                  or i.indrelid = any (select to_regclass(t) from unnest($2::text[]) t))
             and not exists (select from pg_constraint c where c.conindid = i.indexrelid)
+            and exists (select from pg_class t
+                         where t.oid = i.indrelid and pg_has_role(t.relowner, 'MEMBER')
+                           and t.relnamespace::regnamespace::text not in ('auth', 'storage'))
          on conflict (name) do nothing",
     )
     .bind(tables)
@@ -114,7 +121,8 @@ pub async fn defer_indexes(conn: &mut PgConnection, tables: &[&str]) -> anyhow::
 /// load (measured at a fifth of the production size: about 4 % of all CPU samples while the
 /// copy ran). The tables are new, so there is no setting of the operator's to keep; a killed
 /// run leaves autovacuum off until the resumed run finishes. Tables the connecting role does
-/// not own (ALTER TABLE needs ownership) are left as they are.
+/// not own (ALTER TABLE needs ownership), and Supabase's `auth` and `storage`, are left as
+/// they are.
 pub async fn suspend_autovacuum(
     conn: &mut PgConnection,
     tables: &[&str],
@@ -123,7 +131,8 @@ pub async fn suspend_autovacuum(
     let owned: Vec<String> = sqlx::query_scalar(
         "select c.oid::regclass::text from pg_class c
           where c.oid = any (select to_regclass(t) from unnest($1::text[]) t)
-            and pg_has_role(c.relowner, 'MEMBER')",
+            and pg_has_role(c.relowner, 'MEMBER')
+            and c.relnamespace::regnamespace::text not in ('auth', 'storage')",
     )
     .bind(tables)
     .fetch_all(&mut *conn)
@@ -170,8 +179,12 @@ pub async fn defer_constraints(conn: &mut PgConnection, tables: &[&str]) -> anyh
          select c.conname, c.conrelid::regclass::text, pg_get_constraintdef(c.oid),
                 case when c.contype = 'f' then 'foreign' else 'key' end
            from pg_constraint c
-          where (c.contype in ('p', 'u') and c.conrelid = any (select to_regclass(t) from unnest($1::text[]) t))
-             or (c.contype = 'f' and c.confrelid = any (select to_regclass(t) from unnest($1::text[]) t))
+          where ((c.contype in ('p', 'u') and c.conrelid = any (select to_regclass(t) from unnest($1::text[]) t))
+                 or (c.contype = 'f' and c.confrelid = any (select to_regclass(t) from unnest($1::text[]) t)))
+            -- never Supabase's own tables' (see defer_indexes)
+            and exists (select from pg_class t
+                         where t.oid = c.conrelid and pg_has_role(t.relowner, 'MEMBER')
+                           and t.relnamespace::regnamespace::text not in ('auth', 'storage'))
          on conflict do nothing",
     )
     .bind(tables)

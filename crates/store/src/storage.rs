@@ -171,18 +171,26 @@ pub async fn find_objects(
 }
 
 /// Deletes those of `names` the DELETE policy allows; answers the rows deleted.
+///
+/// Supabase's `storage.objects` refuses deletes (a statement trigger of storage-api's) unless
+/// `storage.allow_delete_query` is set in the transaction, as storage-api sets it: a delete from
+/// the Data API would orphan the stored bytes. This is the one place that deletes, knowing it
+/// removes the bytes too; the setting lasts until the caller's transaction ends.
 pub async fn delete_objects(
-    executor: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     bucket_id: &str,
     names: &[String],
 ) -> Result<Vec<ObjectRow>, StoreError> {
+    sqlx::query("select set_config('storage.allow_delete_query', 'true', true)")
+        .execute(&mut *conn)
+        .await?;
     Ok(sqlx::query_as(&format!(
         "delete from storage.objects where bucket_id = $1 and name = any($2)
          returning {OBJECT_COLUMNS}"
     ))
     .bind(bucket_id)
     .bind(names)
-    .fetch_all(executor)
+    .fetch_all(&mut *conn)
     .await?)
 }
 

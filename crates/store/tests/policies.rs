@@ -172,10 +172,23 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// Deletes from `storage.objects` are refused by storage-api's trigger unless the transaction
+/// says it is storage-api's own (which also removes the bytes); the matrix checks the DELETE
+/// policies under the setting storage-api runs them with. Without it, see `direct_storage_delete`.
+async fn as_storage_api(tx: &mut sqlx::PgConnection, sql: &str) {
+    if sql.starts_with("delete from storage.") {
+        sqlx::query("select set_config('storage.allow_delete_query', 'true', true)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+}
+
 /// Runs one statement as `actor` in a transaction of its own and rolls it back.
 async fn run_as(pool: &PgPool, actor: Actor, sql: &str) -> Outcome {
     let (role, claims) = actor.token();
     let mut tx = begin_as(pool, role, &claims).await.unwrap();
+    as_storage_api(&mut tx, sql).await;
     let result = sqlx::query(sql).execute(&mut *tx).await;
     tx.rollback().await.unwrap();
     outcome(result)
@@ -184,6 +197,7 @@ async fn run_as(pool: &PgPool, actor: Actor, sql: &str) -> Outcome {
 /// Runs one statement as the superuser (no RLS) and rolls it back: the baseline for `All`.
 async fn run_as_superuser(pool: &PgPool, sql: &str) -> Outcome {
     let mut tx = pool.begin().await.unwrap();
+    as_storage_api(&mut tx, sql).await;
     let result = sqlx::query(sql).execute(&mut *tx).await;
     tx.rollback().await.unwrap();
     outcome(result)
@@ -549,7 +563,8 @@ const MATRIX: &[Rules] = &[
                  where bucket_id = 'avatars' and name = {member} || '/face.png'",
         delete: "delete from storage.objects where bucket_id = 'avatars' and name = {member} || '/face.png'",
         //         select     insert     update     delete
-        anon:     [Rows(1),   NoGrant,   NoGrant,   NoGrant],
+        // anon holds every grant on storage's tables, as on Supabase; RLS is the guard
+        anon:     [Rows(1),   Policy,    Hidden,    Hidden],
         outsider: [Rows(1),   Policy,    Hidden,    Hidden],
         member:   [Rows(1),   Rows(1),   Rows(1),   Rows(1)],
         official: [Rows(1),   Policy,    Hidden,    Hidden],
@@ -563,7 +578,7 @@ const MATRIX: &[Rules] = &[
                  where bucket_id = 'documents' and name = {umoja} || '/constitution.pdf'",
         delete: "delete from storage.objects
                  where bucket_id = 'documents' and name = {umoja} || '/constitution.pdf'",
-        anon:     [Hidden,    NoGrant,   NoGrant,   NoGrant],
+        anon:     [Hidden,    Policy,    Hidden,    Hidden],
         outsider: [Hidden,    Policy,    Hidden,    Hidden],
         member:   [Rows(1),   Policy,    Hidden,    Hidden],
         // Umoja's and, as a member there, Boda's
@@ -579,7 +594,7 @@ const MATRIX: &[Rules] = &[
                  where bucket_id = 'recordings' and name = {umoja} || '/2024-06-meeting.mp3'",
         delete: "delete from storage.objects
                  where bucket_id = 'recordings' and name = {umoja} || '/2024-06-meeting.mp3'",
-        anon:     [Hidden,    NoGrant,   NoGrant,   NoGrant],
+        anon:     [Hidden,    Policy,    Hidden,    Hidden],
         outsider: [Hidden,    Policy,    Hidden,    Hidden],
         member:   [Rows(1),   Policy,    Hidden,    Hidden],
         official: [Rows(1),   Rows(1),   Rows(1),   Rows(1)],
@@ -692,7 +707,8 @@ async fn members_see_their_own_chama_and_their_own_money_and_officials_see_the_c
         case(Member, "a member reads their chama's documents only", "select from storage.objects where bucket_id = 'documents' and name like {boda} || '/%'", Hidden),
         case(Outsider, "anyone signed in keeps an avatar in their own folder", "insert into storage.objects (bucket_id, name) values ('avatars', {outsider} || '/me.png')", Rows(1)),
         case(Anon, "avatars are public", "select from storage.objects where bucket_id = 'avatars'", Rows(1)),
-        case(Anon, "bucket settings are public", "select from storage.buckets", Rows(3)),
+        case(Anon, "buckets are under RLS with no policy, as on Supabase", "select from storage.buckets", Hidden),
+        case(Official, "and so for anyone signed in", "select from storage.buckets", Hidden),
         case(Chair, "a chairperson who is a plain member elsewhere sees only their own money there", "select from public.transactions where chama_id = {eldoret}", Rows(4)),
         case(Admin, "a platform admin (app_metadata, written by the server) sees every profile", "select from public.users", All),
         case(Admin, "and every chama", "select from public.chamas", All),
@@ -983,5 +999,30 @@ async fn nobody_can_change_the_audit_log_not_even_the_service_role_or_a_superuse
     ] {
         let got = run_as_superuser(&db.pool, sql).await;
         assert!(agrees(Guard("append-only"), &got, None), "{sql}: got {got}");
+    }
+}
+
+/// Through the Data API, nobody deletes from `storage.objects`: the row would go and its bytes
+/// stay, orphaned. storage-api's trigger refuses it unless the transaction is storage-api's own
+/// (our compatibility layer has the same trigger, so plain PostgreSQL refuses it too).
+#[tokio::test]
+async fn direct_storage_delete() {
+    let db = fixture().await;
+    let sql = expand(
+        "delete from storage.objects where bucket_id = 'avatars' and name = {member} || '/face.png'",
+    );
+    for actor in [Actor::Member, Actor::Outsider, Actor::Official] {
+        let (role, claims) = actor.token();
+        let mut tx = begin_as(&db.pool, role, &claims).await.unwrap();
+        let got = outcome(sqlx::query(&sql).execute(&mut *tx).await);
+        tx.rollback().await.unwrap();
+        assert!(
+            agrees(
+                Guard("Direct deletion from storage tables is not allowed"),
+                &got,
+                None
+            ),
+            "{actor:?}: {got}"
+        );
     }
 }

@@ -14,10 +14,50 @@ const STALE_AFTER_SECONDS: u64 = 3600;
 static ADMIN_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
 
+/// Where the tests run on a database prepared with Supabase's own SQL (`scripts/test-supabase`
+/// makes one with `../shared/supabase-shape`): the URL of its prepared database as the
+/// bootstrap superuser, `postgres://supabase_admin@HOST:PORT/supa`. Each test database is then
+/// a copy of that one (Supabase's `auth`, `storage`, roles and grants), owned by `postgres`,
+/// migrated and used as `postgres`, the role a Supabase project gives its owner.
+const SUPABASE_ENV: &str = "PESACHAMA_TEST_SUPABASE";
+
+/// The Supabase-shaped database tests copy, when they run in Supabase mode.
+fn supabase_source() -> Option<&'static str> {
+    static SOURCE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SOURCE
+        .get_or_init(|| {
+            std::env::var(SUPABASE_ENV)
+                .ok()
+                .filter(|url| !url.is_empty())
+        })
+        .as_deref()
+}
+
+/// Whether this run is against the Supabase-shaped database (for the few assertions that
+/// differ on purpose, e.g. tables only the compatibility layer creates).
+pub fn supabase_mode() -> bool {
+    supabase_source().is_some()
+}
+
+/// `url` with another user name (no password: the test clusters trust loopback).
+fn with_user(url: &str, user: &str) -> String {
+    match url.split_once("://").and_then(|(scheme, rest)| {
+        rest.split_once('@')
+            .map(|(_, host)| format!("{scheme}://{user}@{host}"))
+    }) {
+        Some(url) => url,
+        None => url.to_owned(),
+    }
+}
+
 /// The admin URL (database `postgres`) of the server tests use, starting the shared test
 /// cluster on first use.
 pub fn admin_url() -> &'static str {
     ADMIN_URL.get_or_init(|| {
+        if let Some(source) = supabase_source() {
+            let (base, _) = source.rsplit_once('/').unwrap_or((source, ""));
+            return format!("{base}/postgres");
+        }
         if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
             return url;
         }
@@ -46,10 +86,17 @@ fn nix_free_euid() -> String {
         .unwrap_or_else(|| "user".to_owned())
 }
 
+/// The URL tests (and the migrations) use for `database`: as the admin, or in Supabase mode as
+/// `postgres`, which on Supabase is not a superuser.
 fn url_for(database: &str) -> String {
     let admin = admin_url();
     let (base, _) = admin.rsplit_once('/').unwrap_or((admin, ""));
-    format!("{base}/{database}")
+    let url = format!("{base}/{database}");
+    if supabase_mode() {
+        with_user(&url, "postgres")
+    } else {
+        url
+    }
 }
 
 /// A database of its own for one test, dropped when the test ends (set
@@ -78,11 +125,23 @@ impl TestDb {
         let mut admin = PgConnection::connect(admin_url())
             .await
             .expect("connect to the test server");
+        let owner = if supabase_mode() {
+            " owner postgres"
+        } else {
+            ""
+        };
         let statement = match template {
             Some(template) => {
-                format!("create database {name} template {template} strategy file_copy")
+                format!("create database {name} template {template}{owner} strategy file_copy")
             }
-            None => format!("create database {name}"),
+            None => match supabase_source() {
+                // "Empty" on Supabase is a project's database before our migrations.
+                Some(source) => format!(
+                    "create database {name} template {}{owner} strategy file_copy",
+                    source.rsplit('/').next().unwrap_or("supa")
+                ),
+                None => format!("create database {name}"),
+            },
         };
         sqlx::raw_sql(&statement)
             .execute(&mut admin)
@@ -108,6 +167,82 @@ impl TestDb {
         .await
         .expect("run the integrity report");
         assert!(failing.is_empty(), "integrity report: {failing:?}");
+    }
+}
+
+/// The columns of `auth.*` that Supabase Auth (GoTrue) reads into Go values that cannot hold
+/// NULL (a `string`, a `uuid.UUID`, a `time.Time`, a `bool`, an `int`): one NULL there and
+/// GoTrue answers 500 for every query that loads the row. The list is the stand-in's
+/// `gotrue-rowcheck.sql`, from GoTrue's models.
+const GOTRUE_NOT_NULL: &[(&str, &str)] = &[
+    ("users", "id"),
+    ("users", "instance_id"),
+    ("users", "aud"),
+    ("users", "role"),
+    ("users", "confirmation_token"),
+    ("users", "recovery_token"),
+    ("users", "email_change_token_current"),
+    ("users", "email_change_token_new"),
+    ("users", "email_change"),
+    ("users", "phone_change_token"),
+    ("users", "phone_change"),
+    ("users", "reauthentication_token"),
+    ("users", "email_change_confirm_status"),
+    ("users", "created_at"),
+    ("users", "updated_at"),
+    ("users", "is_sso_user"),
+    ("users", "is_anonymous"),
+    ("identities", "id"),
+    ("identities", "provider_id"),
+    ("identities", "user_id"),
+    ("identities", "provider"),
+    ("identities", "created_at"),
+    ("identities", "updated_at"),
+    ("sessions", "id"),
+    ("sessions", "user_id"),
+    ("sessions", "created_at"),
+    ("sessions", "updated_at"),
+    ("refresh_tokens", "id"),
+    ("refresh_tokens", "token"),
+    ("refresh_tokens", "user_id"),
+    ("refresh_tokens", "revoked"),
+    ("refresh_tokens", "created_at"),
+    ("refresh_tokens", "updated_at"),
+    ("refresh_tokens", "instance_id"),
+];
+
+impl TestDb {
+    /// Every row in `auth.*` is one Supabase Auth can read (see [`GOTRUE_NOT_NULL`]), and every
+    /// user is one it can find by email or phone (`instance_id` nil, `aud` authenticated).
+    pub async fn assert_gotrue_can_read(&self) {
+        let mut unreadable = Vec::new();
+        for (table, column) in GOTRUE_NOT_NULL {
+            let sql = format!("select count(*) from auth.{table} where {column} is null");
+            let nulls: i64 = sqlx::query_scalar(&sql)
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or_else(|err| panic!("auth.{table}.{column}: {err}"));
+            if nulls > 0 {
+                unreadable.push(format!("auth.{table}.{column}: {nulls} NULL"));
+            }
+        }
+        let unfindable: i64 = sqlx::query_scalar(
+            "select count(*) from auth.users
+              where instance_id is distinct from '00000000-0000-0000-0000-000000000000'
+                 or aud is distinct from 'authenticated'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("count users GoTrue cannot find");
+        if unfindable > 0 {
+            unreadable.push(format!(
+                "{unfindable} users outside GoTrue's instance or audience"
+            ));
+        }
+        assert!(
+            unreadable.is_empty(),
+            "Supabase Auth could not read: {unreadable:?}"
+        );
     }
 }
 
@@ -157,7 +292,8 @@ async fn build_template() -> String {
         }
         hex::encode(hasher.finalize())
     };
-    let template = format!("pesachama_template_{}", &fingerprint[..16]);
+    let mode = if supabase_mode() { "supa" } else { "plain" };
+    let template = format!("pesachama_template_{mode}_{}", &fingerprint[..16]);
 
     let mut admin = PgConnection::connect(admin_url())
         .await
@@ -177,11 +313,18 @@ async fn build_template() -> String {
             .expect("look for the template");
     if !exists {
         let building = format!("{template}_building");
+        let create = match supabase_source() {
+            Some(source) => format!(
+                "create database {building} template {} owner postgres strategy file_copy",
+                source.rsplit('/').next().unwrap_or("supa")
+            ),
+            None => format!("create database {building}"),
+        };
         // One statement per query: several in one string run as one transaction, which
         // CREATE and DROP DATABASE refuse.
         for statement in [
             format!("drop database if exists {building} with (force)"),
-            format!("create database {building}"),
+            create,
         ] {
             sqlx::raw_sql(&statement)
                 .execute(&mut admin)

@@ -15,4 +15,4 @@ mod db;
 pub mod fake;
 
 pub use app::{TEST_JWT_SECRET, TestApp};
-pub use db::{TestDb, admin_url};
+pub use db::{TestDb, admin_url, supabase_mode};
