@@ -161,7 +161,7 @@ async fn delete_names(
 ) -> Result<Vec<ObjectRow>, StorageError> {
     let settings = settings(state)?;
     let mut tx = caller_tx(state, caller).await?;
-    let deleted = delete_objects(&mut *tx, bucket.as_str(), names).await?;
+    let deleted = delete_objects(&mut tx, bucket.as_str(), names).await?;
     tx.commit().await?;
     for row in &deleted {
         if let Some(key) = row_key(bucket, row) {
