@@ -97,21 +97,47 @@ async fn members_see_the_roll_with_totals_and_officials_change_settings_within_r
             Method::PATCH,
             &akinyi,
             &path,
-            Some(json!({ "contribution_amount": 150000, "required_approvals": 3 })),
+            Some(json!({ "contribution_amount": 150000 })),
         )
         .await;
     assert_eq!(status, 200, "{chama}");
-    assert_eq!(
-        (
-            chama["contribution_amount"].as_i64(),
-            chama["required_approvals"].as_i64()
-        ),
-        (Some(150000), Some(3))
-    );
+    assert_eq!(chama["contribution_amount"].as_i64(), Some(150000));
+    // The approval threshold is the chairperson's alone (maker-checker).
     let (status, error) = app
         .call(
             Method::PATCH,
             &akinyi,
+            &path,
+            Some(json!({ "required_approvals": 3 })),
+        )
+        .await;
+    assert_eq!(status, 403, "{error}");
+    let wanjiku = app.demo_token("wanjiku.kamau@example.co.ke").await;
+    let (status, chama) = app
+        .call(
+            Method::PATCH,
+            &wanjiku,
+            &path,
+            Some(json!({ "required_approvals": 3 })),
+        )
+        .await;
+    assert_eq!(status, 200, "{chama}");
+    assert_eq!(chama["required_approvals"].as_i64(), Some(3));
+    // Lowering it again is refused while the chama holds its members' money.
+    let (status, error) = app
+        .call(
+            Method::PATCH,
+            &wanjiku,
+            &path,
+            Some(json!({ "required_approvals": 2 })),
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "required_approvals");
+    let (status, error) = app
+        .call(
+            Method::PATCH,
+            &wanjiku,
             &path,
             Some(json!({ "required_approvals": 4 })),
         )
