@@ -418,3 +418,41 @@ async fn notifications_are_the_callers_own_and_devices_follow_the_last_sign_in()
         .await;
     assert_eq!(status, 204);
 }
+
+/// The profile's phone identifies its owner (payouts, invitations, SMS): it is the verified
+/// phone of the sign-in, changed through `PUT /auth/v1/user`, never set with the profile.
+#[tokio::test]
+async fn a_profile_phone_is_not_set_with_the_profile() {
+    let app = demo().await;
+    let chebet = app.demo_token("chebet.langat@example.co.ke").await;
+    let (status, error) = app
+        .call(
+            Method::PATCH,
+            &chebet,
+            "/users/me",
+            Some(json!({ "first_name": "Chebet", "phone": "0799000111" })),
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "phone");
+    let (status, profile) = app
+        .call(
+            Method::PATCH,
+            &chebet,
+            "/users/me",
+            Some(json!({ "first_name": "Chebby", "language": "sw" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(
+        (profile["first_name"].as_str(), profile["language"].as_str()),
+        (Some("Chebby"), Some("sw"))
+    );
+    let phone: String =
+        sqlx::query_scalar("select phone::text from public.users where id = $1::uuid")
+            .bind(CHEBET_ID)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_ne!(phone, "+254799000111");
+}
