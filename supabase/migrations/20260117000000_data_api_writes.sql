@@ -63,8 +63,8 @@ create trigger users_profile_identity before insert on public.users
 -- (within reach of the officials: chamas_reachable_threshold). Lowering it is refused while
 -- the chama holds money (balance, cash or a payout in transit) or has a withdrawal pending,
 -- approved or being paid: the k officials who guard that money would otherwise be bypassed
--- by one person. A chama that must lower k with money in it empties it first (or the
--- platform's operators, who are not a request role, do it on the officials' written request).
+-- by one person. A chama that must lower k while it holds money pays it out first (a rule
+-- change approved by the current k officials would lift this; it is not built).
 
 create function internal.guard_approval_rule() returns trigger
   language plpgsql
