@@ -97,21 +97,47 @@ async fn members_see_the_roll_with_totals_and_officials_change_settings_within_r
             Method::PATCH,
             &akinyi,
             &path,
-            Some(json!({ "contribution_amount": 150000, "required_approvals": 3 })),
+            Some(json!({ "contribution_amount": 150000 })),
         )
         .await;
     assert_eq!(status, 200, "{chama}");
-    assert_eq!(
-        (
-            chama["contribution_amount"].as_i64(),
-            chama["required_approvals"].as_i64()
-        ),
-        (Some(150000), Some(3))
-    );
+    assert_eq!(chama["contribution_amount"].as_i64(), Some(150000));
+    // The approval threshold is the chairperson's alone (maker-checker).
     let (status, error) = app
         .call(
             Method::PATCH,
             &akinyi,
+            &path,
+            Some(json!({ "required_approvals": 3 })),
+        )
+        .await;
+    assert_eq!(status, 403, "{error}");
+    let wanjiku = app.demo_token("wanjiku.kamau@example.co.ke").await;
+    let (status, chama) = app
+        .call(
+            Method::PATCH,
+            &wanjiku,
+            &path,
+            Some(json!({ "required_approvals": 3 })),
+        )
+        .await;
+    assert_eq!(status, 200, "{chama}");
+    assert_eq!(chama["required_approvals"].as_i64(), Some(3));
+    // Lowering it again is refused while the chama holds its members' money.
+    let (status, error) = app
+        .call(
+            Method::PATCH,
+            &wanjiku,
+            &path,
+            Some(json!({ "required_approvals": 2 })),
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "required_approvals");
+    let (status, error) = app
+        .call(
+            Method::PATCH,
+            &wanjiku,
             &path,
             Some(json!({ "required_approvals": 4 })),
         )
@@ -391,4 +417,42 @@ async fn notifications_are_the_callers_own_and_devices_follow_the_last_sign_in()
         .call(Method::DELETE, &chebet, &format!("/devices/{token}"), None)
         .await;
     assert_eq!(status, 204);
+}
+
+/// The profile's phone identifies its owner (payouts, invitations, SMS): it is the verified
+/// phone of the sign-in, changed through `PUT /auth/v1/user`, never set with the profile.
+#[tokio::test]
+async fn a_profile_phone_is_not_set_with_the_profile() {
+    let app = demo().await;
+    let chebet = app.demo_token("chebet.langat@example.co.ke").await;
+    let (status, error) = app
+        .call(
+            Method::PATCH,
+            &chebet,
+            "/users/me",
+            Some(json!({ "first_name": "Chebet", "phone": "0799000111" })),
+        )
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "phone");
+    let (status, profile) = app
+        .call(
+            Method::PATCH,
+            &chebet,
+            "/users/me",
+            Some(json!({ "first_name": "Chebby", "language": "sw" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(
+        (profile["first_name"].as_str(), profile["language"].as_str()),
+        (Some("Chebby"), Some("sw"))
+    );
+    let phone: String =
+        sqlx::query_scalar("select phone::text from public.users where id = $1::uuid")
+            .bind(CHEBET_ID)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_ne!(phone, "+254799000111");
 }

@@ -8,7 +8,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
-use pesachama_domain::Phone;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -68,7 +67,8 @@ pub struct ProfileUpdate {
     /// `en` or `sw`.
     pub language: Option<String>,
     pub avatar_url: Option<String>,
-    /// Any Kenyan spelling; stored as E.164.
+    /// Not accepted here (a 422): the profile's phone is the verified phone of the sign-in,
+    /// changed through `PUT /auth/v1/user`, which confirms the new number with a code.
     pub phone: Option<String>,
 }
 
@@ -106,11 +106,12 @@ pub async fn update_me(
             ));
         }
     }
-    let phone = update
-        .phone
-        .as_deref()
-        .map(|p| Phone::parse(p).map_err(|err| invalid("phone", err.to_string())))
-        .transpose()?;
+    if update.phone.is_some() {
+        return Err(invalid(
+            "phone",
+            "a phone number is changed through PUT /auth/v1/user, which verifies it with a code",
+        ));
+    }
 
     let mut tx = super::caller_tx(&state, &caller).await?;
     let sql = format!(
@@ -118,8 +119,7 @@ pub async fn update_me(
             first_name = coalesce($2, first_name),
             last_name = coalesce($3, last_name),
             language = coalesce($4, language),
-            avatar_url = coalesce($5, avatar_url),
-            phone = coalesce($6, phone)
+            avatar_url = coalesce($5, avatar_url)
          where id = $1
          returning {PROFILE_COLUMNS}"
     );
@@ -129,7 +129,6 @@ pub async fn update_me(
         .bind(update.last_name.as_deref().map(str::trim))
         .bind(&update.language)
         .bind(&update.avatar_url)
-        .bind(phone.as_ref().map(Phone::as_e164))
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;
