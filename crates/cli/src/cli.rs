@@ -157,8 +157,15 @@ pub struct ServeArgs {
     pub host: std::net::IpAddr,
 
     /// Load the demo data (a few chamas with members and contributions); safe to repeat.
+    /// Demo mode also runs the M-Pesa simulator (without Daraja settings) and serves an open
+    /// `POST /ussd`: never on a server the internet reaches.
     #[arg(long)]
     pub demo: bool,
+
+    /// Run an in-process Daraja simulator that pays every prompt, with random credentials
+    /// made at each start (only without Daraja credentials; `--demo` implies it).
+    #[arg(long, env = "MPESA_SIMULATOR")]
+    pub mpesa_simulator: bool,
 
     /// Largest database pool.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 20)]

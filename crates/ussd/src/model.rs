@@ -228,4 +228,6 @@ pub enum Refusal {
     Gone,
     AlreadyDecided,
     NotAllowed,
+    /// M-Pesa is not configured on this server: no prompt can be sent.
+    MpesaUnavailable,
 }

@@ -123,6 +123,7 @@ pub fn resume(state: &State, language: Language, outcome: Outcome, facts: &Facts
                 Refusal::Gone => p.refused_gone,
                 Refusal::AlreadyDecided => p.refused_decided,
                 Refusal::NotAllowed => p.refused_not_allowed,
+                Refusal::MpesaUnavailable => p.mpesa_unavailable,
             }
             .to_owned(),
         ),

@@ -261,6 +261,7 @@ async fn run(
                 hop: row.hops,
                 phone,
                 user: member.as_ref().map(|m| m.id),
+                mpesa: state.config.mpesa.is_some(),
             };
             let outcome = actions::perform(&mut tx, &context, action).await?;
             machine::resume(&step.state, step.language, outcome, &facts)

@@ -89,9 +89,11 @@ async fn serve(
         }
         None => pesachama_auth::Jwks::default(),
     };
-    let (mpesa, _daraja_simulator) =
-        crate::commands::mpesa::configure(&args.mpesa, address).await?;
-    config.mpesa = Some(mpesa.clone());
+    let mpesa_setup =
+        crate::commands::mpesa::configure(&args.mpesa, args.demo || args.mpesa_simulator, address)
+            .await?;
+    config.mpesa = mpesa_setup.mpesa();
+    let config_mpesa = config.mpesa.clone();
     let app = pesachama_api::app(AppState::with_jwks(pool.clone(), config, jwks));
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -103,7 +105,7 @@ async fn serve(
         super::delivery::spawn(worker, &pool, &stopped)
     };
 
-    let mpesa_worker = (!args.no_worker).then(|| {
+    let mpesa_worker = config_mpesa.filter(|_| !args.no_worker).map(|mpesa| {
         let mut stopped = stopped.clone();
         let worker = pesachama_api::mpesa_worker::MpesaWorker::new(pool.clone(), mpesa);
         tokio::spawn(worker.run(async move {
@@ -121,6 +123,7 @@ async fn serve(
     if let Some(mpesa_worker) = mpesa_worker {
         let _ = mpesa_worker.await;
     }
+    drop(mpesa_setup);
     pool.close().await;
     Ok(())
 }

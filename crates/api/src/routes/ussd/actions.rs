@@ -33,6 +33,8 @@ pub(super) struct Context<'a> {
     pub hop: i32,
     pub phone: &'a Phone,
     pub user: Option<Uuid>,
+    /// Whether M-Pesa (Daraja or the simulator) is configured: without it no STK push is queued.
+    pub mpesa: bool,
 }
 
 pub(super) fn perform<'a>(
@@ -92,6 +94,10 @@ pub(super) fn perform<'a>(
                 Ok(Outcome::LanguageSet(language))
             }
             Action::Contribute { pin, chama, amount } => {
+                if !cx.mpesa {
+                    // Nobody would send the prompt: say so before the PIN, and queue nothing.
+                    return Ok(Outcome::Refused(Refusal::MpesaUnavailable));
+                }
                 if let Some(refusal) = check(tx, cx, &pin).await? {
                     return Ok(Outcome::Pin(refusal));
                 }
