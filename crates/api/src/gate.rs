@@ -15,6 +15,20 @@ pub fn token_matches(given: &str, expected: &str) -> bool {
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
+/// Whether a configured path token is strong and URL-safe: 32 or more letters, digits, `-`
+/// or `_`; the error names `setting`.
+pub fn check_token_setting(setting: &str, token: &str) -> Result<(), String> {
+    let url_safe = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if token.len() < 32 || !url_safe {
+        return Err(format!(
+            "{setting} must be 32 or more letters, digits, '-' or '_' (it is the secret part of the callback URL)"
+        ));
+    }
+    Ok(())
+}
+
 /// The ranges a sender's requests may come from; empty admits any address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList(Vec<ipnet::IpNet>);

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     /// M-Pesa (Daraja client and callback settings); without it the M-Pesa routes and
     /// callbacks answer 503 `mpesa_not_configured` and write nothing.
     pub mpesa: Option<Arc<mpesa_worker::Mpesa>>,
+    /// Who may post to the USSD callback; `None`: `/ussd` answers 503 `ussd_not_configured`.
+    pub ussd: Option<routes::ussd::UssdGate>,
     /// How many connections record batches of manual contributions at once (see
     /// [`contribution_batches`]); 0 records each request in a transaction of its own.
     pub contribution_writers: usize,
@@ -75,6 +77,7 @@ impl ServerConfig {
             agora: None,
             storage: None,
             mpesa: None,
+            ussd: None,
             contribution_writers: 2,
         }
     }

@@ -1,4 +1,4 @@
-//! `POST /ussd` as Africa's Talking calls it: the exact form encoding, a session's `text`
+//! `POST /ussd/{token}` as Africa's Talking calls it: the exact form encoding, a session's `text`
 //! growing by `*`-joined inputs, answers `CON`/`END` in `text/plain`. Against the demo data on
 //! a fresh database; every test that moves money checks the ledger afterwards.
 
@@ -23,8 +23,13 @@ const NAFULA: &str = "+254720345007";
 // Menus list chamas by name: Wanjiku and Chebet see 1. Eldoret Merry-Go-Round, 2. Umoja;
 // Akinyi sees 1. Kisumu Boda Boda Sacco, 2. Umoja.
 
+/// The demo data, with M-Pesa configured (contributions queue STK pushes; nothing sends them).
 async fn demo() -> TestApp {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(
+        TestDb::new().await,
+        TestApp::with_queued_mpesa(TestApp::config()),
+    )
+    .await;
     pesachama_store::seed_demo(&app.db.pool).await.unwrap();
     app
 }

@@ -140,6 +140,66 @@ async fn serve_without_demo_or_simulator_runs_no_simulator_and_refuses_stk_with_
     let log = server.log();
     assert!(log.contains("M-Pesa is not configured"), "{log}");
     assert!(!log.contains("Daraja simulator"), "{log}");
+
+    // Without USSD settings /ussd is not served: 503 naming them, and the log says why.
+    for path in ["/ussd", "/ussd/some-guess"] {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", server.base))
+            .form(&[
+                ("sessionId", "ATUid_1"),
+                ("phoneNumber", "+254712345001"),
+                ("text", ""),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "ussd_not_configured", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("USSD_CALLBACK_TOKEN") && message.contains("USSD_ALLOWED_IPS"),
+            "{message}"
+        );
+    }
+    assert!(log.contains("USSD is off"), "{log}");
+}
+
+#[test]
+fn serve_with_a_ussd_token_but_no_allow_list_refuses_to_start_naming_it() {
+    let output = pesachama()
+        .args(["serve", "--port"])
+        .arg(free_port().to_string())
+        .env(
+            "USSD_CALLBACK_TOKEN",
+            "a-long-enough-ussd-token-0123456789abcdef",
+        )
+        .env_remove("USSD_ALLOWED_IPS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = common::stderr(&output);
+    assert!(
+        err.contains("USSD_CALLBACK_TOKEN without USSD_ALLOWED_IPS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_with_a_ussd_allow_list_but_no_token_refuses_to_start_naming_it() {
+    let output = pesachama()
+        .args(["serve", "--port"])
+        .arg(free_port().to_string())
+        .env("USSD_ALLOWED_IPS", "196.201.214.0/24")
+        .env_remove("USSD_CALLBACK_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = common::stderr(&output);
+    assert!(
+        err.contains("USSD_ALLOWED_IPS without USSD_CALLBACK_TOKEN"),
+        "{err}"
+    );
 }
 
 /// The simulator's address, from the line `serve` logs when it starts one.

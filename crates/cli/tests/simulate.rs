@@ -44,6 +44,8 @@ async fn a_session_against_a_running_server() {
         "0712345001",
         "--url",
         &app.url(""),
+        "--token",
+        pesachama_testkit::TEST_USSD_TOKEN,
     ]
     .map(String::from)
     .to_vec();

@@ -215,15 +215,8 @@ pub async fn configure(
         );
     };
     let token = args.mpesa_callback_token.clone().unwrap_or_default();
-    if token.len() < 32
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        bail!(
-            "MPESA_CALLBACK_TOKEN must be 32 or more letters, digits, '-' or '_' (it is the secret part of the callback URLs)"
-        );
-    }
+    pesachama_api::gate::check_token_setting("MPESA_CALLBACK_TOKEN", &token)
+        .map_err(anyhow::Error::msg)?;
     let base_url = args.mpesa_base_url.clone().unwrap_or_else(|| {
         match args.mpesa_environment {
             MpesaEnvironment::Sandbox => pesachama_mpesa::SANDBOX_URL,

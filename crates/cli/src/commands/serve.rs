@@ -10,6 +10,8 @@ use crate::cli::{Global, ServeArgs};
 use crate::database::Database;
 
 pub async fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // Unsafe settings stop the start before anything is bound, created or started.
+    let ussd = super::ussd_access::gate(args)?;
     // Bind first: a port in use is reported before anything is started or created.
     let listener = TcpListener::bind((args.host, args.port))
         .await
@@ -20,7 +22,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> 
             )
         })?;
     let database = Database::open(global).await?;
-    let result = serve(global, &database, listener, args).await;
+    let result = serve(global, &database, listener, args, ussd).await;
     database.close().await;
     result.map(|()| ExitCode::SUCCESS)
 }
@@ -30,6 +32,7 @@ async fn serve(
     database: &Database,
     listener: TcpListener,
     args: &ServeArgs,
+    ussd: Option<pesachama_api::routes::ussd::UssdGate>,
 ) -> anyhow::Result<()> {
     let pool = pesachama_store::connect(&database.url, args.pool_size)
         .await
@@ -57,6 +60,7 @@ async fn serve(
         .collect();
     config.auth.google_jwks_url = args.google_jwks_url.clone();
     config.contribution_writers = args.contribution_writers;
+    config.ussd = ussd;
     config.auth.trusted_proxy_header = args.trusted_proxy_header.clone();
     config.auth.autoconfirm = !args.require_confirmation;
     config.auth.disable_signup = args.disable_signup;

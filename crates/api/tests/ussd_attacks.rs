@@ -1,0 +1,139 @@
+//! `/ussd` attacked as anyone who can reach it would: Africa's Talking signs nothing, so the
+//! path token and the gateway's addresses are all that stand between a stranger and "I am
+//! +2547..., show me my balance". Each test sends what the attacker would send, over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod ussd_common;
+
+use pesachama_api::ServerConfig;
+use pesachama_api::gate::AllowList;
+use pesachama_testkit::{TEST_USSD_TOKEN, TestApp, TestDb};
+use serde_json::Value;
+use ussd_common::form;
+
+// Wanjiku chairs Umoja in the demo data.
+const WANJIKU: &str = "+254712345001";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+async fn app_with(config: ServerConfig) -> TestApp {
+    let app = TestApp::spawn_with(TestDb::new().await, config).await;
+    pesachama_store::seed_demo(&app.db.pool).await.unwrap();
+    app
+}
+
+/// Posts the first hop of a session for Wanjiku's number to `path`; the status and the body.
+async fn dial(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = app
+        .client
+        .post(app.url(path))
+        .header("content-type", FORM)
+        .body(form("ATUid_attack", WANJIKU, ""));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn sessions(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from public.ussd_sessions")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+fn code(body: &str) -> String {
+    serde_json::from_str::<Value>(body).unwrap()["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn without_the_path_token_ussd_is_refused() {
+    let app = app_with(TestApp::config()).await;
+    let (status, body) = dial(&app, "/ussd", &[]).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(code(&body), "not_found");
+    assert_eq!(sessions(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_wrong_path_token_is_refused() {
+    let app = app_with(TestApp::config()).await;
+    let prefix = &TEST_USSD_TOKEN[..TEST_USSD_TOKEN.len() - 1];
+    let longer = format!("{TEST_USSD_TOKEN}0");
+    for token in ["guess", prefix, longer.as_str(), "%20"] {
+        let (status, body) = dial(&app, &format!("/ussd/{token}"), &[]).await;
+        assert_eq!(status, 404, "token {token:?}: {body}");
+    }
+    assert_eq!(sessions(&app).await, 0);
+    // The right one is served (a control: the refusals above are not an accident).
+    let (status, body) = dial(&app, &format!("/ussd/{TEST_USSD_TOKEN}"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("CON Welcome Wanjiku"), "{body}");
+}
+
+#[tokio::test]
+async fn the_right_token_from_outside_the_gateways_addresses_is_refused() {
+    let mut config = TestApp::config();
+    let gate = config.ussd.as_mut().unwrap();
+    gate.allowed_sources = AllowList::parse("USSD_ALLOWED_IPS", &["196.201.214.0/24"]).unwrap();
+    config.auth.trusted_proxy_header = Some("x-forwarded-for".to_owned());
+    let app = app_with(config).await;
+    let path = format!("/ussd/{TEST_USSD_TOKEN}");
+
+    // The token leaked; the attacker posts from their own address (loopback here).
+    let (status, body) = dial(&app, &path, &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(code(&body), "forbidden");
+    // Claiming a gateway address in the header is no better: the proxy appends the real one,
+    // and only the last entry is believed.
+    let (status, _) = dial(
+        &app,
+        &path,
+        &[("x-forwarded-for", "196.201.214.10, 203.0.113.9")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(sessions(&app).await, 0);
+
+    // The gateway, as the trusted proxy reports it, is served.
+    let (status, body) = dial(&app, &path, &[("x-forwarded-for", "196.201.214.10")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("CON "), "{body}");
+}
+
+#[tokio::test]
+async fn the_forwarding_header_is_not_believed_without_a_trusted_proxy() {
+    let mut config = TestApp::config();
+    config.ussd.as_mut().unwrap().allowed_sources =
+        AllowList::parse("USSD_ALLOWED_IPS", &["196.201.214.0/24"]).unwrap();
+    let app = app_with(config).await;
+    let (status, _) = dial(
+        &app,
+        &format!("/ussd/{TEST_USSD_TOKEN}"),
+        &[("x-forwarded-for", "196.201.214.10")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(sessions(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_server_without_ussd_settings_answers_503_naming_them() {
+    let mut config = TestApp::config();
+    config.ussd = None;
+    let app = app_with(config).await;
+    for path in ["/ussd".to_owned(), format!("/ussd/{TEST_USSD_TOKEN}")] {
+        let (status, body) = dial(&app, &path, &[]).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(code(&body), "ussd_not_configured");
+        assert!(
+            body.contains("USSD_CALLBACK_TOKEN") && body.contains("USSD_ALLOWED_IPS"),
+            "{body}"
+        );
+    }
+    assert_eq!(sessions(&app).await, 0);
+}
