@@ -444,22 +444,26 @@ async fn the_mini_statement_and_next_meeting_in_kiswahili() {
         statement.contains(&format!("Akiba yako: KES {}", group(saved / 100))),
         "{statement} vs {saved}"
     );
-    let answers = gw.dial(AKINYI.1, &["6", "2"]).await;
-    assert!(
-        answers[2].starts_with("CON Mkutano ujao: Umoja Women Group\nMonthly meeting\n"),
-        "{}",
-        answers[2]
+    let answers = gw.dial(AKINYI.1, &["6", "2", "1234"]).await;
+    assert_eq!(
+        answers[2],
+        "CON Mkutano ujao: Umoja Women Group\nWeka PIN kuthibitisha:\n0 Rudi"
     );
     assert!(
-        answers[2].contains("Gikomba Community Hall"),
+        answers[3].starts_with("CON Mkutano ujao: Umoja Women Group\nMonthly meeting\n"),
         "{}",
-        answers[2]
+        answers[3]
     );
-    let answers = gw.dial(AKINYI.1, &["1", "2"]).await;
     assert!(
-        answers[2].contains("Mchango: KES 1,000 kila mwezi"),
+        answers[3].contains("Gikomba Community Hall"),
         "{}",
-        answers[2]
+        answers[3]
+    );
+    let answers = gw.dial(AKINYI.1, &["1", "2", "1234"]).await;
+    assert!(
+        answers[3].contains("Mchango: KES 1,000 kila mwezi"),
+        "{}",
+        answers[3]
     );
 }
 

@@ -137,3 +137,49 @@ async fn a_server_without_ussd_settings_answers_503_naming_them() {
     }
     assert_eq!(sessions(&app).await, 0);
 }
+
+/// Sets `email`'s PIN in the app.
+async fn set_pin(app: &TestApp, email: &str, pin: &str) {
+    let token = app.demo_token(email).await;
+    let (status, body) = app
+        .call(
+            reqwest::Method::PUT,
+            &token,
+            "/auth/pin",
+            Some(serde_json::json!({ "pin": pin })),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+}
+
+#[tokio::test]
+async fn balances_and_the_next_meeting_are_not_shown_before_the_pin() {
+    let app = app_with(TestApp::config()).await;
+    set_pin(&app, "wanjiku.kamau@example.co.ke", "1234").await;
+    let gw = ussd_common::Gateway::of(&app);
+    // Someone holding (or claiming) Wanjiku's number, who does not know her PIN.
+    let balances = gw.dial(WANJIKU, &["1", "2", "9999"]).await;
+    let meeting = gw.dial(WANJIKU, &["6", "2", "9999"]).await;
+    for screen in balances.iter().chain(&meeting) {
+        assert!(
+            !screen.contains("KES"),
+            "money shown without the PIN: {screen}"
+        );
+        assert!(
+            !screen.contains("Monthly meeting") && !screen.contains("Hall"),
+            "the meeting shown without the PIN: {screen}"
+        );
+    }
+    assert_eq!(
+        balances[2],
+        "CON Chama balance: Umoja Women Group\nEnter PIN to confirm:\n0 Back"
+    );
+    assert!(balances[3].starts_with("CON Wrong PIN."), "{}", balances[3]);
+    // With her PIN, she sees them.
+    let balances = gw.dial(WANJIKU, &["1", "2", "1234"]).await;
+    assert!(
+        balances[3].starts_with("CON Umoja Women Group\nChama balance: KES "),
+        "{}",
+        balances[3]
+    );
+}

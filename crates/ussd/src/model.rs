@@ -158,7 +158,9 @@ pub enum Action {
         request: Uuid,
         approve: bool,
     },
+    /// PIN, then the chama's next meeting.
     NextMeeting {
+        pin: Pin,
         chama: Uuid,
     },
 }

@@ -211,7 +211,10 @@ pub(super) fn perform<'a>(
                 let result = store::decide_disbursement(&mut member, request, approve).await;
                 leave(member, result.map(|answer| decision_outcome(&answer))).await
             }
-            Action::NextMeeting { chama } => {
+            Action::NextMeeting { pin, chama } => {
+                if let Some(refusal) = check(tx, cx, &pin).await? {
+                    return Ok(Outcome::Pin(refusal));
+                }
                 let Some((mut member, _)) = enter(tx, cx).await? else {
                     return Ok(not_allowed());
                 };
