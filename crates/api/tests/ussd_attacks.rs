@@ -183,3 +183,35 @@ async fn balances_and_the_next_meeting_are_not_shown_before_the_pin() {
         balances[3]
     );
 }
+
+#[tokio::test]
+async fn a_ussd_registration_does_not_make_the_number_verified() {
+    let app = app_with(TestApp::config()).await;
+    let gw = ussd_common::Gateway::of(&app);
+    // Whoever can post for a number registers it, with a PIN of their choosing...
+    let phone = "+254799000555";
+    let answers = gw
+        .dial(phone, &["1", "Mallory Mwizi", "2468", "2468"])
+        .await;
+    assert!(
+        answers[4].starts_with("CON You are registered."),
+        "{answers:?}"
+    );
+    // ...but the app does not take the number as proven: no confirmation, no verified phone.
+    let (phone_confirmed, confirmed, verified): (bool, bool, Option<bool>) = sqlx::query_as(
+        "select u.phone_confirmed_at is not null, u.confirmed_at is not null,
+                (i.identity_data ->> 'phone_verified')::boolean
+           from auth.users u join auth.identities i on i.user_id = u.id
+          where u.phone = '254799000555'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (phone_confirmed, confirmed, verified),
+        (false, false, Some(false))
+    );
+    // The member still uses USSD with the PIN chosen.
+    let again = gw.dial(phone, &["1"]).await;
+    assert!(again[0].starts_with("CON Welcome Mallory"), "{again:?}");
+}

@@ -346,8 +346,11 @@ fn held_matching<'a>(
     })
 }
 
-/// A new member from USSD: the auth user (phone confirmed: the telco vouches for the number
-/// the session comes from), the identity, the profile and the PIN, in the hop's transaction.
+/// A new member from USSD: the auth user, the identity, the profile and the PIN, in the hop's
+/// transaction. The phone is **not** marked confirmed: a USSD request proves only that the
+/// gateway (or, in `--demo`, anyone) sent that `phoneNumber`, not that a code reached the
+/// number, so the app treats the number as unverified until it is verified there (an OTP).
+/// USSD itself finds the member by the profile's number and asks for the PIN chosen here.
 fn register<'a>(
     conn: &'a mut PgConnection,
     phone: &'a Phone,
@@ -373,12 +376,12 @@ fn register<'a>(
                 password_hash: None,
                 user_metadata: &metadata,
                 provider: "phone",
-                confirmed: true,
+                confirmed: false,
             },
         )
         .await?;
         let identity =
-            json!({ "sub": user.id.to_string(), "phone": phone.msisdn(), "phone_verified": true });
+            json!({ "sub": user.id.to_string(), "phone": phone.msisdn(), "phone_verified": false });
         auth_store::insert_identity(conn, user.id, "phone", &user.id.to_string(), &identity)
             .await?;
         store::insert_profile(
