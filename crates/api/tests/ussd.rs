@@ -377,7 +377,7 @@ async fn an_official_approves_a_pending_withdrawal_and_the_money_is_reserved() {
 }
 
 #[tokio::test]
-async fn three_wrong_pins_lock_the_pin_for_ussd_and_the_app() {
+async fn three_wrong_pins_make_this_number_wait_on_ussd_but_leave_the_app_alone() {
     let app = demo().await;
     set_pin(&app, CHEBET, "1234").await;
     let gw = Gateway::of(&app);
@@ -396,16 +396,15 @@ async fn three_wrong_pins_lock_the_pin_for_ussd_and_the_app() {
         "{}",
         answers[4]
     );
-    assert_eq!(
-        answers[5],
-        "END Your PIN is locked after 3 wrong tries. Try again in 30 minutes."
-    );
-    // The right PIN is refused now, on USSD and in the app: one lockout.
+    assert_eq!(answers[5], "END Too many wrong PINs. Try again in 1 min.");
+    // From the same source, even the right PIN waits (it is not even compared)...
     let answers = gw.dial(CHEBET.1, &["2", "2", "1", "1234"]).await;
+    assert_eq!(answers[4], "END Too many wrong PINs. Try again in 1 min.");
     assert_eq!(
-        answers[4],
-        "END Your PIN is locked after 3 wrong tries. Try again in 30 minutes."
+        scalar::<i64>(&app.db, "select count(*) from public.payment_requests").await,
+        0
     );
+    // ...but the app's PIN is not locked: USSD tries are counted apart.
     let token = app.demo_token(CHEBET.0).await;
     let (status, body) = app
         .call(
@@ -415,11 +414,23 @@ async fn three_wrong_pins_lock_the_pin_for_ussd_and_the_app() {
             Some(json!({ "pin": "1234" })),
         )
         .await;
-    assert_eq!(status, 423, "{body}");
+    assert_eq!(status, 204, "{body}");
+    // Once the wait is over, a right PIN works and clears the count.
+    sqlx::query("update internal.ussd_pin_tries set blocked_until = now() - interval '1 second'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let answers = gw.dial(CHEBET.1, &["2", "2", "1", "1234"]).await;
+    assert!(
+        answers[4].starts_with("END You will receive an M-Pesa prompt"),
+        "{}",
+        answers[4]
+    );
     assert_eq!(
-        scalar::<i64>(&app.db, "select count(*) from public.payment_requests").await,
+        scalar::<i64>(&app.db, "select count(*) from internal.ussd_pin_tries").await,
         0
     );
+    app.db.assert_ledger_balanced().await;
 }
 
 #[tokio::test]

@@ -215,3 +215,112 @@ async fn a_ussd_registration_does_not_make_the_number_verified() {
     let again = gw.dial(phone, &["1"]).await;
     assert!(again[0].starts_with("CON Welcome Mallory"), "{again:?}");
 }
+
+/// The first hop and each input of a session on Chebet's number, sent as the trusted proxy
+/// reports `source`; the answers.
+async fn dial_from(app: &TestApp, source: &str, session: &str, inputs: &[&str]) -> Vec<String> {
+    let path = format!("/ussd/{TEST_USSD_TOKEN}");
+    let mut answers = Vec::new();
+    let mut text = String::new();
+    for (i, input) in std::iter::once(&"").chain(inputs).enumerate() {
+        if i > 1 {
+            text.push('*');
+        }
+        text.push_str(input);
+        let response = app
+            .client
+            .post(app.url(&path))
+            .header("content-type", FORM)
+            .header("x-forwarded-for", source)
+            .body(form(session, CHEBET_PHONE, &text))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        answers.push(response.text().await.unwrap());
+    }
+    answers
+}
+
+const CHEBET_PHONE: &str = "+254115345009";
+
+#[tokio::test]
+async fn three_wrong_pins_from_an_attacker_lock_out_neither_the_member_nor_the_app() {
+    let mut config = TestApp::config();
+    config.auth.trusted_proxy_header = Some("x-forwarded-for".to_owned());
+    config.ussd.as_mut().unwrap().allowed_sources =
+        AllowList::parse("USSD_ALLOWED_IPS", &["196.201.214.0/24", "203.0.113.0/24"]).unwrap();
+    let app = app_with(config).await;
+    set_pin(&app, "chebet.langat@example.co.ke", "1234").await;
+    let attacker = "203.0.113.7";
+    let member = "196.201.214.10";
+
+    // The attacker claims Chebet's number and guesses her PIN three times (statement menu).
+    let guesses = dial_from(
+        &app,
+        attacker,
+        "ATUid_a1",
+        &["3", "2", "1111", "2222", "3333"],
+    )
+    .await;
+    assert_eq!(guesses[5], "END Too many wrong PINs. Try again in 1 min.");
+    // The attacker now waits, even with the right PIN: it is not even compared.
+    let again = dial_from(&app, attacker, "ATUid_a2", &["3", "2", "1234"]).await;
+    assert_eq!(again[3], "END Too many wrong PINs. Try again in 1 min.");
+
+    // Chebet, from another source, is not locked out...
+    let mine = dial_from(&app, member, "ATUid_m1", &["3", "2", "1234"]).await;
+    assert!(
+        mine[3].starts_with("CON Umoja Women Group\nYour savings: KES "),
+        "{mine:?}"
+    );
+    // ...nor in the app: the app's lockout never saw the USSD guesses.
+    let token = app.demo_token("chebet.langat@example.co.ke").await;
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            &token,
+            "/auth/pin/verify",
+            Some(serde_json::json!({ "pin": "1234" })),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (attempts, locked): (i32, bool) = sqlx::query_as(
+        "select failed_attempts, locked_until is not null from internal.user_pins p
+           join auth.users u on u.id = p.user_id where u.phone = '254115345009'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!((attempts, locked), (0, false));
+
+    // The guesses were counted per number and source, and audited.
+    let (failures, audited): (i32, i64) = sqlx::query_as(
+        "select (select failures from internal.ussd_pin_tries where source = $1),
+                (select count(*) from public.audit_logs where action = 'auth.ussd_pin_failed')",
+    )
+    .bind(attacker)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!((failures, audited), (3, 3));
+
+    // When the wait is over, each further wrong guess doubles it.
+    sqlx::query("update internal.ussd_pin_tries set blocked_until = now() - interval '1 second'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let later = dial_from(&app, attacker, "ATUid_a3", &["3", "2", "4444"]).await;
+    assert_eq!(later[3], "END Too many wrong PINs. Try again in 1 min.");
+    let wait: f64 = sqlx::query_scalar(
+        "select extract(epoch from blocked_until - now())::float8 from internal.ussd_pin_tries where source = $1",
+    )
+    .bind(attacker)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert!(
+        (50.0..=60.0).contains(&wait),
+        "the second wait is 60 s: {wait}"
+    );
+}

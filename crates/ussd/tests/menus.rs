@@ -342,8 +342,8 @@ fn cases(language: Language) -> Vec<(&'static str, Facts, Vec<Hop>)> {
                     "Contribute",
                     Outcome::Pin(PinRefusal::Locked { minutes: 30 }),
                     t(
-                        "Your PIN is locked after 3 wrong tries. Try again in 30 minutes.",
-                        "PIN yako imefungwa baada ya makosa 3. Jaribu tena baada ya dakika 30.",
+                        "Too many wrong PINs. Try again in 30 min.",
+                        "Makosa mengi ya PIN. Jaribu tena baada ya dakika 30.",
                     ),
                 ),
                 S("1", t("Thank you", "Asante")),

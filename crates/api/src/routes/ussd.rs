@@ -146,7 +146,7 @@ pub async fn ussd_with_token(
     form: Result<Form<UssdForm>, FormRejection>,
 ) -> Response {
     match access::admit(state.config.ussd.as_ref(), Some(&token), &client) {
-        Ok(()) => answer(&state, form).await,
+        Ok(()) => answer(&state, &client, form).await,
         Err(refused) => refused.into_response(),
     }
 }
@@ -167,14 +167,18 @@ pub async fn ussd(
     form: Result<Form<UssdForm>, FormRejection>,
 ) -> Response {
     match access::admit(state.config.ussd.as_ref(), None, &client) {
-        Ok(()) => answer(&state, form).await,
+        Ok(()) => answer(&state, &client, form).await,
         Err(refused) => refused.into_response(),
     }
 }
 
-async fn answer(state: &AppState, form: Result<Form<UssdForm>, FormRejection>) -> Response {
+async fn answer(
+    state: &AppState,
+    client: &ClientIp,
+    form: Result<Form<UssdForm>, FormRejection>,
+) -> Response {
     let screen = match form {
-        Ok(Form(form)) => hop(state, form).await,
+        Ok(Form(form)) => hop(state, client, form).await,
         Err(rejection) => {
             tracing::warn!(error = %rejection, "USSD request that is not a gateway form");
             machine::failure(Language::En)
@@ -187,7 +191,7 @@ async fn answer(state: &AppState, form: Result<Form<UssdForm>, FormRejection>) -
         .into_response()
 }
 
-async fn hop(state: &AppState, form: UssdForm) -> Screen {
+async fn hop(state: &AppState, client: &ClientIp, form: UssdForm) -> Screen {
     let session_id = form.session_id.as_deref().map(str::trim).unwrap_or("");
     if session_id.is_empty() || session_id.len() > MAX_SESSION_ID {
         tracing::warn!("USSD request without a usable sessionId");
@@ -199,8 +203,10 @@ async fn hop(state: &AppState, form: UssdForm) -> Screen {
     };
     let text = form.text.unwrap_or_default();
     let mut language = Language::En;
+    let source = client.text().unwrap_or_else(|| "unknown".to_owned());
     match run(
         state,
+        &source,
         session_id,
         &phone,
         form.service_code.as_deref(),
@@ -222,6 +228,7 @@ async fn hop(state: &AppState, form: UssdForm) -> Screen {
 
 async fn run(
     state: &AppState,
+    source: &str,
     session_id: &str,
     phone: &Phone,
     service_code: Option<&str>,
@@ -302,6 +309,7 @@ async fn run(
                 session_id,
                 hop: row.hops,
                 phone,
+                source,
                 user: member.as_ref().map(|m| m.id),
                 mpesa: state.config.mpesa.is_some(),
             };
