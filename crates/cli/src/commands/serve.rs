@@ -60,6 +60,7 @@ async fn serve(
         .collect();
     config.auth.google_jwks_url = args.google_jwks_url.clone();
     config.contribution_writers = args.contribution_writers;
+    super::ussd_access::log(ussd.as_ref());
     config.ussd = ussd;
     config.auth.trusted_proxy_header = args.trusted_proxy_header.clone();
     config.auth.autoconfirm = !args.require_confirmation;

@@ -10,7 +10,8 @@ use pesachama_api::routes::ussd::UssdGate;
 
 use crate::cli::ServeArgs;
 
-/// The USSD gate of `serve`, or why it must not start. Checked before anything is started.
+/// The USSD gate of `serve`, or why it must not start. Checked before anything is started
+/// (and silent: [`log`] says what was chosen once the server starts).
 pub fn gate(args: &ServeArgs) -> anyhow::Result<Option<UssdGate>> {
     let token = args
         .ussd_callback_token
@@ -22,9 +23,6 @@ pub fn gate(args: &ServeArgs) -> anyhow::Result<Option<UssdGate>> {
     let allowed =
         AllowList::parse("USSD_ALLOWED_IPS", &args.ussd_allowed_ips).map_err(anyhow::Error::msg)?;
     if args.demo {
-        tracing::warn!(
-            "USSD: POST /ussd is open to anyone (--demo), and believes any phoneNumber: never face the internet so"
-        );
         return Ok(Some(UssdGate {
             callback_token: token,
             allowed_sources: allowed,
@@ -32,25 +30,32 @@ pub fn gate(args: &ServeArgs) -> anyhow::Result<Option<UssdGate>> {
         }));
     }
     match (token, allowed.is_empty()) {
-        (Some(token), false) => {
-            tracing::info!("USSD: POST /ussd/<USSD_CALLBACK_TOKEN> from USSD_ALLOWED_IPS only");
-            Ok(Some(UssdGate {
-                callback_token: Some(token),
-                allowed_sources: allowed,
-                open: false,
-            }))
-        }
+        (Some(token), false) => Ok(Some(UssdGate {
+            callback_token: Some(token),
+            allowed_sources: allowed,
+            open: false,
+        })),
         (Some(_), true) => bail!(
             "unsafe USSD settings: USSD_CALLBACK_TOKEN without USSD_ALLOWED_IPS. Africa's Talking signs nothing, so anyone who learns the token could act as any phone number; set USSD_ALLOWED_IPS to the gateway's addresses (and TRUSTED_PROXY_HEADER behind a proxy)"
         ),
         (None, false) => bail!(
             "unsafe USSD settings: USSD_ALLOWED_IPS without USSD_CALLBACK_TOKEN; set both (the token is the secret part of the callback URL /ussd/<token>)"
         ),
-        (None, true) => {
-            tracing::warn!(
-                "USSD is off: /ussd answers 503 until USSD_CALLBACK_TOKEN and USSD_ALLOWED_IPS are set (or run --demo)"
-            );
-            Ok(None)
+        (None, true) => Ok(None),
+    }
+}
+
+/// Says at start who may post to `/ussd`, and why not when nobody may.
+pub fn log(gate: Option<&UssdGate>) {
+    match gate {
+        None => tracing::warn!(
+            "USSD is off: /ussd answers 503 until USSD_CALLBACK_TOKEN and USSD_ALLOWED_IPS are set (or run --demo)"
+        ),
+        Some(gate) if gate.open => tracing::warn!(
+            "USSD: POST /ussd is open to anyone (--demo) and believes any phoneNumber: never face the internet so"
+        ),
+        Some(_) => {
+            tracing::info!("USSD: POST /ussd/<USSD_CALLBACK_TOKEN> from USSD_ALLOWED_IPS only");
         }
     }
 }
