@@ -42,6 +42,10 @@ pub enum ApiError {
     /// The server cannot serve right now (database down, schema not migrated).
     #[error("{0}")]
     Unavailable(String),
+    /// A feature this server was started without (M-Pesa, USSD): 503 with the feature's own
+    /// code (`mpesa_not_configured`) and a message naming what is missing.
+    #[error("{message}")]
+    NotConfigured { code: &'static str, message: String },
     /// A wrong PIN; `remaining` tries are left before it locks.
     #[error("wrong PIN; {remaining} tries left before it locks")]
     InvalidPin { remaining: i32 },
@@ -57,6 +61,16 @@ pub enum ApiError {
     Auth(crate::gotrue::AuthError),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// 503 `mpesa_not_configured`: the server runs without Daraja (and without the simulator).
+    pub fn mpesa_not_configured() -> Self {
+        Self::NotConfigured {
+            code: "mpesa_not_configured",
+            message: "M-Pesa is not configured".to_owned(),
+        }
+    }
 }
 
 impl From<crate::gotrue::AuthError> for ApiError {
@@ -99,7 +113,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::NotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidPin { .. } => StatusCode::UNAUTHORIZED,
             Self::PinLocked { .. } => StatusCode::LOCKED,
             Self::PinNotSet => StatusCode::CONFLICT,
@@ -118,6 +132,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unavailable(_) => "unavailable",
+            Self::NotConfigured { code, .. } => code,
             Self::InvalidPin { .. } => "invalid_pin",
             Self::PinLocked { .. } => "pin_locked",
             Self::PinNotSet => "pin_not_set",

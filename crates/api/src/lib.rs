@@ -9,6 +9,7 @@ pub mod contribution_batches;
 pub mod delivery;
 pub mod email;
 pub mod error;
+pub mod gate;
 pub mod gotrue;
 pub mod keys;
 pub mod metrics;
@@ -51,8 +52,11 @@ pub struct ServerConfig {
     pub agora: Option<AgoraConfig>,
     /// Where `/storage/v1` keeps objects; without it the storage routes answer 503.
     pub storage: Option<storage_api::StorageSettings>,
-    /// M-Pesa (Daraja client and callback settings); without it callbacks answer 404.
+    /// M-Pesa (Daraja client and callback settings); without it the M-Pesa routes and
+    /// callbacks answer 503 `mpesa_not_configured` and write nothing.
     pub mpesa: Option<Arc<mpesa_worker::Mpesa>>,
+    /// Who may post to the USSD callback; `None`: `/ussd` answers 503 `ussd_not_configured`.
+    pub ussd: Option<routes::ussd::UssdGate>,
     /// How many connections record batches of manual contributions at once (see
     /// [`contribution_batches`]); 0 records each request in a transaction of its own.
     pub contribution_writers: usize,
@@ -88,6 +92,7 @@ impl ServerConfig {
             agora: None,
             storage: None,
             mpesa: None,
+            ussd: None,
             contribution_writers: 2,
             metrics: MetricsAccess::Off,
         }

@@ -33,7 +33,7 @@ impl<B> MakeSpan<B> for RequestSpan {
             "request",
             request_id = %request_id,
             method = %request.method(),
-            path = %crate::routes::mpesa::loggable_path(request.uri().path()),
+            path = %loggable_path(request.uri().path()),
         )
     }
 }
@@ -80,4 +80,12 @@ pub(crate) fn panic_to_error(panic: Box<dyn Any + Send + 'static>) -> Response<B
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("a panic without a message");
     ApiError::Internal(message.to_owned().into()).into_response()
+}
+
+/// The request path without secrets: callback tokens become `***`.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match crate::routes::ussd::loggable_path(path) {
+        Some(masked) => masked.into(),
+        None => crate::routes::mpesa::loggable_path(path),
+    }
 }

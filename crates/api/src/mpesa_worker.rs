@@ -35,7 +35,7 @@ pub struct Mpesa {
     /// The secret path segment of every callback URL.
     pub callback_token: String,
     /// Source addresses callbacks may come from; empty: any (the embedded default).
-    pub allowed_sources: Vec<ipnet::IpNet>,
+    pub allowed_sources: crate::gate::AllowList,
     /// How long a callback naming an unknown CheckoutRequestID waits for its request (the push
     /// answer may still be on its way) before it goes to review.
     pub unknown_grace: Duration,
@@ -53,7 +53,7 @@ impl Mpesa {
             client,
             callback_base: callback_base.trim_end_matches('/').to_owned(),
             callback_token: callback_token.to_owned(),
-            allowed_sources: Vec::new(),
+            allowed_sources: crate::gate::AllowList::default(),
             unknown_grace: Duration::from_secs(120),
             rescan_after: Duration::from_secs(5),
             reconcile_after: Duration::from_secs(180),

@@ -39,6 +39,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(ussd::ussd))
+        .routes(routes!(ussd::ussd_with_token))
         .routes(routes!(health::ready))
         .routes(routes!(users::get_user))
         .routes(routes!(users::update_me))

@@ -1,5 +1,7 @@
-//! PINs for feature-phone members: 4 digits, bcrypt-hashed like passwords, three wrong tries
-//! lock the PIN for a while. Shared by the app's routes and the USSD menus.
+//! PINs for feature-phone members: 4 digits, bcrypt-hashed like passwords. The app's routes
+//! count wrong tries here ([`check`]: three lock the PIN for a while); the USSD menus compare
+//! with [`compare`] and count their tries apart, per number and source
+//! (`routes::ussd::actions`), so that guesses sent to `/ussd` never lock the app.
 
 use chrono::{DateTime, Utc};
 use pesachama_domain::Pin;
@@ -38,6 +40,51 @@ pub async fn check(
     user_id: Uuid,
     pin: &Pin,
 ) -> Result<PinCheck, AuthError> {
+    // `compare` locks the PIN row: the tries of one user are counted one after another.
+    match compare(&mut *conn, user_id, pin).await? {
+        PinCheck::Correct => {
+            pins::record_success(&mut *conn, user_id).await?;
+            Ok(PinCheck::Correct)
+        }
+        PinCheck::Wrong { .. } => {
+            let (attempts, locked) =
+                pins::record_failure(&mut *conn, user_id, MAX_ATTEMPTS, LOCK_SECONDS).await?;
+            match locked {
+                Some(until) => {
+                    audit(
+                        conn,
+                        "auth.pin_locked",
+                        user_id,
+                        json!({ "locked_until": until }),
+                    )
+                    .await?;
+                    Ok(PinCheck::Locked { until })
+                }
+                None => {
+                    audit(
+                        conn,
+                        "auth.pin_failed",
+                        user_id,
+                        json!({ "attempts": attempts }),
+                    )
+                    .await?;
+                    Ok(PinCheck::Wrong {
+                        remaining: MAX_ATTEMPTS - attempts,
+                    })
+                }
+            }
+        }
+        other => Ok(other),
+    }
+}
+
+/// Compares `pin` with `user_id`'s without counting anything: `Correct`, `Wrong { remaining:
+/// 0 }` (the caller counts), `Locked` when the app's lockout is on, or `NotSet`.
+pub async fn compare(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    pin: &Pin,
+) -> Result<PinCheck, AuthError> {
     let Some(row) = pins::lock(&mut *conn, user_id).await? else {
         return Ok(PinCheck::NotSet);
     };
@@ -45,40 +92,15 @@ pub async fn check(
         return Ok(PinCheck::Locked { until });
     }
     let digits = pin.expose().to_owned();
-    let hash = row.pin_hash.clone();
+    let hash = row.pin_hash;
     let correct =
         crate::gotrue::blocking(move || pesachama_auth::hashing::verify_password(&digits, &hash))
             .await?;
-    if correct {
-        pins::record_success(&mut *conn, user_id).await?;
-        return Ok(PinCheck::Correct);
-    }
-    let (attempts, locked) =
-        pins::record_failure(&mut *conn, user_id, MAX_ATTEMPTS, LOCK_SECONDS).await?;
-    match locked {
-        Some(until) => {
-            audit(
-                conn,
-                "auth.pin_locked",
-                user_id,
-                json!({ "locked_until": until }),
-            )
-            .await?;
-            Ok(PinCheck::Locked { until })
-        }
-        None => {
-            audit(
-                conn,
-                "auth.pin_failed",
-                user_id,
-                json!({ "attempts": attempts }),
-            )
-            .await?;
-            Ok(PinCheck::Wrong {
-                remaining: MAX_ATTEMPTS - attempts,
-            })
-        }
-    }
+    Ok(if correct {
+        PinCheck::Correct
+    } else {
+        PinCheck::Wrong { remaining: 0 }
+    })
 }
 
 /// Sets a new PIN (hashing off the async workers) and clears tries and lockout.
@@ -94,7 +116,7 @@ pub async fn set(conn: &mut PgConnection, user_id: Uuid, pin: &Pin) -> Result<()
     audit(conn, "auth.pin_changed", user_id, json!({})).await
 }
 
-async fn audit(
+pub(crate) async fn audit(
     conn: &mut PgConnection,
     action: &str,
     user_id: Uuid,

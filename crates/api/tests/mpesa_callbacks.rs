@@ -40,7 +40,8 @@ async fn a_wrong_path_token_is_a_404_and_nothing_is_stored() {
 #[tokio::test]
 async fn callbacks_from_outside_the_allow_list_are_refused_and_inside_through_the_proxy_accepted() {
     let h = Harness::start_with(|mpesa, config| {
-        mpesa.allowed_sources = vec!["196.201.212.0/24".parse().unwrap()];
+        mpesa.allowed_sources =
+            pesachama_api::gate::AllowList::of(vec!["196.201.212.0/24".parse().unwrap()]);
         config.auth.trusted_proxy_header = Some("x-forwarded-for".to_owned());
     })
     .await;

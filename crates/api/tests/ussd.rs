@@ -1,4 +1,4 @@
-//! `POST /ussd` as Africa's Talking calls it: the exact form encoding, a session's `text`
+//! `POST /ussd/{token}` as Africa's Talking calls it: the exact form encoding, a session's `text`
 //! growing by `*`-joined inputs, answers `CON`/`END` in `text/plain`. Against the demo data on
 //! a fresh database; every test that moves money checks the ledger afterwards.
 
@@ -23,8 +23,13 @@ const NAFULA: &str = "+254720345007";
 // Menus list chamas by name: Wanjiku and Chebet see 1. Eldoret Merry-Go-Round, 2. Umoja;
 // Akinyi sees 1. Kisumu Boda Boda Sacco, 2. Umoja.
 
+/// The demo data, with M-Pesa configured (contributions queue STK pushes; nothing sends them).
 async fn demo() -> TestApp {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(
+        TestDb::new().await,
+        TestApp::with_queued_mpesa(TestApp::config()),
+    )
+    .await;
     pesachama_store::seed_demo(&app.db.pool).await.unwrap();
     app
 }
@@ -372,7 +377,7 @@ async fn an_official_approves_a_pending_withdrawal_and_the_money_is_reserved() {
 }
 
 #[tokio::test]
-async fn three_wrong_pins_lock_the_pin_for_ussd_and_the_app() {
+async fn three_wrong_pins_make_this_number_wait_on_ussd_but_leave_the_app_alone() {
     let app = demo().await;
     set_pin(&app, CHEBET, "1234").await;
     let gw = Gateway::of(&app);
@@ -391,16 +396,15 @@ async fn three_wrong_pins_lock_the_pin_for_ussd_and_the_app() {
         "{}",
         answers[4]
     );
-    assert_eq!(
-        answers[5],
-        "END Your PIN is locked after 3 wrong tries. Try again in 30 minutes."
-    );
-    // The right PIN is refused now, on USSD and in the app: one lockout.
+    assert_eq!(answers[5], "END Too many wrong PINs. Try again in 1 min.");
+    // From the same source, even the right PIN waits (it is not even compared)...
     let answers = gw.dial(CHEBET.1, &["2", "2", "1", "1234"]).await;
+    assert_eq!(answers[4], "END Too many wrong PINs. Try again in 1 min.");
     assert_eq!(
-        answers[4],
-        "END Your PIN is locked after 3 wrong tries. Try again in 30 minutes."
+        scalar::<i64>(&app.db, "select count(*) from public.payment_requests").await,
+        0
     );
+    // ...but the app's PIN is not locked: USSD tries are counted apart.
     let token = app.demo_token(CHEBET.0).await;
     let (status, body) = app
         .call(
@@ -410,11 +414,23 @@ async fn three_wrong_pins_lock_the_pin_for_ussd_and_the_app() {
             Some(json!({ "pin": "1234" })),
         )
         .await;
-    assert_eq!(status, 423, "{body}");
+    assert_eq!(status, 204, "{body}");
+    // Once the wait is over, a right PIN works and clears the count.
+    sqlx::query("update internal.ussd_pin_tries set blocked_until = now() - interval '1 second'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let answers = gw.dial(CHEBET.1, &["2", "2", "1", "1234"]).await;
+    assert!(
+        answers[4].starts_with("END You will receive an M-Pesa prompt"),
+        "{}",
+        answers[4]
+    );
     assert_eq!(
-        scalar::<i64>(&app.db, "select count(*) from public.payment_requests").await,
+        scalar::<i64>(&app.db, "select count(*) from internal.ussd_pin_tries").await,
         0
     );
+    app.db.assert_ledger_balanced().await;
 }
 
 #[tokio::test]
@@ -439,22 +455,26 @@ async fn the_mini_statement_and_next_meeting_in_kiswahili() {
         statement.contains(&format!("Akiba yako: KES {}", group(saved / 100))),
         "{statement} vs {saved}"
     );
-    let answers = gw.dial(AKINYI.1, &["6", "2"]).await;
-    assert!(
-        answers[2].starts_with("CON Mkutano ujao: Umoja Women Group\nMonthly meeting\n"),
-        "{}",
-        answers[2]
+    let answers = gw.dial(AKINYI.1, &["6", "2", "1234"]).await;
+    assert_eq!(
+        answers[2],
+        "CON Mkutano ujao: Umoja Women Group\nWeka PIN kuthibitisha:\n0 Rudi"
     );
     assert!(
-        answers[2].contains("Gikomba Community Hall"),
+        answers[3].starts_with("CON Mkutano ujao: Umoja Women Group\nMonthly meeting\n"),
         "{}",
-        answers[2]
+        answers[3]
     );
-    let answers = gw.dial(AKINYI.1, &["1", "2"]).await;
     assert!(
-        answers[2].contains("Mchango: KES 1,000 kila mwezi"),
+        answers[3].contains("Gikomba Community Hall"),
         "{}",
-        answers[2]
+        answers[3]
+    );
+    let answers = gw.dial(AKINYI.1, &["1", "2", "1234"]).await;
+    assert!(
+        answers[3].contains("Mchango: KES 1,000 kila mwezi"),
+        "{}",
+        answers[3]
     );
 }
 

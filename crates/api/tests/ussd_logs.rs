@@ -25,7 +25,7 @@ impl Write for Captured {
 
 async fn hop(app: &TestApp, session: &str, phone: &str, text: &str) -> String {
     app.client
-        .post(app.url("/ussd"))
+        .post(app.url(&format!("/ussd/{}", pesachama_testkit::TEST_USSD_TOKEN)))
         .form(&[
             ("sessionId", session),
             ("serviceCode", "*384*21#"),
@@ -50,7 +50,11 @@ async fn pins_typed_on_ussd_never_appear_in_the_logs() {
         .json()
         .with_writer(move || writer.clone())
         .init();
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(
+        pesachama_testkit::TestDb::new().await,
+        TestApp::with_queued_mpesa(TestApp::config()),
+    )
+    .await;
     pesachama_store::seed_demo(&app.db.pool).await.unwrap();
     let phone = "+254799000444";
     for text in [
@@ -88,6 +92,10 @@ async fn pins_typed_on_ussd_never_appear_in_the_logs() {
         "the capture works"
     );
     assert!(logs.contains("registered on USSD"), "the capture works");
+    assert!(
+        !logs.contains(pesachama_testkit::TEST_USSD_TOKEN),
+        "the USSD callback token is in the logs"
+    );
     for pin in ["8642", "1357", "9753"] {
         let found: Vec<&str> = logs.lines().filter(|line| has_token(line, pin)).collect();
         assert!(found.is_empty(), "PIN {pin} in the logs: {found:?}");

@@ -149,7 +149,7 @@ pub async fn run(phase: Duration) -> anyhow::Result<()> {
     for think in [Duration::ZERO, THINK] {
         let hops = sessions(&app, &client, phase, think).await?;
         println!(
-            "USSD hops (POST /ussd, nine-hop sessions without PIN, {} ms between hops): {} hops, {:.0}/s = {:.2} of the /health rate, p50 {:.1} ms, p99 {:.1} ms",
+            "USSD hops (POST /ussd/<token>, nine-hop sessions without PIN, {} ms between hops): {} hops, {:.0}/s = {:.2} of the /health rate, p50 {:.1} ms, p99 {:.1} ms",
             think.as_millis(),
             hops.count,
             hops.per_second,
@@ -193,7 +193,7 @@ async fn sessions(
                 for text in WALK {
                     let sent = Instant::now();
                     let body = client
-                        .post(app.url("/ussd"))
+                        .post(app.url(&format!("/ussd/{}", pesachama_testkit::TEST_USSD_TOKEN)))
                         .form(&form(&id, phone, text))
                         .send()
                         .await?

@@ -108,7 +108,7 @@ pub struct SimulateArgs {
 #[derive(Debug, Subcommand)]
 pub enum SimulateCommand {
     /// An interactive USSD session, as Africa's Talking would run it: each line you type is one
-    /// input, sent with the session's whole `*`-joined text to POST /ussd.
+    /// input, sent with the session's whole `*`-joined text to POST /ussd/<token>.
     Ussd(UssdSimArgs),
     /// Serve a local Daraja (OAuth, STK push and query, C2B, B2C, transaction status) that
     /// delivers callbacks in Daraja's shapes; amounts choose what happens (docs/mpesa.md).
@@ -124,6 +124,10 @@ pub struct UssdSimArgs {
     /// the configured database (embedded by default).
     #[arg(long, value_parser = parse_http_url)]
     pub url: Option<String>,
+    /// With --url: the server's USSD_CALLBACK_TOKEN (without it, the open `POST /ussd` of a
+    /// `serve --demo`).
+    #[arg(long, env = "USSD_CALLBACK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// The service code dialled.
     #[arg(long, default_value = "*384*21#")]
     pub service_code: String,
@@ -157,8 +161,15 @@ pub struct ServeArgs {
     pub host: std::net::IpAddr,
 
     /// Load the demo data (a few chamas with members and contributions); safe to repeat.
+    /// Demo mode also runs the M-Pesa simulator (without Daraja settings) and serves an open
+    /// `POST /ussd`: never on a server the internet reaches.
     #[arg(long)]
     pub demo: bool,
+
+    /// Run an in-process Daraja simulator that pays every prompt, with random credentials
+    /// made at each start (only without Daraja credentials; `--demo` implies it).
+    #[arg(long, env = "MPESA_SIMULATOR")]
+    pub mpesa_simulator: bool,
 
     /// Largest database pool.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 20)]
@@ -224,6 +235,20 @@ pub struct ServeArgs {
     /// Refuse new sign-ups (existing users still sign in).
     #[arg(long, env = "AUTH_DISABLE_SIGNUP")]
     pub disable_signup: bool,
+
+    /// Secret path segment of the USSD callback (32+ letters, digits, '-' or '_'): Africa's
+    /// Talking is given `https://<host>/ussd/<token>`. Needs USSD_ALLOWED_IPS outside --demo.
+    #[arg(long, env = "USSD_CALLBACK_TOKEN", hide_env_values = true)]
+    pub ussd_callback_token: Option<String>,
+
+    /// Africa's Talking gateway addresses the USSD callback is accepted from (comma-separated
+    /// CIDRs), read through TRUSTED_PROXY_HEADER when set. Needs USSD_CALLBACK_TOKEN.
+    #[arg(
+        long = "ussd-allowed-ip",
+        env = "USSD_ALLOWED_IPS",
+        value_delimiter = ','
+    )]
+    pub ussd_allowed_ips: Vec<String>,
 
     /// Do not run the outbox worker and the sweeper in this process (run `pesachama worker`
     /// processes instead).

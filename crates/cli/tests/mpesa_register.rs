@@ -11,12 +11,16 @@ use pesachama_mpesa::simulator::{Simulator, SimulatorConfig};
 const TOKEN: &str = "c2b-registration-token-0123456789abcdef";
 
 async fn run(
+    config: &SimulatorConfig,
     base_url: String,
-    shortcode: String,
     extra: &'static [&'static str],
 ) -> std::process::Output {
-    let config = SimulatorConfig::default();
-    let (key, secret, passkey) = (config.consumer_key, config.consumer_secret, config.passkey);
+    let (key, secret, shortcode, passkey) = (
+        config.consumer_key.clone(),
+        config.consumer_secret.clone(),
+        config.shortcode.clone(),
+        config.passkey.clone(),
+    );
     tokio::task::spawn_blocking(move || {
         pesachama()
             .args(["mpesa", "register-c2b"])
@@ -38,15 +42,16 @@ async fn run(
 
 #[tokio::test]
 async fn register_c2b_tells_daraja_the_servers_urls_after_asking() {
-    let simulator = Simulator::new(SimulatorConfig::default())
+    // Every simulator has credentials of its own: the server is given this one's.
+    let config = SimulatorConfig::default();
+    let simulator = Simulator::new(config.clone())
         .unwrap()
         .start()
         .await
         .unwrap();
-    let shortcode = SimulatorConfig::default().shortcode;
 
     // No terminal and no --yes: refused, nothing registered.
-    let refused = run(simulator.base_url(), shortcode.clone(), &[]).await;
+    let refused = run(&config, simulator.base_url(), &[]).await;
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains("pass --yes"),
@@ -55,7 +60,7 @@ async fn register_c2b_tells_daraja_the_servers_urls_after_asking() {
     );
     assert_eq!(simulator.simulator.c2b_urls(), None);
 
-    let done = run(simulator.base_url(), shortcode, &["--yes"]).await;
+    let done = run(&config, simulator.base_url(), &["--yes"]).await;
     assert!(done.status.success(), "{}", stderr(&done));
     let said = stderr(&done);
     assert!(said.contains("<MPESA_CALLBACK_TOKEN>"), "{said}");
@@ -69,7 +74,11 @@ async fn register_c2b_tells_daraja_the_servers_urls_after_asking() {
     );
 
     // A wrong shortcode is Daraja's to refuse, and the command says so.
-    let wrong = run(simulator.base_url(), "999999".into(), &["--yes"]).await;
+    let other_shortcode = SimulatorConfig {
+        shortcode: "999999".into(),
+        ..config.clone()
+    };
+    let wrong = run(&other_shortcode, simulator.base_url(), &["--yes"]).await;
     assert!(!wrong.status.success());
     assert!(
         stderr(&wrong).contains("refused the C2B registration"),

@@ -37,6 +37,17 @@ async fn simulate(args: Vec<String>, input: &'static str) -> Output {
 async fn a_session_against_a_running_server() {
     let app = TestApp::spawn().await;
     pesachama_store::seed_demo(&app.db.pool).await.unwrap();
+    // Balances are shown after the PIN: Wanjiku sets hers in the app first.
+    let token = app.demo_token("wanjiku.kamau@example.co.ke").await;
+    let (status, body) = app
+        .call(
+            reqwest::Method::PUT,
+            &token,
+            "/auth/pin",
+            Some(serde_json::json!({ "pin": "1234" })),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
     let args = [
         "simulate",
         "ussd",
@@ -44,15 +55,21 @@ async fn a_session_against_a_running_server() {
         "0712345001",
         "--url",
         &app.url(""),
+        "--token",
+        pesachama_testkit::TEST_USSD_TOKEN,
     ]
     .map(String::from)
     .to_vec();
-    let output = simulate(args, "1\n2\n0\n0\n0\n").await;
+    let output = simulate(args, "1\n2\n1234\n0\n0\n0\n").await;
     assert!(output.status.success(), "{}", stderr(&output));
     let out = stdout(&output);
     assert!(out.starts_with("Welcome Wanjiku\n1. My chamas"), "{out}");
     assert!(
         out.contains("> Choose a chama:\n1. Eldoret Merry-Go-.\n2. Umoja Women Group"),
+        "{out}"
+    );
+    assert!(
+        out.contains("> Chama balance: Umoja Women Group\nEnter PIN to confirm:"),
         "{out}"
     );
     assert!(
@@ -63,12 +80,12 @@ async fn a_session_against_a_running_server() {
         out.ends_with("> Thank you for using PesaChama.\n[session ended]\n"),
         "{out}"
     );
-    // One session, five hops after the first, each with the whole text so far.
+    // One session, six hops after the first, each with the whole text so far.
     let hops: i32 = sqlx::query_scalar("select hops from public.ussd_sessions")
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
-    assert_eq!(hops, 6);
+    assert_eq!(hops, 7);
 }
 
 #[tokio::test]

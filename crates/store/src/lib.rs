@@ -14,6 +14,7 @@ pub mod realtime;
 pub mod rls;
 pub mod storage;
 pub mod ussd;
+pub mod ussd_pin_tries;
 
 pub use db::{connect, ensure_database, seed_demo};
 pub use sqlx::PgPool;

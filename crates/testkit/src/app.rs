@@ -14,6 +14,9 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
 }
 
+/// The USSD callback token of test apps: the gateway posts to `/ussd/{TEST_USSD_TOKEN}`.
+pub const TEST_USSD_TOKEN: &str = "test-ussd-token-0123456789abcdef0123";
+
 /// The JWT secret test apps sign and verify with.
 pub const TEST_JWT_SECRET: &str = "pesachama-test-secret-with-at-least-32-characters";
 
@@ -22,12 +25,46 @@ impl TestApp {
         Self::spawn_with(TestDb::new().await, Self::config()).await
     }
 
-    /// The configuration `spawn` uses, to adjust before `spawn_with`: that of `serve --demo`,
-    /// where sign-ups are confirmed at once (tests of confirmation turn it off).
+    /// The configuration `spawn` uses, to adjust before `spawn_with`: sign-ups confirmed at once
+    /// and `/metrics` open, as with `serve --demo` (tests of confirmation and of the metrics
+    /// token turn them off); the USSD callback closed as in production
+    /// (`POST /ussd/{TEST_USSD_TOKEN}` from loopback only); M-Pesa off.
     pub fn config() -> ServerConfig {
         let mut config = ServerConfig::with_secret(TEST_JWT_SECRET);
         config.auth.autoconfirm = true;
         config.metrics = pesachama_api::MetricsAccess::Public;
+        config.ussd = Some(pesachama_api::routes::ussd::UssdGate {
+            callback_token: Some(TEST_USSD_TOKEN.to_owned()),
+            allowed_sources: pesachama_api::gate::AllowList::parse(
+                "USSD_ALLOWED_IPS",
+                &["127.0.0.1/32", "::1/128"],
+            )
+            .expect("loopback ranges"),
+            open: false,
+        });
+        config
+    }
+
+    /// `config` with M-Pesa configured explicitly, as `serve --mpesa-simulator` would have it,
+    /// but with no worker and no simulator behind it: STK pushes are queued (routes and USSD
+    /// accept contributions) and never sent. Tests that need them paid run the simulator
+    /// (`crates/api/tests/mpesa_common`).
+    pub fn with_queued_mpesa(mut config: ServerConfig) -> ServerConfig {
+        let daraja = pesachama_mpesa::DarajaConfig::new(
+            "http://127.0.0.1:9",
+            "unused-key",
+            "unused-secret",
+            "174379",
+            "unused-passkey",
+        );
+        let client = pesachama_mpesa::DarajaClient::new(daraja).expect("a Daraja client");
+        config.mpesa = Some(std::sync::Arc::new(
+            pesachama_api::mpesa_worker::Mpesa::new(
+                client,
+                "http://127.0.0.1:9",
+                "unused-callback-token-0123456789abcdef",
+            ),
+        ));
         config
     }
 

@@ -14,5 +14,5 @@ mod app;
 mod db;
 pub mod fake;
 
-pub use app::{TEST_JWT_SECRET, TestApp};
+pub use app::{TEST_JWT_SECRET, TEST_USSD_TOKEN, TestApp};
 pub use db::{TestDb, admin_url, supabase_mode};

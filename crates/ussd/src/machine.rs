@@ -222,11 +222,11 @@ pub fn step(state: &State, language: Language, input: &str, facts: &Facts) -> St
             };
             let chama = on_page[n - 1].id;
             let next = match purpose {
-                Purpose::Balances => State::Balance { chama },
+                Purpose::Balances => State::BalancePin { chama },
                 Purpose::Contribute => State::ContributeAmount { chama },
                 Purpose::Statement => State::StatementPin { chama },
                 Purpose::Withdraw => State::WithdrawAmount { chama },
-                Purpose::Meeting => return run(state, language, Action::NextMeeting { chama }),
+                Purpose::Meeting => State::MeetingPin { chama },
             };
             show(next, language, facts, None)
         }
@@ -286,6 +286,14 @@ pub fn step(state: &State, language: Language, input: &str, facts: &Facts) -> St
                 },
             ),
             _ => bad_pin(state),
+        },
+        State::BalancePin { .. } => match pin() {
+            Some(pin) => run(state, language, Action::VerifyPin { pin }),
+            None => bad_pin(state),
+        },
+        State::MeetingPin { chama } => match pin() {
+            Some(pin) => run(state, language, Action::NextMeeting { pin, chama: *chama }),
+            None => bad_pin(state),
         },
         State::StatementPin { chama } => match pin() {
             Some(pin) => run(state, language, Action::Statement { pin, chama: *chama }),

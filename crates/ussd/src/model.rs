@@ -158,7 +158,9 @@ pub enum Action {
         request: Uuid,
         approve: bool,
     },
+    /// PIN, then the chama's next meeting.
     NextMeeting {
+        pin: Pin,
         chama: Uuid,
     },
 }
@@ -228,4 +230,6 @@ pub enum Refusal {
     Gone,
     AlreadyDecided,
     NotAllowed,
+    /// M-Pesa is not configured on this server: no prompt can be sent.
+    MpesaUnavailable,
 }

@@ -22,7 +22,7 @@ pub(crate) fn back(state: &State) -> Option<State> {
             },
             None => State::Home,
         },
-        State::Balance { .. } => State::Chamas {
+        State::BalancePin { .. } | State::Balance { .. } => State::Chamas {
             purpose: Purpose::Balances,
             page: 0,
         },
@@ -81,7 +81,7 @@ pub(crate) fn back(state: &State) -> Option<State> {
             page: *page,
             index: *index,
         },
-        State::Meeting { .. } => State::Chamas {
+        State::MeetingPin { .. } | State::Meeting { .. } => State::Chamas {
             purpose: Purpose::Meeting,
             page: 0,
         },

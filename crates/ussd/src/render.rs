@@ -150,6 +150,18 @@ pub fn state(state: &State, language: Language, facts: &Facts, notice: Option<&s
             let body: Vec<&str> = body.iter().map(String::as_str).collect();
             Screen::con(lines(None, &body))
         }
+        State::BalancePin { chama } | State::MeetingPin { chama } => match find(*chama) {
+            Some(c) => {
+                let title = if matches!(state, State::BalancePin { .. }) {
+                    p.balance
+                } else {
+                    p.next_meeting
+                };
+                let what = format!("{title}: {}", chama_name(c, 30));
+                Screen::con(lines(notice, &[&what, p.enter_pin, p.back]))
+            }
+            None => gone(language, facts),
+        },
         State::Balance { chama } => match find(*chama) {
             Some(c) => {
                 // A notice takes the name's place (this screen only reads; 0 and 00 lead on).

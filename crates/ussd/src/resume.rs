@@ -60,6 +60,9 @@ pub fn resume(state: &State, language: Language, outcome: Outcome, facts: &Facts
             language,
             reply: Reply::Show(render::home(language, first_name, Some(p.registered))),
         },
+        (State::BalancePin { chama }, Outcome::PinVerified) => {
+            show(State::Balance { chama: *chama }, language, facts, None)
+        }
         (State::ChangePinCurrent, Outcome::PinVerified) => {
             show(State::ChangePinNew, language, facts, None)
         }
@@ -113,7 +116,7 @@ pub fn resume(state: &State, language: Language, outcome: Outcome, facts: &Facts
                 Decision::Rejected => p.rejected.to_owned(),
             },
         ),
-        (State::Chamas { .. }, Outcome::Meeting { chama, meeting }) => {
+        (State::MeetingPin { .. }, Outcome::Meeting { chama, meeting }) => {
             show(State::Meeting { chama, meeting }, language, facts, None)
         }
         (_, Outcome::Refused(refusal)) => end(
@@ -123,6 +126,7 @@ pub fn resume(state: &State, language: Language, outcome: Outcome, facts: &Facts
                 Refusal::Gone => p.refused_gone,
                 Refusal::AlreadyDecided => p.refused_decided,
                 Refusal::NotAllowed => p.refused_not_allowed,
+                Refusal::MpesaUnavailable => p.mpesa_unavailable,
             }
             .to_owned(),
         ),

@@ -35,6 +35,10 @@ pub enum State {
         purpose: Purpose,
         page: usize,
     },
+    /// The PIN before a balance: nothing about a chama's money is shown without it.
+    BalancePin {
+        chama: Uuid,
+    },
     Balance {
         chama: Uuid,
     },
@@ -83,6 +87,10 @@ pub enum State {
         page: usize,
         index: usize,
         approve: bool,
+    },
+    /// The PIN before the next meeting (where and when the members gather).
+    MeetingPin {
+        chama: Uuid,
     },
     Meeting {
         chama: Uuid,

@@ -193,8 +193,31 @@ fn cases(language: Language) -> Vec<(&'static str, Facts, Vec<Hop>)> {
                         "Chagua chama:\n1. Umoja Women\n2. Jua Kali Savers\n0 Rudi 00 Mwanzo",
                     ),
                 ),
+                // No balance before the PIN.
                 S(
                     "2",
+                    t(
+                        "Chama balance: Jua Kali Savers\nEnter PIN to confirm:\n0 Back",
+                        "Weka PIN kuthibitisha:",
+                    ),
+                ),
+                S(
+                    "12",
+                    t("A PIN is exactly 4 digits.", "PIN ni tarakimu 4 kamili."),
+                ),
+                Act(
+                    "9999",
+                    "VerifyPin",
+                    Outcome::Pin(PinRefusal::Wrong { remaining: 2 }),
+                    t(
+                        "Wrong PIN. 2 tries left.",
+                        "PIN si sahihi. Majaribio 2 yamebaki.",
+                    ),
+                ),
+                Act(
+                    "4321",
+                    "VerifyPin",
+                    Outcome::PinVerified,
                     t(
                         "Jua Kali Savers\nChama balance: KES 123,456\nYour savings: KES 5,000\nContribution: KES 1,000 monthly",
                         "Salio la chama: KES 123,456\nAkiba yako: KES 5,000\nMchango: KES 1,000 kila mwezi",
@@ -319,8 +342,8 @@ fn cases(language: Language) -> Vec<(&'static str, Facts, Vec<Hop>)> {
                     "Contribute",
                     Outcome::Pin(PinRefusal::Locked { minutes: 30 }),
                     t(
-                        "Your PIN is locked after 3 wrong tries. Try again in 30 minutes.",
-                        "PIN yako imefungwa baada ya makosa 3. Jaribu tena baada ya dakika 30.",
+                        "Too many wrong PINs. Try again in 30 min.",
+                        "Makosa mengi ya PIN. Jaribu tena baada ya dakika 30.",
                     ),
                 ),
                 S("1", t("Thank you", "Asante")),
@@ -539,8 +562,15 @@ fn cases(language: Language) -> Vec<(&'static str, Facts, Vec<Hop>)> {
             two_chamas(),
             vec![
                 S("6", ""),
-                Act(
+                S(
                     "1",
+                    t(
+                        "Next meeting: Umoja Women\nEnter PIN to confirm:",
+                        "Mkutano ujao: Umoja Women\nWeka PIN kuthibitisha:",
+                    ),
+                ),
+                Act(
+                    "4321",
                     "NextMeeting",
                     Outcome::Meeting {
                         chama: A,
@@ -556,8 +586,9 @@ fn cases(language: Language) -> Vec<(&'static str, Facts, Vec<Hop>)> {
                     ),
                 ),
                 S("0", ""),
+                S("2", ""),
                 Act(
-                    "2",
+                    "4321",
                     "NextMeeting",
                     Outcome::Meeting {
                         chama: B,
@@ -801,7 +832,8 @@ fn long_lists_page_with_98_and_back_with_0() {
         S("98", "1. Chama number 10\n2. Chama number 11\n0 Back"),
         S("98", "Invalid choice."),
         S("0", "1. Chama number 5"),
-        S("2", "Chama number 6\nChama balance"),
+        S("2", "Chama balance: Chama number 6\nEnter PIN"),
+        Act("4321", "VerifyPin", Outcome::PinVerified, "Chama number 6\nChama balance"),
     ]);
     assert_eq!(
         walk.state,
@@ -871,7 +903,9 @@ fn worst_case_screens_fit_in_both_languages() {
             purpose: Purpose::Contribute,
             page: 1,
         },
+        State::BalancePin { chama: A },
         State::Balance { chama: A },
+        State::MeetingPin { chama: A },
         State::ContributeAmount { chama: A },
         State::ContributeOther { chama: A },
         State::ContributePin {
@@ -957,6 +991,8 @@ fn worst_case_screens_fit_in_both_languages() {
                 }
                 State::WithdrawReason { .. } => notices.push(Some(p.bad_reason)),
                 State::ContributePin { .. }
+                | State::BalancePin { .. }
+                | State::MeetingPin { .. }
                 | State::StatementPin { .. }
                 | State::WithdrawPin { .. }
                 | State::ApprovalPin { .. }

@@ -19,13 +19,13 @@ use pesachama_store::mpesa as store;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest as _;
-use subtle::ConstantTimeEq as _;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::chamas::cents;
 use super::transactions::{idempotency_key, request_hash};
 use super::{invalid, signed_in};
+use crate::gate;
 use crate::gotrue::{AuthError, Caller, ClientIp};
 use crate::mpesa_worker::{Mpesa, apply_soon};
 use crate::{ApiError, AppState};
@@ -57,7 +57,8 @@ pub struct NewMpesaContribution {
         (status = 202, description = "the prompt is on its way; the payment request", body = Value),
         (status = 404, description = "no such chama among the caller's", body = crate::error::ErrorBody),
         (status = 409, description = "the same key is in flight", body = crate::error::ErrorBody),
-        (status = 422, body = crate::error::ErrorBody)
+        (status = 422, body = crate::error::ErrorBody),
+        (status = 503, description = "`mpesa_not_configured`: this server has no Daraja settings", body = crate::error::ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -70,6 +71,10 @@ pub async fn contribute(
 ) -> Result<Response, ApiError> {
     let caller = caller?;
     signed_in(&caller)?;
+    // Without Daraja nobody would send the prompt: refuse before anything is written.
+    if state.config.mpesa.is_none() {
+        return Err(ApiError::mpesa_not_configured());
+    }
     let key = idempotency_key(&headers)?;
     let new: NewMpesaContribution = super::json_body(&body)?;
     let amount = cents("amount", &new.amount)?;
@@ -310,23 +315,20 @@ async fn b2c_callback(
     Ok(accepted())
 }
 
-/// The token and the source address, checked before anything is read or stored.
+/// The token and the source address, checked before anything is read or stored. Without
+/// M-Pesa (no Daraja, no simulator) every callback is a 503 and nothing is stored.
 pub(crate) fn admit(state: &AppState, token: &str, ip: &ClientIp) -> Result<Arc<Mpesa>, ApiError> {
     let Some(mpesa) = state.config.mpesa.clone() else {
-        return Err(ApiError::NotFound);
+        return Err(ApiError::mpesa_not_configured());
     };
-    if !bool::from(token.as_bytes().ct_eq(mpesa.callback_token.as_bytes())) {
+    if !gate::token_matches(token, &mpesa.callback_token) {
         return Err(ApiError::NotFound);
     }
-    if !mpesa.allowed_sources.is_empty() {
-        let allowed =
-            ip.0.is_some_and(|addr| mpesa.allowed_sources.iter().any(|net| net.contains(&addr)));
-        if !allowed {
-            tracing::warn!(source = ?ip.0, "M-Pesa callback from an address outside the allow-list refused");
-            return Err(ApiError::Forbidden(
-                "callbacks are accepted from Safaricom's addresses only".to_owned(),
-            ));
-        }
+    if !mpesa.allowed_sources.admits(ip) {
+        tracing::warn!(source = ?ip.0, "M-Pesa callback from an address outside the allow-list refused");
+        return Err(ApiError::Forbidden(
+            "callbacks are accepted from Safaricom's addresses only".to_owned(),
+        ));
     }
     Ok(mpesa)
 }
@@ -408,7 +410,7 @@ async fn stk_callback(
     let checkout_request_id = parsed.checkout_request_id.clone();
     let applier = state
         .stk_applier()
-        .ok_or_else(|| ApiError::Unavailable("M-Pesa is not configured".into()))?;
+        .ok_or_else(ApiError::mpesa_not_configured)?;
     if !applier.store(key, payload, ip.text(), parsed).await? {
         tracing::info!(%checkout_request_id, "repeated STK callback acknowledged");
     }

@@ -12,11 +12,15 @@
 //! commit together, so a gateway retry (the same `text` again) gets the stored answer instead
 //! of doing the work twice, and a server restarted between hops carries on from the row.
 
+mod access;
 mod actions;
 
+pub use access::UssdGate;
+pub(crate) use access::loggable_path;
+
 use axum::Form;
-use axum::extract::State;
 use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use pesachama_domain::Phone;
@@ -28,7 +32,7 @@ use pesachama_ussd::{Facts, Language, Reply, Screen, State as Menu, machine};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::gotrue::AuthError;
+use crate::gotrue::{AuthError, ClientIp};
 
 /// The gateway's form. Every field is optional here so that nothing the gateway (or anyone
 /// else) sends can turn into an HTTP error; missing fields get a polite END.
@@ -121,18 +125,60 @@ impl From<sqlx::Error> for HopError {
 /// Session ids longer than this are not Africa's Talking's (theirs are `ATUid_` + 32 hex).
 const MAX_SESSION_ID: usize = 100;
 
-/// Answers Africa's Talking: `CON ...` or `END ...`, always 200 `text/plain`.
+/// Africa's Talking's callback: `CON ...` or `END ...`, always 200 `text/plain` once admitted.
+/// The URL given to the gateway is `https://<host>/ussd/<USSD_CALLBACK_TOKEN>`; requests are
+/// accepted from `USSD_ALLOWED_IPS` only (see `access.rs`).
+#[utoipa::path(
+    post, path = "/ussd/{token}", tag = "ussd",
+    params(("token" = String, Path, description = "USSD_CALLBACK_TOKEN")),
+    request_body(content = UssdForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`CON <screen>` or `END <screen>`", content_type = "text/plain", body = String),
+        (status = 403, description = "not from the gateway's addresses", body = crate::error::ErrorBody),
+        (status = 404, description = "wrong token", body = crate::error::ErrorBody),
+        (status = 503, description = "`ussd_not_configured`", body = crate::error::ErrorBody)
+    )
+)]
+pub async fn ussd_with_token(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    client: ClientIp,
+    form: Result<Form<UssdForm>, FormRejection>,
+) -> Response {
+    match access::admit(state.config.ussd.as_ref(), Some(&token), &client) {
+        Ok(()) => answer(&state, &client, form).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// The tokenless callback, served only in `--demo`; otherwise 404 (or 503 without USSD).
 #[utoipa::path(
     post, path = "/ussd", tag = "ussd",
     request_body(content = UssdForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "`CON <screen>` or `END <screen>`", content_type = "text/plain", body = String))
+    responses(
+        (status = 200, description = "`CON <screen>` or `END <screen>` (`--demo` only)", content_type = "text/plain", body = String),
+        (status = 404, description = "not served outside `--demo`", body = crate::error::ErrorBody),
+        (status = 503, description = "`ussd_not_configured`", body = crate::error::ErrorBody)
+    )
 )]
 pub async fn ussd(
     State(state): State<AppState>,
+    client: ClientIp,
+    form: Result<Form<UssdForm>, FormRejection>,
+) -> Response {
+    match access::admit(state.config.ussd.as_ref(), None, &client) {
+        Ok(()) => answer(&state, &client, form).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn answer(
+    state: &AppState,
+    client: &ClientIp,
     form: Result<Form<UssdForm>, FormRejection>,
 ) -> Response {
     let screen = match form {
-        Ok(Form(form)) => hop(&state, form).await,
+        Ok(Form(form)) => hop(state, client, form).await,
         Err(rejection) => {
             tracing::warn!(error = %rejection, "USSD request that is not a gateway form");
             machine::failure(Language::En)
@@ -145,7 +191,7 @@ pub async fn ussd(
         .into_response()
 }
 
-async fn hop(state: &AppState, form: UssdForm) -> Screen {
+async fn hop(state: &AppState, client: &ClientIp, form: UssdForm) -> Screen {
     let session_id = form.session_id.as_deref().map(str::trim).unwrap_or("");
     if session_id.is_empty() || session_id.len() > MAX_SESSION_ID {
         tracing::warn!("USSD request without a usable sessionId");
@@ -157,8 +203,10 @@ async fn hop(state: &AppState, form: UssdForm) -> Screen {
     };
     let text = form.text.unwrap_or_default();
     let mut language = Language::En;
+    let source = client.text().unwrap_or_else(|| "unknown".to_owned());
     match run(
         state,
+        &source,
         session_id,
         &phone,
         form.service_code.as_deref(),
@@ -180,6 +228,7 @@ async fn hop(state: &AppState, form: UssdForm) -> Screen {
 
 async fn run(
     state: &AppState,
+    source: &str,
     session_id: &str,
     phone: &Phone,
     service_code: Option<&str>,
@@ -260,7 +309,9 @@ async fn run(
                 session_id,
                 hop: row.hops,
                 phone,
+                source,
                 user: member.as_ref().map(|m| m.id),
+                mpesa: state.config.mpesa.is_some(),
             };
             let outcome = actions::perform(&mut tx, &context, action).await?;
             machine::resume(&step.state, step.language, outcome, &facts)

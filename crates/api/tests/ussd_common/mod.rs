@@ -3,7 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use pesachama_testkit::TestApp;
+use pesachama_testkit::{TEST_USSD_TOKEN, TestApp};
 use uuid::Uuid;
 
 /// `application/x-www-form-urlencoded` as the gateway writes it (`*` as `%2A`, `+` as `%2B`).
@@ -28,7 +28,9 @@ pub fn form(session: &str, phone: &str, text: &str) -> String {
     )
 }
 
-/// Posts a raw body and checks the answer is a 200 `text/plain` beginning CON or END.
+/// Posts a raw body to the test app's USSD callback (`/ussd/{TEST_USSD_TOKEN}`, from
+/// loopback, which the test configuration allows) and checks the answer is a 200
+/// `text/plain` beginning CON or END.
 pub async fn post(
     base: &str,
     client: &reqwest::Client,
@@ -36,7 +38,7 @@ pub async fn post(
     body: String,
 ) -> String {
     let response = client
-        .post(format!("{base}/ussd"))
+        .post(format!("{base}/ussd/{TEST_USSD_TOKEN}"))
         .header("content-type", content_type)
         .body(body)
         .send()

@@ -8,4 +8,5 @@ pub mod mpesa;
 pub mod mpesa_commands;
 pub mod serve;
 pub mod simulate;
+pub mod ussd_access;
 pub mod worker;

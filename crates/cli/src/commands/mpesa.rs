@@ -1,6 +1,8 @@
-//! M-Pesa settings of `serve`: Daraja (sandbox or production) when its credentials are set,
-//! otherwise a Daraja simulator in the same process, so a contribution started locally gets
-//! its callback like a real one.
+//! M-Pesa settings of `serve`: Daraja (sandbox or production) when its credentials are set;
+//! with `--demo` or `--mpesa-simulator` a Daraja simulator in the same process (fresh random
+//! credentials and callback token each start), so a contribution started locally gets its
+//! callback like a real one; otherwise nothing: M-Pesa fails closed, its routes answer 503
+//! `mpesa_not_configured` and nothing is queued or credited.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
+use pesachama_api::gate::AllowList;
 use pesachama_api::mpesa_worker::Mpesa;
 use pesachama_mpesa::simulator::{RunningSimulator, Simulator, SimulatorConfig};
 use pesachama_mpesa::{DarajaClient, DarajaConfig};
@@ -21,7 +24,7 @@ pub enum MpesaEnvironment {
 #[derive(Debug, Args)]
 pub struct MpesaArgs {
     /// Daraja app consumer key; with the secret, shortcode and passkey, M-Pesa is real.
-    /// Without any MPESA_* setting, an in-process Daraja simulator stands in.
+    /// Without any, M-Pesa is off (503) unless `serve --demo` or `--mpesa-simulator`.
     #[arg(long, env = "MPESA_CONSUMER_KEY", hide_env_values = true)]
     pub mpesa_consumer_key: Option<String>,
 
@@ -92,26 +95,45 @@ fn local_base(server: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(host, server.port()))
 }
 
-/// The M-Pesa settings, and the in-process simulator when it stands in for Daraja (it runs
-/// while the answer is kept).
-impl MpesaArgs {
-    /// Whether any Daraja credential is given (without any, `serve` runs the simulator).
-    pub fn is_configured(&self) -> bool {
-        [
-            &self.mpesa_consumer_key,
-            &self.mpesa_consumer_secret,
-            &self.mpesa_shortcode,
-            &self.mpesa_passkey,
-        ]
-        .iter()
-        .any(|v| v.is_some())
+/// What the M-Pesa settings make of `serve`.
+#[derive(Debug)]
+pub enum MpesaSetup {
+    /// Daraja (Safaricom's, or one named by MPESA_BASE_URL).
+    Daraja(Arc<Mpesa>),
+    /// The in-process simulator (`--demo`, `--mpesa-simulator`); it runs while this is kept.
+    Simulator {
+        mpesa: Arc<Mpesa>,
+        _running: RunningSimulator,
+    },
+    /// No Daraja and no simulator: M-Pesa routes answer 503, the M-Pesa worker does not run.
+    Off,
+}
+
+impl MpesaSetup {
+    pub fn mpesa(&self) -> Option<Arc<Mpesa>> {
+        match self {
+            Self::Daraja(mpesa) | Self::Simulator { mpesa, .. } => Some(Arc::clone(mpesa)),
+            Self::Off => None,
+        }
+    }
+
+    /// Daraja, or an error saying what to set (for the commands that need the real one).
+    pub fn daraja(self, missing: &str) -> anyhow::Result<Arc<Mpesa>> {
+        match self {
+            Self::Daraja(mpesa) => Ok(mpesa),
+            _ => bail!("{missing}"),
+        }
     }
 }
 
+/// Reads the M-Pesa settings. `simulator` (from `--demo` or `--mpesa-simulator`) starts the
+/// in-process Daraja simulator when no Daraja credential is given; without either, M-Pesa is
+/// [`MpesaSetup::Off`].
 pub async fn configure(
     args: &MpesaArgs,
+    simulator: bool,
     server: SocketAddr,
-) -> anyhow::Result<(Arc<Mpesa>, Option<RunningSimulator>)> {
+) -> anyhow::Result<MpesaSetup> {
     let credentials = [
         ("MPESA_CONSUMER_KEY", &args.mpesa_consumer_key),
         ("MPESA_CONSUMER_SECRET", &args.mpesa_consumer_secret),
@@ -123,21 +145,18 @@ pub async fn configure(
         .filter(|(_, v)| v.is_some())
         .map(|(n, _)| *n)
         .collect();
-    let allowed = args
-        .mpesa_allowed_ips
-        .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<ipnet::IpNet>()
-                .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
-                .with_context(|| {
-                    format!("MPESA_ALLOWED_IPS: {s:?} is not an address or a CIDR range")
-                })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let allowed = AllowList::parse("MPESA_ALLOWED_IPS", &args.mpesa_allowed_ips)
+        .map_err(anyhow::Error::msg)?;
 
     if given.is_empty() {
+        if !simulator {
+            tracing::warn!(
+                "M-Pesa is not configured (no MPESA_CONSUMER_KEY, MPESA_CONSUMER_SECRET, MPESA_SHORTCODE, MPESA_PASSKEY): M-Pesa routes answer 503 and no M-Pesa job runs; --mpesa-simulator (or --demo) runs a local simulator instead"
+            );
+            return Ok(MpesaSetup::Off);
+        }
+        // Fresh credentials each start (SimulatorConfig::default), so only this process can
+        // get a token from its simulator, and a callback token nobody else knows.
         let simulator = Simulator::new(SimulatorConfig {
             delay: Duration::from_secs(2),
             ..SimulatorConfig::default()
@@ -166,8 +185,17 @@ pub async fn configure(
             )
             .await
             .context("registering the C2B URLs with the simulator")?;
-        tracing::info!(simulator = %simulator.base_url(), "M-Pesa: no MPESA_* settings, so an in-process Daraja simulator stands in (KES 1032, 1037, 2001 fail; see docs/mpesa.md)");
-        return Ok((Arc::new(mpesa), Some(simulator)));
+        tracing::warn!(simulator = %simulator.base_url(), "M-Pesa: an in-process Daraja simulator pays every prompt (--demo or --mpesa-simulator; KES 1032, 1037, 2001 fail; see docs/mpesa.md)");
+        return Ok(MpesaSetup::Simulator {
+            mpesa: Arc::new(mpesa),
+            _running: simulator,
+        });
+    }
+    if simulator {
+        bail!(
+            "--mpesa-simulator (MPESA_SIMULATOR) and Daraja credentials ({}) together: choose one",
+            given.join(", ")
+        );
     }
     if given.len() < credentials.len() {
         let missing: Vec<&str> = credentials
@@ -187,15 +215,8 @@ pub async fn configure(
         );
     };
     let token = args.mpesa_callback_token.clone().unwrap_or_default();
-    if token.len() < 32
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        bail!(
-            "MPESA_CALLBACK_TOKEN must be 32 or more letters, digits, '-' or '_' (it is the secret part of the callback URLs)"
-        );
-    }
+    pesachama_api::gate::check_token_setting("MPESA_CALLBACK_TOKEN", &token)
+        .map_err(anyhow::Error::msg)?;
     let base_url = args.mpesa_base_url.clone().unwrap_or_else(|| {
         match args.mpesa_environment {
             MpesaEnvironment::Sandbox => pesachama_mpesa::SANDBOX_URL,
@@ -237,5 +258,5 @@ pub async fn configure(
     let mut mpesa = Mpesa::new(client, callback_base, &token);
     mpesa.allowed_sources = allowed;
     tracing::info!(base_url, "M-Pesa through Daraja");
-    Ok((Arc::new(mpesa), None))
+    Ok(MpesaSetup::Daraja(Arc::new(mpesa)))
 }

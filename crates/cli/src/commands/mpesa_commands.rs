@@ -71,12 +71,11 @@ pub async fn reconcile(global: &Global, args: &ReconcileArgs) -> anyhow::Result<
             .await
             .with_context(|| format!("cannot connect to {}", database.describe()))?;
         // The callbacks that the status queries cause go to the running server's URLs.
-        let (mpesa, simulator) = configure(&args.mpesa, "127.0.0.1:0".parse()?).await?;
-        if simulator.is_some() {
-            anyhow::bail!(
-                "no MPESA_* settings: set the Daraja credentials (or MPESA_BASE_URL of `pesachama simulate daraja`) that the server uses"
-            );
-        }
+        let mpesa = configure(&args.mpesa, false, "127.0.0.1:0".parse()?)
+            .await?
+            .daraja(
+                "no MPESA_* settings: set the Daraja credentials (or MPESA_BASE_URL of `pesachama simulate daraja`) that the server uses",
+            )?;
         let report = pesachama_api::mpesa_reconcile::reconcile_once(
             &pool,
             &mpesa,
@@ -127,12 +126,11 @@ pub async fn reconcile(global: &Global, args: &ReconcileArgs) -> anyhow::Result<
 
 /// `pesachama mpesa register-c2b`.
 pub async fn register_c2b(args: &RegisterC2bArgs) -> anyhow::Result<ExitCode> {
-    let (mpesa, simulator) = configure(&args.mpesa, "127.0.0.1:0".parse()?).await?;
-    if simulator.is_some() {
-        anyhow::bail!(
-            "no MPESA_* settings: set the Daraja credentials (MPESA_CONSUMER_KEY, MPESA_CONSUMER_SECRET, MPESA_SHORTCODE, MPESA_PASSKEY), MPESA_CALLBACK_URL and MPESA_CALLBACK_TOKEN as the server has them"
-        );
-    }
+    let mpesa = configure(&args.mpesa, false, "127.0.0.1:0".parse()?)
+        .await?
+        .daraja(
+            "no MPESA_* settings: set the Daraja credentials (MPESA_CONSUMER_KEY, MPESA_CONSUMER_SECRET, MPESA_SHORTCODE, MPESA_PASSKEY), MPESA_CALLBACK_URL and MPESA_CALLBACK_TOKEN as the server has them",
+        )?;
     let validation = mpesa.callback_url("c2b/validation");
     let confirmation = mpesa.callback_url("c2b/confirmation");
     let shown = |url: &str| url.replace(&mpesa.callback_token, "<MPESA_CALLBACK_TOKEN>");

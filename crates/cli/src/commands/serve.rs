@@ -10,6 +10,8 @@ use crate::cli::{Global, ServeArgs};
 use crate::database::Database;
 
 pub async fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // Unsafe settings stop the start before anything is bound, created or started.
+    let ussd = super::ussd_access::gate(args)?;
     // Bind first: a port in use is reported before anything is started or created.
     let listener = TcpListener::bind((args.host, args.port))
         .await
@@ -20,7 +22,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> 
             )
         })?;
     let database = Database::open(global).await?;
-    let result = serve(global, &database, listener, args).await;
+    let result = serve(global, &database, listener, args, ussd).await;
     database.close().await;
     result.map(|()| ExitCode::SUCCESS)
 }
@@ -30,6 +32,7 @@ async fn serve(
     database: &Database,
     listener: TcpListener,
     args: &ServeArgs,
+    ussd: Option<pesachama_api::routes::ussd::UssdGate>,
 ) -> anyhow::Result<()> {
     let pool = pesachama_store::connect(&database.url, args.pool_size)
         .await
@@ -57,6 +60,8 @@ async fn serve(
         .collect();
     config.auth.google_jwks_url = args.google_jwks_url.clone();
     config.contribution_writers = args.contribution_writers;
+    super::ussd_access::log(ussd.as_ref());
+    config.ussd = ussd;
     config.auth.trusted_proxy_header = args.trusted_proxy_header.clone();
     // Confirmation is off only in the demo, and only unless asked for there too.
     config.auth.autoconfirm = args.demo && !args.require_confirmation;
@@ -99,9 +104,11 @@ async fn serve(
         }
         None => pesachama_auth::Jwks::default(),
     };
-    let (mpesa, _daraja_simulator) =
-        crate::commands::mpesa::configure(&args.mpesa, address).await?;
-    config.mpesa = Some(mpesa.clone());
+    let mpesa_setup =
+        crate::commands::mpesa::configure(&args.mpesa, args.demo || args.mpesa_simulator, address)
+            .await?;
+    config.mpesa = mpesa_setup.mpesa();
+    let config_mpesa = config.mpesa.clone();
     let app = pesachama_api::app(AppState::with_jwks(pool.clone(), config, jwks));
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -113,7 +120,7 @@ async fn serve(
         super::delivery::spawn(worker, &pool, &stopped)
     };
 
-    let mpesa_worker = (!args.no_worker).then(|| {
+    let mpesa_worker = config_mpesa.filter(|_| !args.no_worker).map(|mpesa| {
         let mut stopped = stopped.clone();
         let worker = pesachama_api::mpesa_worker::MpesaWorker::new(pool.clone(), mpesa);
         tokio::spawn(worker.run(async move {
@@ -131,6 +138,7 @@ async fn serve(
     if let Some(mpesa_worker) = mpesa_worker {
         let _ = mpesa_worker.await;
     }
+    drop(mpesa_setup);
     pool.close().await;
     Ok(())
 }

@@ -29,15 +29,17 @@ async fn work(global: &Global, database: &Database, args: &WorkerArgs) -> anyhow
     let mut tasks = super::delivery::spawn(worker, &pool, &stopped);
     // M-Pesa jobs (STK pushes, payouts, reconciliation) need real Daraja settings here: the
     // built-in simulator belongs to a `serve` process, whose address its callbacks go to.
-    if args.mpesa.is_configured() {
-        let (mpesa, _) = super::mpesa::configure(&args.mpesa, "127.0.0.1:0".parse()?).await?;
+    if let Some(mpesa) = super::mpesa::configure(&args.mpesa, false, "127.0.0.1:0".parse()?)
+        .await?
+        .mpesa()
+    {
         let worker = pesachama_api::mpesa_worker::MpesaWorker::new(pool.clone(), mpesa);
         let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(worker.run(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         })));
     } else {
-        tracing::info!("no MPESA_* settings: M-Pesa jobs are left to a `serve` process");
+        tracing::info!("no MPESA_* settings: this worker runs no M-Pesa job");
     }
     tracing::info!(database = %database.describe(), "the worker is running; Ctrl-C or SIGTERM stops it");
     super::serve::shutdown_signal().await;

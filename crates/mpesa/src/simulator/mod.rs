@@ -91,18 +91,28 @@ pub struct SimulatorConfig {
     pub delay: Duration,
 }
 
+/// Fresh credentials every time: a simulator's key, secret, passkey and initiator password are
+/// never the same twice, so no process that merely finds its port can get a token and pay
+/// itself a paybill credit. Whoever needs them reads them from the config (`client_config`).
 impl Default for SimulatorConfig {
     fn default() -> Self {
         Self {
-            consumer_key: "simulator-consumer-key".into(),
-            consumer_secret: "simulator-consumer-secret".into(),
+            consumer_key: random_secret(),
+            consumer_secret: random_secret(),
             shortcode: crate::SANDBOX_SHORTCODE.into(),
-            passkey: crate::SANDBOX_PASSKEY.into(),
+            passkey: random_secret(),
             initiator_name: "testapi".into(),
-            initiator_password: "Safaricom999!*!".into(),
+            initiator_password: random_secret(),
             delay: Duration::from_millis(200),
         }
     }
+}
+
+/// 32 random bytes as hex.
+fn random_secret() -> String {
+    use rand::Rng as _;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Counters tests read to check what reached "M-Pesa".

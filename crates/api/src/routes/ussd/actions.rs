@@ -1,7 +1,8 @@
 //! What the menus ask the handler to do, done inside the hop's transaction.
 //!
-//! PINs are checked with the identity code's rules (`crate::pins`: bcrypt, 3 wrong tries lock
-//! it for 30 minutes, the same row the app's `/auth/pin` uses). What the member then does runs
+//! PINs are compared with the app's hash (`crate::pins::compare`), but wrong ones are counted
+//! here, per (phone number, source address), never against the app's lockout: see [`check`].
+//! What the member then does runs
 //! as the member (role `authenticated`, claims `{sub, role, phone}`) inside a savepoint, so RLS
 //! and the database functions decide exactly as for the app, and a refusal rolls back only the
 //! savepoint: the wrong-try count and the session row still commit.
@@ -11,6 +12,7 @@ use pesachama_domain::{Phone, Pin};
 use pesachama_store::StoreError;
 use pesachama_store::auth::{self as auth_store, NewUser};
 use pesachama_store::ussd as store;
+use pesachama_store::ussd_pin_tries as pin_tries;
 use pesachama_ussd::Action;
 use pesachama_ussd::model::{
     Decision, Meeting, Outcome, PendingWithdrawal, PinRefusal, Refusal, StatementLine,
@@ -32,7 +34,12 @@ pub(super) struct Context<'a> {
     /// Hops so far: with the session id, the idempotency key of a withdrawal request.
     pub hop: i32,
     pub phone: &'a Phone,
+    /// The address the request came from (the gateway's, in production): wrong PINs are
+    /// counted per number and source.
+    pub source: &'a str,
     pub user: Option<Uuid>,
+    /// Whether M-Pesa (Daraja or the simulator) is configured: without it no STK push is queued.
+    pub mpesa: bool,
 }
 
 pub(super) fn perform<'a>(
@@ -92,6 +99,10 @@ pub(super) fn perform<'a>(
                 Ok(Outcome::LanguageSet(language))
             }
             Action::Contribute { pin, chama, amount } => {
+                if !cx.mpesa {
+                    // Nobody would send the prompt: say so before the PIN, and queue nothing.
+                    return Ok(Outcome::Refused(Refusal::MpesaUnavailable));
+                }
                 if let Some(refusal) = check(tx, cx, &pin).await? {
                     return Ok(Outcome::Pin(refusal));
                 }
@@ -205,7 +216,10 @@ pub(super) fn perform<'a>(
                 let result = store::decide_disbursement(&mut member, request, approve).await;
                 leave(member, result.map(|answer| decision_outcome(&answer))).await
             }
-            Action::NextMeeting { chama } => {
+            Action::NextMeeting { pin, chama } => {
+                if let Some(refusal) = check(tx, cx, &pin).await? {
+                    return Ok(Outcome::Pin(refusal));
+                }
                 let Some((mut member, _)) = enter(tx, cx).await? else {
                     return Ok(not_allowed());
                 };
@@ -276,8 +290,26 @@ async fn refused(
     Ok(Outcome::Refused(refusal))
 }
 
-/// Checks the PIN with the app's rules; `None` when it is right. The try counts whatever the
-/// hop does next, since the hop's transaction commits.
+/// Wrong PINs from one source for one number before that pair has to wait.
+pub(crate) const FREE_TRIES: i32 = 3;
+/// The first wait, doubled after each further wrong PIN from the pair...
+pub(crate) const FIRST_WAIT_SECONDS: i64 = 30;
+/// ...up to this.
+pub(crate) const LONGEST_WAIT_SECONDS: i64 = 60 * 60;
+
+/// Checks the PIN; `None` when it is right. The try counts whatever the hop does next, since
+/// the hop's transaction commits.
+///
+/// Why not the app's lockout: Africa's Talking signs nothing, so before the gate (or in
+/// `--demo`, or with a leaked token) anyone can post "I am +2547..." with a wrong PIN, and
+/// three of those would lock the member out of the app too. So USSD only compares the PIN
+/// with the app's hash ([`pins::compare`], which still honours a lockout the app set) and
+/// counts wrong ones in `internal.ussd_pin_tries` per (number, source address): after
+/// [`FREE_TRIES`] the pair waits [`FIRST_WAIT_SECONDS`], doubled after each further wrong PIN
+/// (at most [`LONGEST_WAIT_SECONDS`]), and a right PIN clears it. A source guessing slows
+/// only itself; the member from elsewhere, and the app, are untouched. Brute force stays
+/// slow: from one source about thirty guesses a day against 10,000 PINs. Each wrong PIN is
+/// audited (`auth.ussd_pin_failed`, with the source) so guessing shows per number.
 fn check<'a>(
     conn: &'a mut PgConnection,
     cx: &'a Context<'_>,
@@ -288,9 +320,49 @@ fn check<'a>(
         let Some(user) = user else {
             return Ok(Some(PinRefusal::NotSet));
         };
-        Ok(match pins::check(conn, user, pin).await? {
-            PinCheck::Correct => None,
-            PinCheck::Wrong { remaining } => Some(PinRefusal::Wrong { remaining }),
+        let phone = cx.phone.as_e164();
+        let tries = pin_tries::lock(&mut *conn, phone, cx.source).await?;
+        if let Some(until) = tries.waiting_until() {
+            return Ok(Some(PinRefusal::Locked {
+                minutes: minutes_until(until),
+            }));
+        }
+        let compared = {
+            let compare: BoxFuture<'_, Result<PinCheck, AuthError>> =
+                Box::pin(pins::compare(&mut *conn, user, pin));
+            compare.await?
+        };
+        Ok(match compared {
+            PinCheck::Correct => {
+                pin_tries::clear(&mut *conn, phone, cx.source).await?;
+                None
+            }
+            PinCheck::Wrong { .. } => {
+                let tries = pin_tries::record_failure(
+                    &mut *conn,
+                    phone,
+                    cx.source,
+                    FREE_TRIES,
+                    FIRST_WAIT_SECONDS,
+                    LONGEST_WAIT_SECONDS,
+                )
+                .await?;
+                let audit: BoxFuture<'_, Result<(), AuthError>> = Box::pin(pins::audit(
+                    &mut *conn,
+                    "auth.ussd_pin_failed",
+                    user,
+                    json!({ "source": cx.source, "failures": tries.failures }),
+                ));
+                audit.await?;
+                match tries.waiting_until() {
+                    Some(until) => Some(PinRefusal::Locked {
+                        minutes: minutes_until(until),
+                    }),
+                    None => Some(PinRefusal::Wrong {
+                        remaining: FREE_TRIES - tries.failures,
+                    }),
+                }
+            }
             PinCheck::Locked { until } => Some(PinRefusal::Locked {
                 minutes: minutes_until(until),
             }),
@@ -337,8 +409,11 @@ fn held_matching<'a>(
     })
 }
 
-/// A new member from USSD: the auth user (phone confirmed: the telco vouches for the number
-/// the session comes from), the identity, the profile and the PIN, in the hop's transaction.
+/// A new member from USSD: the auth user, the identity, the profile and the PIN, in the hop's
+/// transaction. The phone is **not** marked confirmed: a USSD request proves only that the
+/// gateway (or, in `--demo`, anyone) sent that `phoneNumber`, not that a code reached the
+/// number, so the app treats the number as unverified until it is verified there (an OTP).
+/// USSD itself finds the member by the profile's number and asks for the PIN chosen here.
 fn register<'a>(
     conn: &'a mut PgConnection,
     phone: &'a Phone,
@@ -364,12 +439,12 @@ fn register<'a>(
                 password_hash: None,
                 user_metadata: &metadata,
                 provider: "phone",
-                confirmed: true,
+                confirmed: false,
             },
         )
         .await?;
         let identity =
-            json!({ "sub": user.id.to_string(), "phone": phone.msisdn(), "phone_verified": true });
+            json!({ "sub": user.id.to_string(), "phone": phone.msisdn(), "phone_verified": false });
         auth_store::insert_identity(conn, user.id, "phone", &user.id.to_string(), &identity)
             .await?;
         store::insert_profile(

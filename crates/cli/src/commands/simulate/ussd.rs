@@ -1,4 +1,4 @@
-//! `pesachama simulate ussd`: a USSD session in the terminal, sent to `POST /ussd` exactly as
+//! `pesachama simulate ussd`: a USSD session in the terminal, sent to `POST /ussd/<token>` exactly as
 //! Africa's Talking sends it (form fields, the whole `*`-joined text each hop), against a
 //! running server or an app started in this process on a port of its own.
 
@@ -16,7 +16,8 @@ use crate::database::Database;
 pub async fn run(global: &Global, args: &UssdSimArgs) -> anyhow::Result<ExitCode> {
     let phone = phone_arg(&args.phone)?;
     if let Some(url) = &args.url {
-        return session(url.trim_end_matches('/'), &phone, &args.service_code).await;
+        let callback = Callback::of(url.trim_end_matches('/'), args.token.as_deref());
+        return session(&callback, &phone, &args.service_code).await;
     }
     // In-process: the real app on the configured database, on a loopback port of its own.
     let database = Database::open(global).await?;
@@ -30,7 +31,18 @@ pub async fn run(global: &Global, args: &UssdSimArgs) -> anyhow::Result<ExitCode
                 .await
                 .context("loading the demo data")?;
         }
-        let config = ServerConfig::with_secret(crate::commands::keys::jwt_secret(global)?);
+        // Closed as in production: a token made for this run, and loopback only.
+        let token = hex::encode(rand::random::<[u8; 24]>());
+        let mut config = ServerConfig::with_secret(crate::commands::keys::jwt_secret(global)?);
+        config.ussd = Some(pesachama_api::routes::ussd::UssdGate {
+            callback_token: Some(token.clone()),
+            allowed_sources: pesachama_api::gate::AllowList::parse(
+                "USSD_ALLOWED_IPS",
+                &["127.0.0.1/32"],
+            )
+            .map_err(anyhow::Error::msg)?,
+            open: false,
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -41,7 +53,12 @@ pub async fn run(global: &Global, args: &UssdSimArgs) -> anyhow::Result<ExitCode
                 let _ = stopped.await;
             },
         ));
-        let code = session(&url, &phone, &args.service_code).await;
+        let code = session(
+            &Callback::of(&url, Some(&token)),
+            &phone,
+            &args.service_code,
+        )
+        .await;
         let _ = stop.send(());
         let _ = server.await;
         code
@@ -60,9 +77,31 @@ fn phone_arg(input: &str) -> anyhow::Result<String> {
     Ok(input.trim().to_owned())
 }
 
+/// The USSD callback URL, and how to name it in messages (without the token).
+struct Callback {
+    url: String,
+    shown: String,
+}
+
+impl Callback {
+    fn of(base: &str, token: Option<&str>) -> Self {
+        match token {
+            Some(token) => Self {
+                url: format!("{base}/ussd/{token}"),
+                shown: format!("{base}/ussd/***"),
+            },
+            None => Self {
+                url: format!("{base}/ussd"),
+                shown: format!("{base}/ussd"),
+            },
+        }
+    }
+}
+
 /// Dials, then sends each line typed as the next input until the server answers END (or the
 /// input ends). Lines are read from standard input, screens written to standard output.
-async fn session(url: &str, phone: &str, service_code: &str) -> anyhow::Result<ExitCode> {
+async fn session(callback: &Callback, phone: &str, service_code: &str) -> anyhow::Result<ExitCode> {
+    let shown = &callback.shown;
     let client = reqwest::Client::new();
     let session_id = format!("SIM_{}", uuid::Uuid::new_v4().simple());
     let mut text = String::new();
@@ -71,7 +110,7 @@ async fn session(url: &str, phone: &str, service_code: &str) -> anyhow::Result<E
     let mut lines = stdin.lock().lines();
     loop {
         let answer = client
-            .post(format!("{url}/ussd"))
+            .post(&callback.url)
             .form(&[
                 ("sessionId", session_id.as_str()),
                 ("serviceCode", service_code),
@@ -81,16 +120,16 @@ async fn session(url: &str, phone: &str, service_code: &str) -> anyhow::Result<E
             ])
             .send()
             .await
-            .with_context(|| format!("cannot reach {url}/ussd"))?;
+            .with_context(|| format!("cannot reach {shown}"))?;
         let status = answer.status();
         let body = answer.text().await.context("reading the answer")?;
         if !status.is_success() {
-            anyhow::bail!("{url}/ussd answered HTTP {status}: {body}");
+            anyhow::bail!("{shown} answered HTTP {status}: {body}");
         }
         let (end, screen) = match body.split_once(' ') {
             Some(("END", screen)) => (true, screen),
             Some(("CON", screen)) => (false, screen),
-            _ => anyhow::bail!("{url}/ussd answered neither CON nor END: {body:?}"),
+            _ => anyhow::bail!("{shown} answered neither CON nor END: {body:?}"),
         };
         println!("{screen}");
         if end {
