@@ -3,7 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../ussd_common/mod.rs"]
+mod ussd_common;
+
 mod input;
 mod metrics;
+mod mpesa;
 mod phone_ownership;
 mod tokens;
+mod ussd;

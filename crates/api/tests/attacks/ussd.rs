@@ -2,15 +2,11 @@
 //! path token and the gateway's addresses are all that stand between a stranger and "I am
 //! +2547..., show me my balance". Each test sends what the attacker would send, over HTTP.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod ussd_common;
-
+use crate::ussd_common::form;
 use pesachama_api::ServerConfig;
 use pesachama_api::gate::AllowList;
 use pesachama_testkit::{TEST_USSD_TOKEN, TestApp, TestDb};
 use serde_json::Value;
-use ussd_common::form;
 
 // Wanjiku chairs Umoja in the demo data.
 const WANJIKU: &str = "+254712345001";
@@ -156,7 +152,7 @@ async fn set_pin(app: &TestApp, email: &str, pin: &str) {
 async fn balances_and_the_next_meeting_are_not_shown_before_the_pin() {
     let app = app_with(TestApp::config()).await;
     set_pin(&app, "wanjiku.kamau@example.co.ke", "1234").await;
-    let gw = ussd_common::Gateway::of(&app);
+    let gw = crate::ussd_common::Gateway::of(&app);
     // Someone holding (or claiming) Wanjiku's number, who does not know her PIN.
     let balances = gw.dial(WANJIKU, &["1", "2", "9999"]).await;
     let meeting = gw.dial(WANJIKU, &["6", "2", "9999"]).await;
@@ -187,7 +183,7 @@ async fn balances_and_the_next_meeting_are_not_shown_before_the_pin() {
 #[tokio::test]
 async fn a_ussd_registration_does_not_make_the_number_verified() {
     let app = app_with(TestApp::config()).await;
-    let gw = ussd_common::Gateway::of(&app);
+    let gw = crate::ussd_common::Gateway::of(&app);
     // Whoever can post for a number registers it, with a PIN of their choosing...
     let phone = "+254799000555";
     let answers = gw

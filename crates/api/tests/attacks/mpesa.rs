@@ -2,14 +2,10 @@
 //! `--mpesa-simulator` starts) fails closed: every M-Pesa route answers 503
 //! `mpesa_not_configured`, and nothing is stored, queued or credited, whoever asks.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod ussd_common;
-
+use crate::ussd_common::Gateway;
 use pesachama_testkit::TestApp;
 use reqwest::Method;
 use serde_json::{Value, json};
-use ussd_common::Gateway;
 
 const UMOJA: &str = "c4a3a000-0000-4000-8000-000000000001";
 const CHEBET: &str = "chebet.langat@example.co.ke";
