@@ -99,6 +99,34 @@ impl ServerConfig {
     }
 }
 
+/// The users whose profile row is known to exist, so a request pays for the check once per
+/// user and process. Bounded: past the limit it starts again (a profile is never removed while
+/// its user lives, so forgetting only costs a query).
+#[derive(Debug, Default)]
+struct KnownProfiles(std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>);
+
+impl KnownProfiles {
+    const LIMIT: usize = 100_000;
+
+    fn known(&self, user: uuid::Uuid) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&user)
+    }
+
+    fn remember(&self, user: uuid::Uuid) {
+        let mut known = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if known.len() >= Self::LIMIT {
+            known.clear();
+        }
+        known.insert(user);
+    }
+}
+
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -106,6 +134,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<Metrics>,
     pub auth: Arc<gotrue::AuthRuntime>,
+    /// Users whose profile this process has made sure of.
+    profiles: Arc<KnownProfiles>,
     openapi: Arc<String>,
     /// Started on the first contribution (it needs the runtime, which `new` may not have).
     contributions: Arc<std::sync::OnceLock<contribution_batches::ContributionWriter>>,
@@ -126,6 +156,7 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             auth: Arc::new(auth),
+            profiles: Arc::default(),
             openapi: Arc::new(String::new()),
             contributions: Arc::default(),
             stk_applier: Arc::default(),

@@ -720,3 +720,94 @@ async fn every_auth_row_we_write_is_one_supabase_auth_can_read() {
     assert_eq!(changed.status(), 200);
     app.db.assert_gotrue_can_read().await;
 }
+
+/// A user Supabase Auth created itself (its columns, its identities row; no call to our API)
+/// uses the app on their first request with a token Supabase signed: their profile, their
+/// invitation by phone, a chama of their own.
+#[tokio::test]
+async fn a_user_created_by_supabase_auth_uses_everything_on_the_first_request() {
+    let app = TestApp::spawn().await;
+    pesachama_store::seed_demo(&app.db.pool).await.unwrap();
+    let id = uuid::Uuid::new_v4();
+    // As GoTrue's phone sign-up and verify leave it: digits without `+`, confirmed, '' tokens.
+    sqlx::query(
+        "insert into auth.users (instance_id, id, aud, role, phone, phone_confirmed_at,
+             encrypted_password, raw_app_meta_data, raw_user_meta_data, confirmation_token,
+             recovery_token, email_change_token_new, email_change, created_at, updated_at)
+         values ('00000000-0000-0000-0000-000000000000', $1, 'authenticated', 'authenticated',
+             '254799000777', now(), '', '{\"provider\": \"phone\", \"providers\": [\"phone\"]}',
+             '{\"first_name\": \"Zawadi\"}', '', '', '', '', now(), now())",
+    )
+    .bind(id)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into auth.identities (id, user_id, provider, provider_id, identity_data,
+             last_sign_in_at, created_at, updated_at)
+         values (gen_random_uuid(), $1, 'phone', $1::text,
+             jsonb_build_object('sub', $1::text, 'phone', '254799000777', 'phone_verified', true),
+             now(), now(), now())",
+    )
+    .bind(id)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    app.db.assert_gotrue_can_read().await;
+    // An official invites her number before she ever calls us.
+    let secretary = app.demo_token("mwanaisha.hassan@example.co.ke").await;
+    let (status, invitation) = app
+        .call(
+            Method::POST,
+            &secretary,
+            "/chamas/c4a3a000-0000-4000-8000-000000000001/invitations",
+            Some(json!({ "phone": "0799000777" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{invitation}");
+
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "aud": "authenticated", "role": "authenticated", "sub": id, "phone": "254799000777",
+        "email": "", "iat": now, "exp": now + 600, "iss": "http://127.0.0.1:3000/auth/v1",
+        "session_id": uuid::Uuid::new_v4(), "aal": "aal1", "is_anonymous": false,
+        "app_metadata": { "provider": "phone", "providers": ["phone"] },
+        "user_metadata": { "first_name": "Zawadi" },
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(pesachama_testkit::TEST_JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let (status, mine) = app.call(Method::GET, &token, "/invitations", None).await;
+    assert_eq!(
+        (status, mine.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{mine}"
+    );
+    let (status, chama) = app
+        .call(
+            Method::POST,
+            &token,
+            "/chamas",
+            Some(json!({ "name": "Zawadi Traders", "contribution_amount": 50000 })),
+        )
+        .await;
+    assert_eq!(status, 201, "{chama}");
+    let (status, accepted) = app
+        .call(
+            Method::POST,
+            &token,
+            &format!("/invitations/{}/accept", invitation["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{accepted}");
+    let (status, profile) = app
+        .call(Method::GET, &token, &format!("/users/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile["phone"], "+254799000777", "{profile}");
+    app.db.assert_ledger_balanced().await;
+}

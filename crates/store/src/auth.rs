@@ -569,3 +569,15 @@ pub async fn replace_unconfirmed(
     .await?;
     Ok(())
 }
+
+/// Makes the user's profile (`public.users`) if they have none: `internal.ensure_profile`.
+pub async fn ensure_profile(
+    executor: impl PgExecutor<'_>,
+    user_id: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query("select internal.ensure_profile($1)")
+        .bind(user_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}

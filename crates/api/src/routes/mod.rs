@@ -41,11 +41,18 @@ pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 }
 
 /// A transaction in which every query runs with the caller's role and claims, as PostgREST
-/// runs them.
+/// runs them. A signed-in user whom this process has not seen yet gets their profile first
+/// (users created by Supabase Auth have none until then; see `internal.ensure_profile`).
 pub(crate) async fn caller_tx<'a>(
     state: &'a AppState,
     caller: &Caller,
 ) -> Result<Transaction<'a, Postgres>, ApiError> {
+    if let Some(user_id) = caller.user_id()
+        && !state.profiles.known(user_id)
+    {
+        pesachama_store::auth::ensure_profile(&state.pool, user_id).await?;
+        state.profiles.remember(user_id);
+    }
     let (role, claims) = caller.db_context();
     Ok(pesachama_store::rls::begin_as(&state.pool, role, &claims).await?)
 }

@@ -124,41 +124,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// Makes sure the user has a profile row (`public.users`): users created straight in
-/// `auth.users` (the founding plan's SQL, a Supabase dashboard) have none until they sign in.
-/// The profile shows only a confirmed email and phone: members and officials read them, and an
-/// address the user merely typed is nobody's. Confirming one later copies it there.
+/// `auth.users` (the founding plan's SQL, a Supabase dashboard, Supabase Auth) have none until
+/// then. `internal.ensure_profile` decides what goes in it (confirmed contacts only, names from
+/// the user's metadata), the same for every way in.
 pub(crate) async fn ensure_profile(
     conn: &mut PgConnection,
     user: &pesachama_store::auth::AuthUser,
-    metadata: &Value,
 ) -> Result<(), AuthError> {
-    let phone = user
-        .phone
-        .as_deref()
-        .filter(|_| user.phone_confirmed_at.is_some())
-        .and_then(|p| Phone::parse(p).ok());
-    let email = user
-        .email
-        .as_deref()
-        .filter(|_| user.email_confirmed_at.is_some())
-        .and_then(|e| Email::parse(e).ok());
-    let text = |key: &str| metadata.get(key).and_then(Value::as_str).map(str::to_owned);
-    let language = text("language")
-        .filter(|l| l == "en" || l == "sw")
-        .unwrap_or_else(|| "en".to_owned());
-    sqlx::query(
-        "insert into public.users (id, email, phone, first_name, last_name, language)
-         values ($1, $2, $3, $4, $5, $6)
-         on conflict (id) do nothing",
-    )
-    .bind(user.id)
-    .bind(email.as_ref().map(Email::as_str))
-    .bind(phone.as_ref().map(Phone::as_e164))
-    .bind(text("first_name"))
-    .bind(text("last_name"))
-    .bind(language)
-    .execute(conn)
-    .await
-    .map_err(pesachama_store::StoreError::from)?;
+    pesachama_store::auth::ensure_profile(conn, user.id).await?;
     Ok(())
 }

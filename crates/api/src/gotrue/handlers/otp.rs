@@ -115,7 +115,7 @@ pub async fn otp(
             let identity = json!({ "sub": user.id.to_string(), "email": email, "phone": phone });
             auth::insert_identity(&mut tx, user.id, provider, &user.id.to_string(), &identity)
                 .await?;
-            ensure_profile(&mut tx, &user, &data).await?;
+            ensure_profile(&mut tx, &user).await?;
             audit(
                 &mut tx,
                 "auth.signup",
@@ -233,12 +233,7 @@ pub async fn verify(
     let user = auth::find_user_by_id(&mut *tx, user_id)
         .await?
         .ok_or_else(invalid_code)?;
-    ensure_profile(
-        &mut tx,
-        &user,
-        user.raw_user_meta_data.as_ref().unwrap_or(&json!({})),
-    )
-    .await?;
+    ensure_profile(&mut tx, &user).await?;
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());

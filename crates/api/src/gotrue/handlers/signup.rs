@@ -199,7 +199,7 @@ async fn sign_up(
         &identity_data,
     )
     .await?;
-    ensure_profile(&mut tx, &user, &data).await?;
+    ensure_profile(&mut tx, &user).await?;
     audit(
         &mut tx,
         "auth.signup",

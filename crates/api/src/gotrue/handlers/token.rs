@@ -134,12 +134,7 @@ async fn password_grant(
     }
 
     let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
-    ensure_profile(
-        &mut tx,
-        &user,
-        user.raw_user_meta_data.as_ref().unwrap_or(&json!({})),
-    )
-    .await?;
+    ensure_profile(&mut tx, &user).await?;
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
@@ -374,12 +369,7 @@ async fn id_token_grant(
     };
     let user = user.ok_or_else(AuthError::invalid_credentials)?;
     check_may_sign_in(state, &user)?;
-    ensure_profile(
-        &mut tx,
-        &user,
-        user.raw_user_meta_data.as_ref().unwrap_or(&json!({})),
-    )
-    .await?;
+    ensure_profile(&mut tx, &user).await?;
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
