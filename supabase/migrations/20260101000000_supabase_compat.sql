@@ -174,6 +174,7 @@ begin
           nullif(current_setting('request.jwt.claims', true), '')
         )::jsonb
       $fn$;
+    grant execute on function auth.jwt() to anon, authenticated, service_role;
   end if;
   if to_regprocedure('auth.uid()') is null then
     create function auth.uid() returns uuid
@@ -184,6 +185,7 @@ begin
           (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
         )::uuid
       $fn$;
+    grant execute on function auth.uid() to anon, authenticated, service_role;
   end if;
   if to_regprocedure('auth.role()') is null then
     create function auth.role() returns text
@@ -194,6 +196,7 @@ begin
           (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
         )::text
       $fn$;
+    grant execute on function auth.role() to anon, authenticated, service_role;
   end if;
   if to_regprocedure('auth.email()') is null then
     create function auth.email() returns text
@@ -204,9 +207,8 @@ begin
           (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'email')
         )::text
       $fn$;
+    grant execute on function auth.email() to anon, authenticated, service_role;
   end if;
-  grant execute on function auth.jwt(), auth.uid(), auth.role(), auth.email()
-    to anon, authenticated, service_role;
 end
 $compat$;
 
@@ -274,6 +276,7 @@ begin
         return _parts[1:array_length(_parts, 1) - 1];
       end
       $fn$;
+    grant execute on function storage.foldername(text) to anon, authenticated, service_role;
   end if;
   if to_regprocedure('storage.filename(text)') is null then
     create function storage.filename(name text) returns text
@@ -286,6 +289,7 @@ begin
         return _parts[array_length(_parts, 1)];
       end
       $fn$;
+    grant execute on function storage.filename(text) to anon, authenticated, service_role;
   end if;
   if to_regprocedure('storage.extension(text)') is null then
     create function storage.extension(name text) returns text
@@ -300,8 +304,7 @@ begin
         return reverse(split_part(reverse(_filename), '.', 1));
       end
       $fn$;
+    grant execute on function storage.extension(text) to anon, authenticated, service_role;
   end if;
-  grant execute on function storage.foldername(text), storage.filename(text), storage.extension(text)
-    to anon, authenticated, service_role;
 end
 $compat$;

@@ -57,3 +57,76 @@ async fn a_migration_the_build_does_not_know_is_reported_not_hidden() {
     assert_eq!(last.version, "29991231000000");
     assert_eq!(last.state, State::NotInThisBuild);
 }
+
+/// Supabase's schemas as the catalog describes them: every relation, column, function, index,
+/// trigger, policy and comment in them, with owners and privileges, one line each. Members of
+/// extensions are left out (creating an extension we use, `pg_trgm`, in `extensions` is what a
+/// project does from its dashboard too).
+const SUPABASE_OWNED: &str = "
+with s as (select oid, nspname from pg_namespace
+            where nspname in ('auth', 'storage', 'extensions', 'realtime', 'graphql_public', 'pgbouncer'))
+select 'schema ' || s.nspname || ' ' || pg_get_userbyid(n.nspowner) || ' ' || coalesce(n.nspacl::text, '')
+  from s join pg_namespace n on n.oid = s.oid
+union all
+select 'relation ' || c.oid::regclass || ' ' || c.relkind::text || ' ' || pg_get_userbyid(c.relowner)
+       || ' ' || coalesce(c.relacl::text, '') || ' ' || coalesce(c.reloptions::text, '')
+       || ' rls=' || c.relrowsecurity || ' ' || coalesce(obj_description(c.oid, 'pg_class'), '')
+  from pg_class c join s on s.oid = c.relnamespace
+ where not exists (select from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                     and d.deptype = 'e')
+union all
+select 'column ' || a.attrelid::regclass || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || ' notnull=' || a.attnotnull || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+       || ' ' || coalesce(a.attacl::text, '')
+  from pg_attribute a join pg_class c on c.oid = a.attrelid join s on s.oid = c.relnamespace
+  left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+ where a.attnum > 0 and not a.attisdropped
+union all
+select 'function ' || p.oid::regprocedure || ' ' || pg_get_userbyid(p.proowner) || ' '
+       || coalesce(p.proacl::text, '') || ' ' || md5(coalesce(p.prosrc, '')) || ' ' || p.prosecdef
+  from pg_proc p join s on s.oid = p.pronamespace
+ where not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid
+                     and d.deptype = 'e')
+union all
+select 'index ' || pg_get_indexdef(i.indexrelid) || ' ' || coalesce(obj_description(i.indexrelid, 'pg_class'), '')
+  from pg_index i join pg_class c on c.oid = i.indrelid join s on s.oid = c.relnamespace
+union all
+select 'trigger ' || t.tgname || ' on ' || t.tgrelid::regclass || ' ' || t.tgenabled::text
+  from pg_trigger t join pg_class c on c.oid = t.tgrelid join s on s.oid = c.relnamespace
+ where not t.tgisinternal
+union all
+select 'policy ' || pol.polname || ' on ' || pol.polrelid::regclass
+  from pg_policy pol join pg_class c on c.oid = pol.polrelid join s on s.oid = c.relnamespace
+order by 1";
+
+/// On a Supabase project, our migrations change nothing of Supabase's but add our policies on
+/// `storage.objects` (issue 27: the compatibility layer granted on Supabase's functions, and
+/// `migrate copy` dropped GoTrue's indexes). Meaningful only on the Supabase-shaped database
+/// (`scripts/test-supabase`, run by CI for both permission models): on plain PostgreSQL these
+/// schemas are ours, made by the compatibility layer.
+#[tokio::test]
+async fn on_supabase_our_migrations_touch_nothing_of_supabases_but_storage_policies() {
+    if !pesachama_testkit::supabase_mode() {
+        return;
+    }
+    let db = TestDb::empty().await;
+    let snapshot = || async {
+        sqlx::query_scalar::<_, String>(SUPABASE_OWNED)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap()
+    };
+    let before = snapshot().await;
+    migrations::migrate(&db.pool).await.unwrap();
+    let after = snapshot().await;
+    let gone: Vec<_> = before.iter().filter(|l| !after.contains(l)).collect();
+    let added: Vec<_> = after
+        .iter()
+        .filter(|l| !before.contains(l))
+        .filter(|l| !(l.starts_with("policy pesachama_") && l.ends_with(" on storage.objects")))
+        .collect();
+    assert!(
+        gone.is_empty() && added.is_empty(),
+        "changed by our migrations:\n- {gone:#?}\n+ {added:#?}"
+    );
+}
