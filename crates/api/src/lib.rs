@@ -276,8 +276,16 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
     // The peer address feeds the per-client rate limits (ClientIp).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // No Nagle delay: a realtime frame or a small answer goes out at once, not after the
+    // client's delayed ACK (~40 ms for the first realtime frame after a join).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "TCP_NODELAY could not be set");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -203,7 +203,17 @@ async fn bad_sign_up_input_gets_gotrues_codes_and_writes_nothing() {
             400,
             "validation_failed",
         ),
-        (json!({ "password": PASSWORD }), 400, "validation_failed"),
+        // Neither email nor phone: supabase-js's signInAnonymously(), off as in GoTrue.
+        (
+            json!({ "password": PASSWORD }),
+            422,
+            "anonymous_provider_disabled",
+        ),
+        (
+            json!({ "data": {}, "gotrue_meta_security": {} }),
+            422,
+            "anonymous_provider_disabled",
+        ),
         (
             json!({ "email": "amina@example.com" }),
             422,
@@ -226,6 +236,15 @@ async fn bad_sign_up_input_gets_gotrues_codes_and_writes_nothing() {
         .unwrap();
     assert_eq!(malformed.status(), 400);
     assert_eq!(malformed.json::<Value>().await.unwrap()["code"], "bad_json");
+    // A route GoTrue has and we do not answers in GoTrue's envelope, which clients parse.
+    let unknown = app
+        .auth(Method::POST, "/factors")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.json::<Value>().await.unwrap()["code"], "not_found");
     assert_eq!(count(&app.db, "select count(*) from auth.users").await, 0);
     assert_eq!(count(&app.db, "select count(*) from public.users").await, 0);
 }

@@ -66,6 +66,21 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/settings", get(handlers::settings))
         .route("/health", get(handlers::health))
         .route("/.well-known/jwks.json", get(handlers::jwks))
+        // Routes we do not serve answer in GoTrue's envelope, which the clients parse.
+        .fallback(|| async {
+            AuthError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "This endpoint is not served here",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            AuthError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed on this endpoint",
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(state, apikey::require))
         .layer(axum::middleware::from_fn(error::shape));
     Router::new()

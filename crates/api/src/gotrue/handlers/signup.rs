@@ -31,6 +31,16 @@ pub async fn signup(
     body: Bytes,
 ) -> Result<Response, AuthError> {
     let body: SignupBody = json_body(&body)?;
+    // No email and no phone is supabase-js's `signInAnonymously()`: not offered, as GoTrue
+    // answers when anonymous sign-ins are off.
+    let blank = |v: &Option<String>| v.as_deref().is_none_or(|v| v.trim().is_empty());
+    if blank(&body.email) && blank(&body.phone) {
+        return Err(AuthError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "anonymous_provider_disabled",
+            "Anonymous sign-ins are disabled",
+        ));
+    }
     let data = body.data.unwrap_or_else(|| json!({}));
     sign_up(
         &state,
