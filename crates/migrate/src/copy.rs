@@ -218,6 +218,11 @@ pub async fn check_target(
             "the target does not have the PesaChama schema ({err}); run `pesachama db migrate` against it first"
         ),
     }
+    // The copy writes GoTrue's tables: on a Supabase project, a role without the rights is told
+    // which, before anything is written.
+    pesachama_store::migrations::preflight(&mut *conn)
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
     if resuming {
         return Ok(());
     }

@@ -28,6 +28,9 @@ pub enum StoreError {
         "the database has migration {version} that this build of pesachama does not know; upgrade pesachama"
     )]
     UnknownMigration { version: String },
+    /// The role migrating lacks a right the schema needs; nothing was written.
+    #[error("{0}")]
+    MissingRight(String),
     #[error("migration {version}_{name} failed: {source}")]
     MigrationFailed {
         version: String,

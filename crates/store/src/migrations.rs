@@ -34,11 +34,21 @@ const BOOKKEEPING: &str = "
 ";
 
 /// Applies every migration not applied yet, each in its own transaction; returns those applied.
+/// On a database whose `auth` and `storage` are someone else's (a Supabase project), the rights
+/// the schema needs there are checked first ([`preflight`]): a role without them is told which
+/// and how to grant them, before anything is written.
 pub async fn migrate(pool: &PgPool) -> Result<Vec<&'static Migration>, StoreError> {
     let mut applied = Vec::new();
+    let pending = status(pool)
+        .await
+        .map(|all| all.iter().any(|m| m.state == State::Pending))
+        .unwrap_or(true);
     {
         let mut tx = pool.begin().await?;
         lock(&mut tx).await?;
+        if pending {
+            preflight(&mut tx).await?;
+        }
         sqlx::raw_sql(BOOKKEEPING).execute(&mut *tx).await?;
         tx.commit().await?;
     }
@@ -80,6 +90,97 @@ pub async fn migrate(pool: &PgPool) -> Result<Vec<&'static Migration>, StoreErro
         applied.push(migration);
     }
     Ok(applied)
+}
+
+/// The rights our schema needs in Supabase's `auth` and `storage`, where those schemas exist and
+/// are not the migrating role's own: reading and writing GoTrue's user tables (sign-up, the
+/// profile, `caller_phone()`), and creating policies on `storage.objects` (which a Supabase
+/// project grants `postgres` through supautils' `policy_grants`). Each missing one is named
+/// with what to do; the check writes nothing (the trial policy is rolled back).
+pub async fn preflight(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    let (role, foreign_auth): (String, bool) = sqlx::query_as(
+        "select current_user::text,
+                coalesce((select not pg_has_role(n.nspowner, 'USAGE') from pg_namespace n
+                           where n.nspname = 'auth'), false)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !foreign_auth {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    for schema in ["auth", "storage"] {
+        let usage: Option<bool> = sqlx::query_scalar(
+            "select has_schema_privilege(oid, 'USAGE') from pg_namespace where nspname = $1",
+        )
+        .bind(schema)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if usage == Some(false) {
+            missing.push(format!(
+                "USAGE on schema {schema} (grant usage on schema {schema} to {role};)"
+            ));
+        }
+    }
+    for table in ["users", "identities", "sessions", "refresh_tokens"] {
+        // By oid: naming the table would need USAGE on the schema, checked above.
+        let granted: Option<bool> = sqlx::query_scalar(
+            "select has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE')
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              where n.nspname = 'auth' and c.relname = $1",
+        )
+        .bind(table)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if granted == Some(false) {
+            missing.push(format!(
+                "SELECT, INSERT and UPDATE on auth.{table} (grant select, insert, update on auth.{table} to {role};)"
+            ));
+        }
+    }
+    let needs_policies: bool = sqlx::query_scalar(
+        "select case when exists (select from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                                    where n.nspname = 'storage' and c.relname = 'objects')
+                     then has_schema_privilege('storage', 'USAGE')
+                          and not exists (select from pg_policies
+                                           where schemaname = 'storage' and tablename = 'objects'
+                                             and policyname like 'pesachama\\_%')
+                     else false end",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if needs_policies {
+        // A savepoint when the caller is in a transaction, a transaction of its own otherwise.
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let trial = sqlx::query(
+            "create policy pesachama_preflight on storage.objects for select to authenticated using (false)",
+        )
+        .execute(&mut *tx)
+        .await;
+        tx.rollback().await?;
+        if let Err(err) = trial {
+            let denied = err
+                .as_database_error()
+                .and_then(|db| db.code())
+                .is_some_and(|code| code == "42501");
+            if !denied {
+                return Err(err.into());
+            }
+            missing.push(format!(
+                "the right to create policies on storage.objects, which {role} does not own: on Supabase, \
+                 connect as postgres (supautils lets it through `policy_grants`); elsewhere, run \
+                 the migrations as the owner of storage.objects"
+            ));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::MissingRight(format!(
+            "nothing was written: the role {role} lacks {}",
+            missing.join("; and ")
+        )))
+    }
 }
 
 async fn lock(tx: &mut sqlx::PgTransaction<'_>) -> Result<(), StoreError> {

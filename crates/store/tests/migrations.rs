@@ -4,6 +4,7 @@
 
 use pesachama_store::migrations::{self, EMBEDDED, State};
 use pesachama_testkit::TestDb;
+use sqlx::Connection as _;
 
 #[tokio::test]
 async fn migrating_an_empty_database_applies_every_migration_in_order() {
@@ -129,4 +130,54 @@ async fn on_supabase_our_migrations_touch_nothing_of_supabases_but_storage_polic
         gone.is_empty() && added.is_empty(),
         "changed by our migrations:\n- {gone:#?}\n+ {added:#?}"
     );
+}
+
+/// On a Supabase project, a role without rights on GoTrue's tables, or one supautils does not
+/// let create policies on `storage.objects`, is told which right it lacks and how to grant it,
+/// and nothing is migrated. Meaningful only on the Supabase-shaped database (there `auth` and
+/// `storage` are not ours; see `scripts/test-supabase`).
+#[tokio::test]
+async fn on_supabase_a_role_without_the_rights_is_told_which_before_anything_is_written() {
+    if !pesachama_testkit::supabase_mode() {
+        return;
+    }
+    let db = TestDb::empty().await;
+    let role = format!("deployer_{}", &db.name[db.name.len() - 8..]);
+    let mut admin = sqlx::PgConnection::connect(pesachama_testkit::admin_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "create role {role} login; grant create, connect on database {} to {role}",
+        db.name
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let pool = pesachama_store::connect(&url, 1).await.unwrap();
+    let refused = migrations::migrate(&pool).await.unwrap_err().to_string();
+    for named in [
+        "nothing was written",
+        "SELECT, INSERT and UPDATE on auth.users",
+        &format!("grant select, insert, update on auth.users to {role}"),
+        "storage",
+    ] {
+        assert!(refused.contains(named), "{named:?} not in: {refused}");
+    }
+    let bookkeeping: bool = sqlx::query_scalar(
+        "select to_regclass('supabase_migrations.schema_migrations') is not null
+             or to_regnamespace('internal') is not null",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(!bookkeeping, "nothing written");
+    pool.close().await;
+    sqlx::raw_sql(&format!(
+        "revoke all on database {} from {role}; drop role {role}",
+        db.name
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
 }
