@@ -841,3 +841,111 @@ async fn concurrent_upserts_leave_one_object_and_no_stray_bytes() {
         "every replaced version's bytes are removed"
     );
 }
+
+/// What supabase-js's `info()` and `exists()` ask, and a player seeking in a recording: the
+/// object described without its bytes (to whoever may read it), and parts of it by `Range`.
+#[tokio::test]
+async fn objects_are_described_and_read_in_ranges_by_whoever_may_read_them() {
+    let (app, _dir) = demo().await;
+    let wanjiku = app.demo_token(WANJIKU).await;
+    let chebet = app.demo_token(CHEBET).await;
+    let otieno = app.demo_token(OTIENO).await;
+    let name = format!("{UMOJA}/meeting-2026-01.mp3");
+    let audio: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let (status, body) = upload_form(
+        &app,
+        &wanjiku,
+        "recordings",
+        &name,
+        "audio/mpeg",
+        audio.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    for path in [
+        format!("/object/info/recordings/{name}"),
+        format!("/object/info/authenticated/recordings/{name}"),
+    ] {
+        let info = app
+            .client
+            .get(storage_url(&app, &path))
+            .bearer_auth(&chebet)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(info.status(), 200, "{path}");
+        let info: serde_json::Value = info.json().await.unwrap();
+        assert_eq!(info["name"], name);
+        assert_eq!(info["bucket_id"], "recordings");
+        assert_eq!(info["size"], 300_000);
+        assert_eq!(info["content_type"], "audio/mpeg");
+    }
+    let exists = |token: String| {
+        let url = storage_url(&app, &format!("/object/info/recordings/{name}"));
+        let client = app.client.clone();
+        async move {
+            client
+                .head(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(exists(chebet.clone()).await, 200);
+    assert_eq!(exists(otieno.clone()).await, 404, "outsiders learn nothing");
+
+    let ranged = |range: &'static str| {
+        let url = storage_url(&app, &format!("/object/authenticated/recordings/{name}"));
+        let request = app
+            .client
+            .get(url)
+            .bearer_auth(&chebet)
+            .header("range", range);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let content_range = response
+                .headers()
+                .get("content-range")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (
+                status,
+                content_range,
+                response.bytes().await.unwrap().to_vec(),
+            )
+        }
+    };
+    let (status, content_range, bytes) = ranged("bytes=1000-1999").await;
+    assert_eq!(status, 206);
+    assert_eq!(content_range.as_deref(), Some("bytes 1000-1999/300000"));
+    assert_eq!(bytes, audio[1000..2000]);
+    let (status, content_range, bytes) = ranged("bytes=299990-").await;
+    assert_eq!((status, bytes.as_slice()), (206, &audio[299_990..]));
+    assert_eq!(content_range.as_deref(), Some("bytes 299990-299999/300000"));
+    let (status, _, bytes) = ranged("bytes=-10").await;
+    assert_eq!((status, bytes.as_slice()), (206, &audio[299_990..]));
+    let (status, content_range, _) = ranged("bytes=300000-").await;
+    assert_eq!(status, 416);
+    assert_eq!(content_range.as_deref(), Some("bytes */300000"));
+    let (status, _, bytes) = ranged("bytes=0-1,5-6").await;
+    assert_eq!(
+        (status, bytes.len()),
+        (200, audio.len()),
+        "several ranges: the whole object"
+    );
+    let outsider = app
+        .client
+        .get(storage_url(
+            &app,
+            &format!("/object/authenticated/recordings/{name}"),
+        ))
+        .bearer_auth(&otieno)
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outsider.status(), 404);
+}

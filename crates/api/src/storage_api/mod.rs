@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(sign::sign_one).get(sign::download_signed),
         )
         .route("/object/public/{bucket}/{*path}", get(download::public))
+        .route("/object/info/{bucket}/{*path}", get(download::info))
         .route(
             "/object/authenticated/{bucket}/{*path}",
             get(download::authenticated),

@@ -158,6 +158,7 @@ pub(super) async fn download_signed(
     State(state): State<AppState>,
     Path((bucket, path)): Path<(String, String)>,
     Query(query): Query<SignedQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, StorageError> {
     let (bucket, name) = target(&bucket, &path)?;
     let token = query
@@ -186,5 +187,13 @@ pub(super) async fn download_signed(
     let row = find_object(&state.pool, bucket.as_str(), name.as_str())
         .await?
         .ok_or_else(StorageError::no_such_key)?;
-    super::download::serve(&state, &bucket, &name, &row, query.download).await
+    super::download::serve(
+        &state,
+        &bucket,
+        &name,
+        &row,
+        query.download,
+        headers.get(axum::http::header::RANGE),
+    )
+    .await
 }
