@@ -8,6 +8,7 @@ mod client_ip;
 pub mod error;
 mod google;
 mod handlers;
+pub mod live;
 mod ratelimit;
 mod session;
 mod settings;
@@ -32,6 +33,8 @@ pub struct AuthRuntime {
     pub settings: AuthSettings,
     pub issuer: TokenIssuer,
     pub verifier: TokenVerifier,
+    /// Whether a token's session and user are still live, cached for a few seconds.
+    pub sessions: live::SessionCheck,
     google: google::GoogleKeys,
 }
 
@@ -44,10 +47,12 @@ impl AuthRuntime {
             Some(settings.issuer()),
         );
         let google = google::GoogleKeys::new(settings.google_jwks_url.clone());
+        let sessions = live::SessionCheck::new(settings.session_check_ttl);
         Self {
             settings,
             issuer,
             verifier,
+            sessions,
             google,
         }
     }

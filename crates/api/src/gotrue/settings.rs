@@ -31,6 +31,9 @@ pub struct AuthSettings {
     /// project's newer `sb_publishable_...` / `sb_secret_...` keys (`SUPABASE_ANON_KEY`,
     /// `SUPABASE_SERVICE_KEY`).
     pub opaque_api_keys: Vec<String>,
+    /// How stale the per-request check of a token's session and user may be (see
+    /// `gotrue::live`); zero asks the database on every request.
+    pub session_check_ttl: std::time::Duration,
 }
 
 /// Requests allowed per window, per client address and per identifier (email or phone).
@@ -74,6 +77,7 @@ impl AuthSettings {
             trusted_proxy_header: None,
             rate_limits: RateLimits::default(),
             opaque_api_keys: Vec::new(),
+            session_check_ttl: std::time::Duration::from_secs(5),
         }
     }
 

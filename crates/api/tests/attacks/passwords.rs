@@ -1,0 +1,1 @@
+//! Password guessing (issue 29, item 6).
