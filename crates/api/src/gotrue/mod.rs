@@ -12,6 +12,7 @@ pub mod live;
 mod ratelimit;
 mod session;
 mod settings;
+mod throttle;
 mod user;
 
 use axum::Router;
@@ -22,7 +23,7 @@ pub use caller::Caller;
 pub use client_ip::ClientIp;
 pub use error::AuthError;
 pub(crate) use handlers::blocking;
-pub use settings::{AuthSettings, RateLimits};
+pub use settings::{AuthSettings, PasswordLimits, RateLimits};
 pub use user::UserJson;
 
 use crate::AppState;
