@@ -166,7 +166,11 @@ impl IntoResponse for ApiError {
                 details: self.details(),
             },
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Self::Auth(err) = &self {
+            err.add_retry_after(&mut response);
+        }
+        response
     }
 }
 

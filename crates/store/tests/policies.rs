@@ -121,6 +121,7 @@ impl Actor {
             Self::Admin => {
                 let mut claims = user("outsider", "254711000999");
                 claims["app_metadata"]["platform_role"] = json!("admin");
+                claims["session_id"] = json!("5e551000-0000-4000-8000-000000000001");
                 (DbRole::Authenticated, claims)
             }
             Self::SelfStyledAdmin => {
@@ -286,6 +287,10 @@ const FIXTURE: &str = r"
 insert into auth.users (id, aud, role, email, phone, phone_confirmed_at) values
   ({outsider}, 'authenticated', 'authenticated', 'olive@example.co.ke', '254711000999', now()),
   ({newcomer}, 'authenticated', 'authenticated', null, '254711000888', now());
+-- The outsider is a platform administrator in the database (the Admin actor's token says so
+-- too, and names this session); the other actors' tokens do not claim it.
+update auth.users set raw_app_meta_data = jsonb_build_object('platform_role', 'admin') where id = {outsider};
+insert into auth.sessions (id, user_id) values ('5e551000-0000-4000-8000-000000000001', {outsider});
 insert into public.users (id, email, phone, first_name, last_name)
   values ({outsider}, 'olive@example.co.ke', '+254711000999', 'Olive', 'Otieno');
 insert into public.device_tokens (user_id, token, platform)

@@ -70,10 +70,49 @@ impl FromRequestParts<AppState> for Caller {
                 let id = claims
                     .sub
                     .ok_or_else(|| AuthError::bad_jwt("invalid claim: missing sub claim"))?;
+                let claims = live_claims(state, id, claims).await?;
                 Ok(Self::User { id, claims })
             }
         }
     }
+}
+
+/// The claims of a user token whose session and user are still live (at most
+/// `session_check_ttl` stale), with the platform role as the database has it now.
+///
+/// A user token without `session_id` is refused: Supabase Auth and this server put one in every
+/// token they issue, and a token without one could not be ended by logging out. API keys
+/// (`anon`, `service_role`) have no session and never reach here.
+async fn live_claims(
+    state: &AppState,
+    id: Uuid,
+    mut claims: AccessClaims,
+) -> Result<AccessClaims, AuthError> {
+    let Some(session) = claims.session_id else {
+        return Err(super::live::session_not_found());
+    };
+    let liveness = state.auth.sessions.check(&state.pool, id, session).await?;
+    if let Some(refusal) = liveness.refusal() {
+        return Err(refusal);
+    }
+    let platform_admin = matches!(
+        liveness,
+        super::live::Liveness::Live {
+            platform_admin: true
+        }
+    );
+    // The claims reach RLS as `request.jwt.claims`: they carry the role the database has now,
+    // whatever the token said when it was signed.
+    if let Value::Object(app_metadata) = &mut claims.app_metadata {
+        if platform_admin {
+            app_metadata.insert("platform_role".to_owned(), Value::from("admin"));
+        } else {
+            app_metadata.remove("platform_role");
+        }
+    } else if platform_admin {
+        claims.app_metadata = serde_json::json!({ "platform_role": "admin" });
+    }
+    Ok(claims)
 }
 
 /// A signed-in user, required.

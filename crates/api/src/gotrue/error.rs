@@ -22,6 +22,8 @@ pub struct AuthError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds to wait before trying again, sent as `Retry-After` (throttled sign-ins).
+    pub retry_after: Option<u64>,
 }
 
 impl AuthError {
@@ -30,6 +32,31 @@ impl AuthError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// GoTrue's 429 `over_request_rate_limit`.
+    pub fn over_rate_limit() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "over_request_rate_limit",
+            "Request rate limit reached",
+        )
+    }
+
+    /// This error, answered with `Retry-After: <seconds>`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Adds `Retry-After` to `response` when this error has one.
+    pub fn add_retry_after(&self, response: &mut Response) {
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
         }
     }
 
@@ -79,6 +106,7 @@ impl IntoResponse for AuthError {
             Json(json!({ "code": self.code, "message": self.message })),
         )
             .into_response();
+        self.add_retry_after(&mut response);
         response.extensions_mut().insert(self);
         response
     }
@@ -106,11 +134,15 @@ pub async fn shape(request: Request, next: Next) -> Response {
         return response;
     }
     match response.extensions().get::<AuthError>().cloned() {
-        Some(error) => (
-            error.status,
-            Json(json!({ "code": error.status.as_u16(), "error_code": error.code, "msg": error.message })),
-        )
-            .into_response(),
+        Some(error) => {
+            let mut response = (
+                error.status,
+                Json(json!({ "code": error.status.as_u16(), "error_code": error.code, "msg": error.message })),
+            )
+                .into_response();
+            error.add_retry_after(&mut response);
+            response
+        }
         None => response,
     }
 }

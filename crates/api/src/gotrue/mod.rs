@@ -8,9 +8,11 @@ mod client_ip;
 pub mod error;
 mod google;
 mod handlers;
+pub mod live;
 mod ratelimit;
 mod session;
 mod settings;
+mod throttle;
 mod user;
 
 use axum::Router;
@@ -21,7 +23,7 @@ pub use caller::Caller;
 pub use client_ip::ClientIp;
 pub use error::AuthError;
 pub(crate) use handlers::blocking;
-pub use settings::{AuthSettings, RateLimits};
+pub use settings::{AuthSettings, PasswordLimits, RateLimits};
 pub use user::UserJson;
 
 use crate::AppState;
@@ -32,6 +34,8 @@ pub struct AuthRuntime {
     pub settings: AuthSettings,
     pub issuer: TokenIssuer,
     pub verifier: TokenVerifier,
+    /// Whether a token's session and user are still live, cached for a few seconds.
+    pub sessions: live::SessionCheck,
     google: google::GoogleKeys,
 }
 
@@ -44,10 +48,12 @@ impl AuthRuntime {
             Some(settings.issuer()),
         );
         let google = google::GoogleKeys::new(settings.google_jwks_url.clone());
+        let sessions = live::SessionCheck::new(settings.session_check_ttl);
         Self {
             settings,
             issuer,
             verifier,
+            sessions,
             google,
         }
     }

@@ -1,6 +1,5 @@
 //! Fixed-window rate limits kept in PostgreSQL, so every server instance counts together.
 
-use axum::http::StatusCode;
 use sqlx::PgPool;
 
 use super::AuthError;
@@ -25,11 +24,7 @@ pub async fn hit(
     .map_err(pesachama_store::StoreError::from)?;
     if count > limit {
         tracing::warn!(bucket, count, limit, "rate limit reached");
-        return Err(AuthError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "over_request_rate_limit",
-            "Request rate limit reached",
-        ));
+        return Err(AuthError::over_rate_limit());
     }
     Ok(())
 }

@@ -27,13 +27,20 @@ pub struct AuthSettings {
     /// without it, the socket's peer address is the client.
     pub trusted_proxy_header: Option<String>,
     pub rate_limits: RateLimits,
+    /// How failed passwords slow further attempts (see `gotrue::throttle`).
+    pub password_failures: PasswordLimits,
     /// Opaque API keys accepted in `apikey` besides JWTs signed with the secret: a Supabase
     /// project's newer `sb_publishable_...` / `sb_secret_...` keys (`SUPABASE_ANON_KEY`,
     /// `SUPABASE_SERVICE_KEY`).
     pub opaque_api_keys: Vec<String>,
+    /// How stale the per-request check of a token's session and user may be (see
+    /// `gotrue::live`); zero asks the database on every request.
+    pub session_check_ttl: std::time::Duration,
 }
 
-/// Requests allowed per window, per client address and per identifier (email or phone).
+/// Requests allowed per window, per client address and per identifier (email or phone). The
+/// token endpoint counts per address only, password grants and refresh grants apart (a wrong
+/// password is throttled per account by [`PasswordLimits`]).
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimits {
     pub window_seconds: i64,
@@ -58,6 +65,34 @@ impl Default for RateLimits {
     }
 }
 
+/// Failed passwords: how many are free, per account and address and per account, and the
+/// doubling wait after them.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordLimits {
+    /// Failures for one account from one address before the wait starts.
+    pub per_address: i32,
+    /// Failures for one account from all addresses together before the wait starts.
+    pub per_account: i32,
+    /// The first wait; each further failure doubles it.
+    pub backoff_seconds: i64,
+    pub max_backoff_seconds: i64,
+    /// A count whose last failure is older than this starts again.
+    pub forget_after_seconds: i64,
+}
+
+impl Default for PasswordLimits {
+    /// 5 failures per address and 20 per account, then 30 s, 60 s, 120 s... up to an hour.
+    fn default() -> Self {
+        Self {
+            per_address: 5,
+            per_account: 20,
+            backoff_seconds: 30,
+            max_backoff_seconds: 3600,
+            forget_after_seconds: 24 * 3600,
+        }
+    }
+}
+
 impl AuthSettings {
     pub fn new(jwt_secret: impl Into<String>) -> Self {
         Self {
@@ -73,7 +108,9 @@ impl AuthSettings {
             jwks_url: None,
             trusted_proxy_header: None,
             rate_limits: RateLimits::default(),
+            password_failures: PasswordLimits::default(),
             opaque_api_keys: Vec::new(),
+            session_check_ttl: std::time::Duration::from_secs(5),
         }
     }
 

@@ -1,6 +1,7 @@
-//! Platform administration, for users whose token carries `app_metadata.platform_role =
-//! "admin"` (set by `pesachama admin grant` or the service role, never by the user). Everyone
-//! else gets 403. Each request runs as `service_role` with the administrator's claims, so every
+//! Platform administration, for users whose `auth.users.raw_app_meta_data.platform_role` is
+//! `"admin"` now (set by `pesachama admin grant` or the service role, never by the user): the
+//! caller's claims carry the role the database has, not the one the token was signed with (see
+//! `gotrue::live`). Everyone else gets 403. Each request runs as `service_role` with the administrator's claims, so every
 //! change lands in the audit log under their name.
 
 use axum::Json;
@@ -167,6 +168,7 @@ async fn set_user(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    state.auth.sessions.forget_user(id);
     Ok(Json(json!({ "id": id, "suspended": suspended })))
 }
 

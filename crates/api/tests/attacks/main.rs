@@ -9,6 +9,21 @@ mod ussd_common;
 mod input;
 mod metrics;
 mod mpesa;
+mod passwords;
 mod phone_ownership;
+mod sessions;
 mod tokens;
 mod ussd;
+
+/// A session row for `user`, as a sign-in makes: a token the tests sign themselves names it, so
+/// the server, which checks every token's session, honours the token.
+pub async fn live_session(pool: &sqlx::PgPool, user: &str) -> uuid::Uuid {
+    let session = uuid::Uuid::new_v4();
+    sqlx::query("insert into auth.sessions (id, user_id, created_at) values ($1, $2::uuid, now())")
+        .bind(session)
+        .bind(user)
+        .execute(pool)
+        .await
+        .expect("a session row");
+    session
+}

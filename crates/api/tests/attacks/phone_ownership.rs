@@ -78,13 +78,14 @@ async fn assert_invitation_out_of_reach(app: &TestApp, token: &str, invitation: 
 }
 
 /// An access token as Supabase Auth (or we) would sign it for `user`, carrying `phone` in its
-/// claims whether or not that phone was ever confirmed.
-fn token_with_phone(user: &str, phone: &str) -> String {
+/// claims whether or not that phone was ever confirmed (for a live session of `user`).
+async fn token_with_phone(app: &TestApp, user: &str, phone: &str) -> String {
+    let session = crate::live_session(&app.db.pool, user).await;
     let now = chrono::Utc::now().timestamp();
     let claims = json!({
         "aud": "authenticated", "role": "authenticated", "sub": user, "phone": phone,
         "email": "", "iat": now, "exp": now + 600, "iss": "http://127.0.0.1:3000/auth/v1",
-        "session_id": uuid::Uuid::new_v4(), "aal": "aal1", "is_anonymous": false,
+        "session_id": session, "aal": "aal1", "is_anonymous": false,
         "app_metadata": {}, "user_metadata": {},
     });
     jsonwebtoken::encode(
@@ -126,8 +127,12 @@ async fn changing_ones_phone_to_an_invited_number_does_not_take_the_invitation()
     assert_invitation_out_of_reach(&app, fresh["access_token"].as_str().unwrap(), &invitation)
         .await;
     let otieno = session["user"]["id"].as_str().unwrap();
-    assert_invitation_out_of_reach(&app, &token_with_phone(otieno, "254799000111"), &invitation)
-        .await;
+    assert_invitation_out_of_reach(
+        &app,
+        &token_with_phone(&app, otieno, "254799000111").await,
+        &invitation,
+    )
+    .await;
 
     // A guessed code does not confirm it either.
     let guessed = app
@@ -168,7 +173,12 @@ async fn signing_up_with_an_invited_number_gives_no_session_and_no_invitation() 
         "phone_not_confirmed"
     );
     let id = user["id"].as_str().unwrap();
-    assert_invitation_out_of_reach(&app, &token_with_phone(id, "254799000111"), &invitation).await;
+    assert_invitation_out_of_reach(
+        &app,
+        &token_with_phone(&app, id, "254799000111").await,
+        &invitation,
+    )
+    .await;
     app.db.assert_ledger_balanced().await;
 }
 

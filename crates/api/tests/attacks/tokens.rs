@@ -4,13 +4,14 @@ use pesachama_testkit::{TEST_JWT_SECRET, TestApp};
 use reqwest::Method;
 use serde_json::json;
 
-/// A token signed with the project's secret for a demo user, not valid until `nbf`.
-fn token_valid_from(user: &str, nbf: i64) -> String {
+/// A token signed with the project's secret for a demo user and a live session of theirs, not
+/// valid until `nbf`.
+fn token_valid_from(user: &str, session: uuid::Uuid, nbf: i64) -> String {
     let now = chrono::Utc::now().timestamp();
     let claims = json!({
         "aud": "authenticated", "role": "authenticated", "sub": user, "email": "", "phone": "",
         "iat": now, "nbf": nbf, "exp": now + 3600, "iss": "http://127.0.0.1:3000/auth/v1",
-        "session_id": uuid::Uuid::new_v4(), "aal": "aal1", "is_anonymous": false,
+        "session_id": session, "aal": "aal1", "is_anonymous": false,
         "app_metadata": {}, "user_metadata": {},
     });
     jsonwebtoken::encode(
@@ -26,11 +27,12 @@ async fn a_token_is_refused_before_its_not_before_time() {
     let app = TestApp::spawn().await;
     pesachama_store::seed_demo(&app.db.pool).await.unwrap();
     let wanjiku = "5eed0000-0000-4000-8000-000000000001";
+    let session = crate::live_session(&app.db.pool, wanjiku).await;
     let now = chrono::Utc::now().timestamp();
     let (status, _) = app
         .call(
             Method::GET,
-            &token_valid_from(wanjiku, now + 600),
+            &token_valid_from(wanjiku, session, now + 600),
             "/chamas",
             None,
         )
@@ -40,7 +42,7 @@ async fn a_token_is_refused_before_its_not_before_time() {
     let (status, chamas) = app
         .call(
             Method::GET,
-            &token_valid_from(wanjiku, now - 5),
+            &token_valid_from(wanjiku, session, now - 5),
             "/chamas",
             None,
         )

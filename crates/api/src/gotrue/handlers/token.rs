@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{Identifier, audit, blocking, ensure_profile, json_body};
 use crate::gotrue::session::{self, TokenResponse};
-use crate::gotrue::{AuthError, ClientIp, ratelimit};
+use crate::gotrue::{AuthError, ClientIp, ratelimit, throttle};
 use crate::{ApiError, AppState};
 
 pub async fn token(
@@ -24,17 +24,16 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<TokenResponse>, AuthError> {
-    let limits = state.auth.settings.rate_limits;
-    if let Some(ip) = ip.text() {
-        ratelimit::hit(
-            &state.pool,
-            &format!("token:ip:{ip}"),
-            limits.token,
-            limits.window_seconds,
-        )
-        .await?;
-    }
-    match query.get("grant_type").map(String::as_str) {
+    let grant = query.get("grant_type").map(String::as_str);
+    // Refreshes count apart from password attempts: guessing from a shared (CGNAT) address
+    // never stops the devices behind it from keeping their sessions.
+    let bucket = if grant == Some("refresh_token") {
+        "refresh"
+    } else {
+        "token"
+    };
+    per_address_limit(&state, ip, bucket).await?;
+    match grant {
         Some("password") => {
             let body: PasswordGrant = json_body(&body)?;
             password_grant(&state, ip, &headers, &body).await.map(Json)
@@ -69,17 +68,23 @@ pub async fn login(
     body: Bytes,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let body: PasswordGrant = json_body(&body)?;
+    per_address_limit(&state, ip, "token").await?;
+    Ok(Json(password_grant(&state, ip, &headers, &body).await?))
+}
+
+/// Token requests per client address (`rate_limits.token` per window), in `bucket`.
+async fn per_address_limit(state: &AppState, ip: ClientIp, bucket: &str) -> Result<(), AuthError> {
     let limits = state.auth.settings.rate_limits;
     if let Some(ip) = ip.text() {
         ratelimit::hit(
             &state.pool,
-            &format!("token:ip:{ip}"),
+            &format!("{bucket}:ip:{ip}"),
             limits.token,
             limits.window_seconds,
         )
         .await?;
     }
-    Ok(Json(password_grant(&state, ip, &headers, &body).await?))
+    Ok(())
 }
 
 async fn password_grant(
@@ -90,17 +95,25 @@ async fn password_grant(
 ) -> Result<TokenResponse, AuthError> {
     let identifier = Identifier::from_fields(body.email.as_deref(), body.phone.as_deref())?;
     let password = body.password.clone().unwrap_or_default();
-    let limits = state.auth.settings.rate_limits;
-    ratelimit::hit(
-        &state.pool,
-        &format!("token:id:{}", identifier.key()),
-        limits.token,
-        limits.window_seconds,
-    )
-    .await?;
+    let buckets = throttle::Buckets::new(&identifier.key(), ip.text().as_deref());
+    let device = throttle::device_hash(headers);
 
     let mut conn = state.pool.acquire().await.map_err(StoreError::from)?;
     let user = identifier.find(&mut conn).await?;
+    // While the account waits after failures, only a device that signed in to it before is
+    // heard (see `gotrue::throttle`); anyone else is told to wait, the password unchecked.
+    if let Some(until) = throttle::waiting_until(&state.pool, &buckets).await? {
+        let known = match (&user, &device) {
+            (Some(user), Some(device)) => {
+                throttle::is_known_device(&state.pool, user.id, device).await?
+            }
+            _ => false,
+        };
+        if !known {
+            tracing::warn!(identifier = %identifier.masked(), "password attempt while waiting after failures");
+            return Err(throttle::refusal(until));
+        }
+    }
     let hash = user
         .as_ref()
         .and_then(|u| u.encrypted_password.clone())
@@ -110,11 +123,17 @@ async fn password_grant(
         blocking(move || pesachama_auth::hashing::verify_password(&password, &hash)).await?;
     let Some(user) = user.filter(|_| matches) else {
         let actor = identifier.find(&mut conn).await?.map(|u| u.id);
+        let failures = throttle::record_failure(
+            &state.pool,
+            &buckets,
+            &state.auth.settings.password_failures,
+        )
+        .await?;
         audit(
             &mut conn,
             "auth.login_failed",
             actor,
-            json!({ "identifier": identifier.masked(), "ip": ip.text() }),
+            json!({ "identifier": identifier.masked(), "ip": ip.text(), "failures": failures }),
         )
         .await?;
         return Err(AuthError::invalid_credentials());
@@ -147,6 +166,10 @@ async fn password_grant(
         ip.text().as_deref(),
     )
     .await?;
+    throttle::record_success(&mut tx, &buckets).await?;
+    if let Some(device) = &device {
+        throttle::remember_device(&mut tx, user.id, device).await?;
+    }
     audit(
         &mut tx,
         "auth.login",

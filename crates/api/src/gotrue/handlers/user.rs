@@ -243,5 +243,7 @@ pub async fn logout(
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    // This instance refuses the ended sessions at once; others within their cache's TTL.
+    state.auth.sessions.forget_user(caller.id);
     Ok(StatusCode::NO_CONTENT)
 }
