@@ -10,5 +10,6 @@ mod input;
 mod metrics;
 mod mpesa;
 mod phone_ownership;
+mod stk_prompts;
 mod tokens;
 mod ussd;
