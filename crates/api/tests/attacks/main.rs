@@ -3,9 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../mpesa_common/mod.rs"]
+mod mpesa_common;
 #[path = "../ussd_common/mod.rs"]
 mod ussd_common;
 
+mod callback_dates;
 mod input;
 mod metrics;
 mod mpesa;
