@@ -367,7 +367,8 @@ $$;
 -- Applies a batch of stored STK callbacks (as in 20260113000000_stk_callback_batches.sql,
 -- whose comment describes it). What changed: the transactions insert, which books each
 -- contribution at its callback's received_at and keeps b.paid_at (TransactionDate) in
--- metadata, joining the callback and the request for the two times.
+-- metadata, joining the callback and the request for the two times. Its settings are those it
+-- has now (plan_cache_mode as 20260115000300_stk_batch_plans_per_call.sql set it).
 create or replace function internal.apply_stk_callbacks(p_callbacks jsonb) returns jsonb
   language plpgsql
   set search_path = ''
