@@ -37,6 +37,10 @@ pub enum ApiError {
     },
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The caller asked too often (a limit kept in the database); the message says when to
+    /// try again.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// The server cannot serve right now (database down, schema not migrated).
@@ -112,6 +116,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) | Self::NotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidPin { .. } => StatusCode::UNAUTHORIZED,
@@ -130,6 +135,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::Conflict { .. } => "conflict",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::TooManyRequests(_) => "too_many_requests",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unavailable(_) => "unavailable",
             Self::NotConfigured { code, .. } => code,
@@ -201,6 +207,11 @@ impl From<StoreError> for ApiError {
                 message,
                 details: None,
             },
+            StoreError::InvalidField { field, message } => Self::Validation {
+                message,
+                details: Some(serde_json::json!({ "field": field })),
+            },
+            StoreError::RateLimited { message } => Self::TooManyRequests(message),
             StoreError::PermissionDenied { message } => Self::Forbidden(message),
             other => Self::internal(other),
         }

@@ -785,11 +785,23 @@ async fn a_user_created_by_supabase_auth_uses_everything_on_the_first_request() 
         .await;
     assert_eq!(status, 201, "{invitation}");
 
+    // The session Supabase Auth opened when she verified her phone.
+    let session = uuid::Uuid::new_v4();
+    sqlx::query(
+        "insert into auth.sessions (id, user_id, created_at, updated_at, aal)
+         values ($1, $2, now(), now(), 'aal1')",
+    )
+    .bind(session)
+    .bind(id)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    app.db.assert_gotrue_can_read().await;
     let now = chrono::Utc::now().timestamp();
     let claims = json!({
         "aud": "authenticated", "role": "authenticated", "sub": id, "phone": "254799000777",
         "email": "", "iat": now, "exp": now + 600, "iss": "http://127.0.0.1:3000/auth/v1",
-        "session_id": uuid::Uuid::new_v4(), "aal": "aal1", "is_anonymous": false,
+        "session_id": session, "aal": "aal1", "is_anonymous": false,
         "app_metadata": { "provider": "phone", "providers": ["phone"] },
         "user_metadata": { "first_name": "Zawadi" },
     });

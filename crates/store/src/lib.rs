@@ -57,6 +57,12 @@ pub enum StoreError {
     /// A function refused its input (SQLSTATE PX422); the message names the problem.
     #[error("{message}")]
     Invalid { message: String },
+    /// A function refused one input field (SQLSTATE PX422 raised with `column = '<field>'`).
+    #[error("{message}")]
+    InvalidField { field: String, message: String },
+    /// A function refused because the caller asked too often (SQLSTATE PX429).
+    #[error("{message}")]
+    RateLimited { message: String },
     /// RLS or a missing privilege stopped the statement.
     #[error("{message}")]
     PermissionDenied { message: String },
@@ -74,6 +80,7 @@ impl StoreError {
             "PX404" => Self::NotFound { message },
             "PX409" => Self::InFlight { message },
             "PX422" => Self::Invalid { message },
+            "PX429" => Self::RateLimited { message },
             "42501" => Self::PermissionDenied { message },
             _ => return None,
         })
@@ -105,10 +112,20 @@ impl From<sqlx::Error> for StoreError {
             Some("22021" | "22P05") => Self::Invalid {
                 message: "text must not contain a NUL character".to_owned(),
             },
+            Some("PX422") if field(db).is_some() => Self::InvalidField {
+                field: field(db).unwrap_or_default().to_owned(),
+                message: db.message().to_owned(),
+            },
             Some(code) => Self::refusal(code, db.message()).unwrap_or(Self::Database(err)),
             None => Self::Database(err),
         }
     }
+}
+
+/// The field a function named when it refused an input (`raise ... using column = 'amount'`).
+fn field(db: &dyn sqlx::error::DatabaseError) -> Option<&str> {
+    db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|pg| pg.column())
 }
 
 impl StoreError {

@@ -232,4 +232,6 @@ pub enum Refusal {
     NotAllowed,
     /// M-Pesa is not configured on this server: no prompt can be sent.
     MpesaUnavailable,
+    /// The member or the phone had as many M-Pesa prompts as the limit allows for now.
+    TooManyPrompts,
 }

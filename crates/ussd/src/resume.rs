@@ -127,6 +127,7 @@ pub fn resume(state: &State, language: Language, outcome: Outcome, facts: &Facts
                 Refusal::AlreadyDecided => p.refused_decided,
                 Refusal::NotAllowed => p.refused_not_allowed,
                 Refusal::MpesaUnavailable => p.mpesa_unavailable,
+                Refusal::TooManyPrompts => p.too_many_prompts,
             }
             .to_owned(),
         ),

@@ -30,22 +30,23 @@ use crate::gotrue::{AuthError, Caller, ClientIp};
 use crate::mpesa_worker::{Mpesa, apply_soon};
 use crate::{ApiError, AppState};
 
-/// The largest STK push M-Pesa takes: KES 250,000.
-const MAX_STK_CENTS: i64 = 25_000_000;
-
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMpesaContribution {
-    /// Cents, a whole number of shillings (M-Pesa takes no cents): KES 500 is 50000.
+    /// Cents, a whole number of shillings from KES 1 to KES 250,000 (M-Pesa takes no cents):
+    /// KES 500 is 50000.
     #[schema(value_type = i64)]
     pub amount: Value,
-    /// The phone that gets the prompt; the member's own when left out. Any Kenyan spelling.
+    /// The phone that gets the prompt: only the member's own verified number, which is used
+    /// when this is left out (any Kenyan spelling). Another number is refused (422).
     pub phone: Option<String>,
 }
 
-/// Starts a contribution by M-Pesa: the member's phone gets a PIN prompt, and the contribution
-/// is credited when M-Pesa confirms the payment. Send an `Idempotency-Key`: a retry with the
-/// same key and body answers the first answer again and sends no second prompt.
+/// Starts a contribution by M-Pesa: the member's own verified phone gets a PIN prompt, and the
+/// contribution is credited when M-Pesa confirms the payment. Send an `Idempotency-Key`: a
+/// retry with the same key and body answers the first answer again and sends no second prompt.
+/// At most 5 prompts per 10 minutes per member and per phone (429 beyond). The rules are
+/// `public.start_mpesa_contribution`'s, which the Data API's `rpc` meets too.
 #[utoipa::path(
     post, path = "/chamas/{id}/contributions/mpesa", tag = "money",
     request_body = NewMpesaContribution,
@@ -57,7 +58,8 @@ pub struct NewMpesaContribution {
         (status = 202, description = "the prompt is on its way; the payment request", body = Value),
         (status = 404, description = "no such chama among the caller's", body = crate::error::ErrorBody),
         (status = 409, description = "the same key is in flight", body = crate::error::ErrorBody),
-        (status = 422, body = crate::error::ErrorBody),
+        (status = 422, description = "`details.field` names the input: `amount`, or `phone` (not the member's verified number, or none verified)", body = crate::error::ErrorBody),
+        (status = 429, description = "`too_many_requests`: too many prompts for this member or phone lately", body = crate::error::ErrorBody),
         (status = 503, description = "`mpesa_not_configured`: this server has no Daraja settings", body = crate::error::ErrorBody)
     ),
     security(("bearer" = []))
@@ -77,13 +79,9 @@ pub async fn contribute(
     }
     let key = idempotency_key(&headers)?;
     let new: NewMpesaContribution = super::json_body(&body)?;
+    // Whole shillings and the ceiling are checked with the other rules of a prompt, in
+    // `internal.start_stk_contribution`.
     let amount = cents("amount", &new.amount)?;
-    if amount % 100 != 0 || amount > MAX_STK_CENTS {
-        return Err(invalid(
-            "amount",
-            "amount must be whole shillings (a multiple of 100 cents), at most KES 250,000 (25000000)",
-        ));
-    }
     let phone = match &new.phone {
         Some(text) => Some(Phone::parse(text).map_err(|err| invalid("phone", err.to_string()))?),
         None => None,

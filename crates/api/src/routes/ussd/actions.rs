@@ -281,7 +281,10 @@ async fn refused(
     savepoint.rollback().await?;
     let refusal = match &err {
         StoreError::NotFound { .. } => Refusal::Gone,
-        StoreError::Refused { .. } | StoreError::Invalid { .. } => Refusal::Rule,
+        StoreError::Refused { .. }
+        | StoreError::Invalid { .. }
+        | StoreError::InvalidField { .. } => Refusal::Rule,
+        StoreError::RateLimited { .. } => Refusal::TooManyPrompts,
         StoreError::InFlight { .. } | StoreError::Conflict { .. } => Refusal::AlreadyDecided,
         StoreError::PermissionDenied { .. } => Refusal::NotAllowed,
         _ => return Err(err.into()),
