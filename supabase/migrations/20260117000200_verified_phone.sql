@@ -43,6 +43,7 @@ create function internal.user_with_confirmed_phone(p_phone text)
    limit 1
 $$;
 revoke all on function internal.user_with_confirmed_phone(text) from public;
+grant execute on function internal.user_with_confirmed_phone(text) to service_role;
 
 -- Invites a phone (E.164) as member, treasurer or secretary. The invitee is told in the app
 -- when an account has confirmed that number, and by SMS either way. Unchanged but for who counts

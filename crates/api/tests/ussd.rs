@@ -693,3 +693,32 @@ async fn a_session_survives_a_server_restart_between_hops() {
         4
     );
 }
+
+/// A member whom Supabase Auth signed up (confirmed phone, no profile: they never signed in
+/// through us) is a member on their first call, greeted by name, not asked to register, and no
+/// second account is made for the number.
+#[tokio::test]
+async fn a_user_supabase_auth_created_is_known_on_the_first_call() {
+    let app = demo().await;
+    sqlx::query(
+        "insert into auth.users (instance_id, id, aud, role, phone, phone_confirmed_at,
+             raw_app_meta_data, raw_user_meta_data, confirmation_token, recovery_token,
+             email_change_token_new, email_change, created_at, updated_at)
+         values ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), 'authenticated',
+             'authenticated', '254799000888', now(), '{\"provider\": \"phone\"}',
+             '{\"first_name\": \"Zawadi\"}', '', '', '', '', now(), now())",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let screens = Gateway::of(&app).dial("+254799000888", &[]).await;
+    assert!(screens[0].starts_with("CON"), "{screens:?}");
+    assert!(screens[0].contains("Zawadi"), "{screens:?}");
+    assert!(!screens[0].contains("not registered"), "{screens:?}");
+    let accounts: i64 = scalar(
+        &app.db,
+        "select count(*) from auth.users where phone in ('254799000888', '+254799000888')",
+    )
+    .await;
+    assert_eq!(accounts, 1);
+}

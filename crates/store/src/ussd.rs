@@ -141,11 +141,17 @@ pub struct MemberRow {
     pub banned: bool,
 }
 
-/// Whoever owns this E.164 phone, if anyone.
+/// Whoever owns this E.164 phone, if anyone. An account that confirmed the number but has no
+/// profile yet (Supabase Auth made it; it never signed in through us) gets its profile first, so
+/// its owner is a member here on their first call, not a stranger asked to register.
 pub async fn member_by_phone(
     conn: &mut PgConnection,
     phone: &str,
 ) -> Result<Option<MemberRow>, StoreError> {
+    sqlx::query("select internal.ensure_profile(internal.user_with_confirmed_phone($1))")
+        .bind(phone)
+        .execute(&mut *conn)
+        .await?;
     Ok(sqlx::query_as(
         "select u.id, coalesce(u.first_name, '') as first_name, u.language,
                 coalesce(a.banned_until > now(), false) as banned
