@@ -210,6 +210,7 @@ pub fn app(mut state: AppState) -> Router {
         .route("/openapi.json", axum::routing::get(openapi_json))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::map_response(middleware::json_refusals))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

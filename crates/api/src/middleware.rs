@@ -89,3 +89,26 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
         None => crate::routes::mpesa::loggable_path(path),
     }
 }
+
+/// The framework's own refusals (a path parameter that is not a uuid, a query that does not
+/// parse) are plain text; clients read the API's JSON envelope, so they get it too, with the
+/// status and the text kept. Every other answer passes untouched.
+pub(crate) async fn json_refusals(response: axum::response::Response) -> axum::response::Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain"));
+    if !(response.status().is_client_error() && plain) {
+        return response;
+    }
+    let status = response.status();
+    let text = match axum::body::to_bytes(response.into_body(), 16 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let body = serde_json::json!({
+        "error": { "code": "bad_request", "message": text, "details": null }
+    });
+    (status, axum::Json(body)).into_response()
+}

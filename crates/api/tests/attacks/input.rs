@@ -68,3 +68,21 @@ async fn a_nul_character_in_any_text_field_is_a_422_naming_it() {
 
     app.db.assert_ledger_balanced().await;
 }
+
+#[tokio::test]
+async fn the_frameworks_own_refusals_answer_in_the_error_envelope() {
+    let app = TestApp::spawn().await;
+    pesachama_store::seed_demo(&app.db.pool).await.unwrap();
+    let chair = app.demo_token("wanjiku.kamau@example.co.ke").await;
+    let (status, error) = app
+        .call(Method::GET, &chair, "/chamas/not-a-uuid", None)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(error["error"]["code"], "bad_request", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{error}"
+    );
+}
