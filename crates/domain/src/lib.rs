@@ -9,6 +9,7 @@ pub mod email;
 pub mod money;
 pub mod phone;
 pub mod secret;
+pub mod text;
 
 pub use email::Email;
 pub use money::{Currency, Money};

@@ -349,9 +349,11 @@ pub fn mpesa_receipt(text: &str) -> Option<String> {
     (cleaned.len() == 10 && cleaned.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(cleaned)
 }
 
-/// A name of 1-100 characters, trimmed; empty means none.
+/// A name of 1-100 characters, trimmed, without characters that hide or reorder text (the
+/// target refuses them); empty means none.
 pub fn name(text: Option<&str>) -> Option<String> {
-    let trimmed = text?.trim();
+    let visible = pesachama_domain::text::without_hidden(text?);
+    let trimmed = visible.trim();
     if trimmed.is_empty() {
         return None;
     }

@@ -58,7 +58,9 @@ fn chama_inner(row: &Chama, users: &HashSet<Uuid>, out: &mut Batch) -> Result<()
     let id = text(&row.id).to_owned();
     let (created, updated) = stamps(table, &id, &row.created_at, &row.updated_at, out)?;
     let mut fix = |reason: &str| out.issue(Issue::fixed(table, &id, reason));
-    let mut name = text(&row.name).trim().to_owned();
+    let mut name = pesachama_domain::text::without_hidden(text(&row.name))
+        .trim()
+        .to_owned();
     if !(2..=150).contains(&name.chars().count()) {
         fix("name too short or long: replaced");
         name = format!("Chama {}", &id[..8]);

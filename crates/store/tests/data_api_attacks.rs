@@ -787,3 +787,69 @@ async fn meetings_and_registers_written_directly_meet_the_apis_checks() {
         "this meeting was cancelled",
     );
 }
+
+/// Names that hide or reorder text (issue 29 #14) are refused through the Data API as the API
+/// refuses them; a name in another script or with an emoji sequence passes; a user whom
+/// Supabase Auth made with such a name still gets a profile, without the name.
+#[tokio::test]
+async fn names_that_hide_or_reorder_text_are_refused_in_the_database_too() {
+    let db = fixture().await;
+    let umoja = "c4a3a000-0000-4000-8000-000000000001";
+    let check = ("23514", "visible");
+    for (who, sql) in [
+        (
+            Who::Member,
+            "update public.users set first_name = 'Treasurer' || chr(8238) || 'gnp.exe' where id = auth.uid()".to_owned(),
+        ),
+        (
+            Who::Member,
+            "update public.users set last_name = 'Otie' || chr(8203) || 'no' where id = auth.uid()".to_owned(),
+        ),
+        (
+            Who::Chair,
+            format!("update public.chamas set name = 'Umo' || chr(8205) || 'ja' where id = '{umoja}'"),
+        ),
+        (
+            Who::Chair,
+            format!("update public.chamas set name = chr(65279) || 'Umoja' where id = '{umoja}'"),
+        ),
+    ] {
+        assert_refused(attempt(&db.pool, who, &sql).await, check.0, check.1);
+    }
+    for (who, sql) in [
+        (
+            Who::Member,
+            "update public.users set first_name = 'محمد', last_name = 'Zoë' where id = auth.uid()"
+                .to_owned(),
+        ),
+        (
+            Who::Chair,
+            format!("update public.chamas set name = 'Wamama 👩‍👩‍👧' where id = '{umoja}'"),
+        ),
+    ] {
+        assert_eq!(attempt(&db.pool, who, &sql).await, Ok(1), "{sql}");
+    }
+
+    let made_by_supabase = "5afe0000-0000-4000-8000-0000000000aa";
+    superuser(
+        &db.pool,
+        &format!(
+            "insert into auth.users (id, aud, role, email, email_confirmed_at, raw_user_meta_data)
+             values ('{made_by_supabase}', 'authenticated', 'authenticated', 'rlo@example.co.ke', now(),
+                     jsonb_build_object('first_name', 'Jane' || chr(8238) || 'xe', 'last_name', 'Wambui'))"
+        ),
+    )
+    .await;
+    superuser(
+        &db.pool,
+        &format!("select internal.ensure_profile('{made_by_supabase}')"),
+    )
+    .await;
+    let (first, email): (Option<String>, Option<String>) = sqlx::query_as(&format!(
+        "select first_name, email from public.users where id = '{made_by_supabase}'"
+    ))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((first, email.as_deref()), (None, Some("rlo@example.co.ke")));
+}

@@ -120,6 +120,7 @@ pub async fn create_chama(
     if !(2..=150).contains(&name.chars().count()) {
         return Err(invalid("name", "name must be 2 to 150 characters"));
     }
+    super::visible_name("name", Some(name))?;
     let chama_type = one_of(
         "chama_type",
         new.chama_type.as_deref(),
@@ -297,6 +298,7 @@ pub async fn update_chama(
     if name.is_some_and(|n| !(2..=150).contains(&n.chars().count())) {
         return Err(invalid("name", "name must be 2 to 150 characters"));
     }
+    super::visible_name("name", name)?;
     let chama_type = settings
         .chama_type
         .as_deref()

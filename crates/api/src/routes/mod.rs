@@ -33,6 +33,21 @@ pub(crate) fn signed_in(caller: &Caller) -> Result<Uuid, ApiError> {
 }
 
 /// A 422 naming the field that is wrong.
+/// Refuses a name others will read if it holds a character that hides or reorders text
+/// (`pesachama_domain::text`; the schema's `*_visible` constraints hold the same rule).
+pub(crate) fn visible_name(field: &str, value: Option<&str>) -> Result<(), ApiError> {
+    match value.and_then(pesachama_domain::text::hidden_character) {
+        Some(c) => Err(invalid(
+            field,
+            format!(
+                "{field} holds U+{:04X}, a character that hides or reorders text",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::Validation {
         message: message.into(),

@@ -105,6 +105,7 @@ pub async fn update_me(
                 format!("{field} must be 1 to 100 characters"),
             ));
         }
+        super::visible_name(field, value.as_deref().map(str::trim))?;
     }
     if update.phone.is_some() {
         return Err(invalid(

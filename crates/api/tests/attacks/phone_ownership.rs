@@ -368,3 +368,77 @@ async fn the_data_api_trusts_no_phone_claim_either() {
         .await;
     assert!(answered.is_err(), "accepting through rpc is refused");
 }
+
+/// Sign-up does not tell who is registered (issue 29 #14): on a number its owner confirmed, a
+/// second sign-up is answered as GoTrue answers it where sign-ups need a code — 200 and a user
+/// that does not exist — and changes nothing: no code, no new password, no session.
+#[tokio::test]
+async fn signing_up_on_a_confirmed_number_answers_like_a_new_sign_up_and_changes_nothing() {
+    let app = confirming_app().await;
+    let signup = app
+        .auth(Method::POST, "/signup")
+        .json(&json!({ "phone": INVITED, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 200);
+    let genuine: Value = signup.json().await.unwrap();
+    let code = sms_code(&app, INVITED).await;
+    let verified = app
+        .auth(Method::POST, "/verify")
+        .json(&json!({ "type": "sms", "phone": INVITED, "token": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    let texts = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from internal.outbox where topic = 'sms' and payload->>'to' = $1",
+        )
+        .bind(INVITED)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+    };
+    let sent_before = texts().await;
+
+    let probe = app
+        .auth(Method::POST, "/signup")
+        .json(&json!({ "phone": "0799 000 111", "password": "attackers-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 200, "no 422 that says the number is taken");
+    let answer: Value = probe.json().await.unwrap();
+    assert!(answer.get("access_token").is_none(), "{answer}");
+    assert_ne!(answer["id"], genuine["id"], "the owner's id is not shown");
+    assert_eq!(answer["phone"], genuine["phone"]);
+    assert!(answer["phone_confirmed_at"].is_null());
+    let keys = |v: &Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        keys(&answer),
+        keys(&genuine),
+        "same shape as a real sign-up"
+    );
+    assert_eq!(texts().await, sent_before, "no code goes to the owner");
+
+    let users: i64 = sqlx::query_scalar("select count(*) from auth.users where phone = $1")
+        .bind(INVITED.trim_start_matches('+'))
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+    for (password, status) in [("attackers-password-1", 400), (PASSWORD, 200)] {
+        let login = app
+            .auth(Method::POST, "/token?grant_type=password")
+            .json(&json!({ "phone": INVITED, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), status, "password {password}");
+    }
+}

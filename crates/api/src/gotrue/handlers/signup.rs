@@ -154,8 +154,22 @@ async fn sign_up(
         // An account whose address nobody ever confirmed proves nothing: as GoTrue does, a new
         // sign-up takes it over and gets a new code, so signing up with somebody else's number
         // neither blocks them nor gives the number to the one who typed it.
-        if settings.autoconfirm || existing.confirmed_at.is_some() {
+        if settings.autoconfirm {
             return Err(already_exists(&identifier));
+        }
+        if existing.confirmed_at.is_some() {
+            // Where sign-ups must be confirmed, GoTrue does not say "already registered": it
+            // answers as for a new sign-up, with a made-up user whose identities are empty, and
+            // sends nothing. The real owner's account is untouched.
+            audit(
+                &mut tx,
+                "auth.signup_repeated",
+                Some(existing.id),
+                json!({ "identifier": identifier.masked(), "confirmed": true }),
+            )
+            .await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            return Ok(Json(stand_in(&identifier, data)).into_response());
         }
         auth::replace_unconfirmed(&mut tx, existing.id, &hash, &data).await?;
         send_confirmation(&mut tx, &identifier, existing.id).await?;
@@ -254,6 +268,36 @@ async fn send_confirmation(
     let hash = codes::token_hash(codes::stored_address(identifier), &code);
     auth::store_code(tx, user_id, CodePurpose::Confirmation, &hash).await?;
     codes::send(tx, identifier, Template::Confirmation, &code, user_id).await
+}
+
+/// What GoTrue answers a sign-up on an address already confirmed by its owner, when sign-ups
+/// must be confirmed: a user that does not exist (a fresh id, no identities, nothing confirmed)
+/// carrying back only what the caller sent.
+fn stand_in(identifier: &Identifier, user_metadata: Value) -> UserJson {
+    let now = chrono::Utc::now();
+    let (email, phone, provider) = match identifier {
+        Identifier::Email(email) => (email.as_str().to_owned(), String::new(), "email"),
+        Identifier::Phone(phone) => (String::new(), phone.msisdn().to_owned(), "phone"),
+    };
+    UserJson {
+        id: uuid::Uuid::new_v4(),
+        aud: "authenticated".to_owned(),
+        role: String::new(),
+        email,
+        email_confirmed_at: None,
+        phone,
+        phone_confirmed_at: None,
+        confirmed_at: None,
+        last_sign_in_at: None,
+        app_metadata: json!({ "provider": provider, "providers": [provider] }),
+        user_metadata,
+        identities: Vec::new(),
+        created_at: Some(now),
+        updated_at: Some(now),
+        is_anonymous: false,
+        new_email: None,
+        new_phone: None,
+    }
 }
 
 fn already_exists(identifier: &Identifier) -> AuthError {
