@@ -96,6 +96,11 @@ pub fn compose(payload: &Value) -> (String, String) {
             "Confirm your new email address",
             "Confirm the new email address of your PesaChama account with this code.",
         ),
+        "reauthentication" => (
+            "Confirm it is you",
+            "Someone (we hope you) asked to change the password of your PesaChama account. \
+             Confirm it is you with this code.",
+        ),
         "otp" | "magiclink" => (
             "Your PesaChama sign-in code",
             "Use this code to sign in to PesaChama.",

@@ -842,3 +842,370 @@ async fn a_user_created_by_supabase_auth_uses_everything_on_the_first_request() 
     assert_eq!(profile["phone"], "+254799000777", "{profile}");
     app.db.assert_ledger_balanced().await;
 }
+
+/// An app whose password changes need the reauthentication nonce (GoTrue's
+/// `SECURITY_UPDATE_PASSWORD_REQUIRE_REAUTHENTICATION`).
+async fn secure_password_app() -> TestApp {
+    let mut config = TestApp::config();
+    config.auth.update_password_require_reauthentication = true;
+    TestApp::spawn_with(TestDb::new().await, config).await
+}
+
+/// Signs up (confirmed at once in tests) and answers the access token.
+async fn signed_up(app: &TestApp, body: Value) -> String {
+    let session: Value = signup(app, body).await.json().await.unwrap();
+    session["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Makes every session of the user with this email or phone a day and an hour old.
+async fn age_sessions(app: &TestApp, token: &str) {
+    let user = claims(token)["sub"].as_str().unwrap().to_owned();
+    sqlx::query(
+        "update auth.sessions set created_at = now() - interval '25 hours' where user_id = $1::uuid",
+    )
+    .bind(user)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+}
+
+async fn reauthenticate(app: &TestApp, token: &str) -> (u16, Value) {
+    let response = app
+        .auth(Method::GET, "/reauthenticate")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn change_password(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .auth(Method::PUT, "/user")
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// The code of the last reauthentication message to `to` (an email, or a phone in E.164).
+async fn last_nonce(app: &TestApp, to: &str) -> String {
+    let payload: Value = sqlx::query_scalar(
+        "select payload from internal.outbox where payload->>'to' = $1 order by id desc limit 1",
+    )
+    .bind(to)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    if let Some(code) = payload["code"].as_str() {
+        assert_eq!(payload["template"], "reauthentication");
+        return code.to_owned();
+    }
+    let message = payload["message"].as_str().unwrap();
+    assert!(message.contains("to change your password"), "{message}");
+    message
+        .split_whitespace()
+        .find_map(|word| {
+            let digits = word.trim_end_matches('.');
+            (digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.to_owned())
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stale_session_changes_the_password_only_with_a_fresh_nonce_used_once() {
+    let app = secure_password_app().await;
+    let email = "neema@example.com";
+    let token = signed_up(&app, json!({ "email": email, "password": PASSWORD })).await;
+
+    // A session opened within the last day needs no nonce, as with GoTrue.
+    let (status, body) =
+        change_password(&app, &token, json!({ "password": "second-password-1" })).await;
+    assert_eq!(status, 200, "{body}");
+
+    age_sessions(&app, &token).await;
+    let (status, body) =
+        change_password(&app, &token, json!({ "password": "third-password-2" })).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("reauthentication_needed")),
+        "{body}"
+    );
+    // A nonce nobody sent.
+    let (status, body) = change_password(
+        &app,
+        &token,
+        json!({ "password": "third-password-2", "nonce": "123456" }),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &json!("reauthentication_not_valid")),
+        "{body}"
+    );
+
+    let (status, body) = reauthenticate(&app, &token).await;
+    assert_eq!((status, body), (200, json!({})));
+    let nonce = last_nonce(&app, email).await;
+    // Kept as GoTrue keeps it: SHA-224 of the address and the code, never the code.
+    let (stored, expected): (String, String) = sqlx::query_as(
+        "select reauthentication_token, encode(sha224(convert_to(email || $2, 'UTF8')), 'hex')
+           from auth.users where email = $1 and reauthentication_sent_at is not null",
+    )
+    .bind(email)
+    .bind(&nonce)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, expected);
+    app.db.assert_gotrue_can_read().await;
+    // One a minute.
+    let (status, body) = reauthenticate(&app, &token).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (429, &json!("over_email_send_rate_limit")),
+        "{body}"
+    );
+
+    let wrong = format!("{:06}", (nonce.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let (status, body) = change_password(
+        &app,
+        &token,
+        json!({ "password": "third-password-2", "nonce": wrong }),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &json!("reauthentication_not_valid")),
+        "{body}"
+    );
+    assert_eq!(
+        password_login(
+            &app,
+            json!({ "email": email, "password": "second-password-1" })
+        )
+        .await
+        .status(),
+        200,
+        "a refused change leaves the password"
+    );
+
+    let (status, body) = change_password(
+        &app,
+        &token,
+        json!({ "password": "third-password-2", "nonce": nonce }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        password_login(
+            &app,
+            json!({ "email": email, "password": "third-password-2" })
+        )
+        .await
+        .status(),
+        200
+    );
+    // Spent: '' as GoTrue leaves it, not NULL, and refused the second time.
+    let (status, body) = change_password(
+        &app,
+        &token,
+        json!({ "password": "fourth-password-3", "nonce": nonce }),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &json!("reauthentication_not_valid")),
+        "{body}"
+    );
+    let spent: Option<String> =
+        sqlx::query_scalar("select reauthentication_token from auth.users where email = $1")
+            .bind(email)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(spent.as_deref(), Some(""));
+    app.db.assert_gotrue_can_read().await;
+
+    // A nonce older than the code lifetime is refused.
+    sqlx::query("update auth.users set reauthentication_sent_at = now() - interval '2 hours' where email = $1")
+        .bind(email)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reauthenticate(&app, &token).await.0, 200);
+    let old = last_nonce(&app, email).await;
+    sqlx::query("update auth.users set reauthentication_sent_at = now() - interval '2 hours' where email = $1")
+        .bind(email)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let (status, body) = change_password(
+        &app,
+        &token,
+        json!({ "password": "fourth-password-3", "nonce": old }),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &json!("reauthentication_not_valid")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_nonce_is_good_only_for_the_account_it_was_sent_to() {
+    let app = secure_password_app().await;
+    let amina = signed_up(
+        &app,
+        json!({ "email": "amina@example.com", "password": PASSWORD }),
+    )
+    .await;
+    let baraka = signed_up(
+        &app,
+        json!({ "email": "baraka@example.com", "password": PASSWORD }),
+    )
+    .await;
+    let chege = signed_up(&app, json!({ "phone": "0799000321", "password": PASSWORD })).await;
+    for token in [&amina, &baraka, &chege] {
+        age_sessions(&app, token).await;
+    }
+    assert_eq!(reauthenticate(&app, &amina).await.0, 200);
+    assert_eq!(reauthenticate(&app, &baraka).await.0, 200);
+    let aminas = last_nonce(&app, "amina@example.com").await;
+    let barakas = last_nonce(&app, "baraka@example.com").await;
+
+    // Baraka, who has a nonce of his own, and Chege, who asked for none, present Amina's.
+    if aminas != barakas {
+        let (status, body) = change_password(
+            &app,
+            &baraka,
+            json!({ "password": "taken-over-1", "nonce": aminas }),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["code"]),
+            (422, &json!("reauthentication_not_valid")),
+            "{body}"
+        );
+    }
+    let (status, body) = change_password(
+        &app,
+        &chege,
+        json!({ "password": "taken-over-1", "nonce": aminas }),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &json!("reauthentication_not_valid")),
+        "{body}"
+    );
+    // Amina's still works for her.
+    let (status, body) = change_password(
+        &app,
+        &amina,
+        json!({ "password": "aminas-new-one", "nonce": aminas }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A phone-only account gets its nonce by SMS, salted with the number as GoTrue keeps it.
+    let (status, body) = reauthenticate(&app, &chege).await;
+    assert_eq!((status, body), (200, json!({})));
+    let nonce = last_nonce(&app, "+254799000321").await;
+    let (status, body) = reauthenticate(&app, &chege).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (429, &json!("over_sms_send_rate_limit")),
+        "{body}"
+    );
+    let matches: bool = sqlx::query_scalar(
+        "select reauthentication_token = encode(sha224(convert_to('254799000321' || $1, 'UTF8')), 'hex')
+           from auth.users where phone = '254799000321'",
+    )
+    .bind(&nonce)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert!(matches);
+    let (status, body) = change_password(
+        &app,
+        &chege,
+        json!({ "password": "cheges-new-one", "nonce": nonce }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    app.db.assert_gotrue_can_read().await;
+}
+
+#[tokio::test]
+async fn reauthenticate_needs_a_signed_in_user_with_a_confirmed_address() {
+    // GoTrue's default: no nonce is needed, however old the session.
+    let app = TestApp::spawn().await;
+    let token = signed_up(
+        &app,
+        json!({ "email": "zuri@example.com", "password": PASSWORD }),
+    )
+    .await;
+    age_sessions(&app, &token).await;
+    let (status, body) =
+        change_password(&app, &token, json!({ "password": "no-nonce-needed" })).await;
+    assert_eq!(status, 200, "{body}");
+
+    let response = app
+        .auth(Method::GET, "/reauthenticate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let anon = TestApp::api_key("anon");
+    let response = app
+        .auth(Method::GET, "/reauthenticate")
+        .bearer_auth(&anon)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+
+    sqlx::query("update auth.users set email_confirmed_at = null where email = 'zuri@example.com'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let (status, body) = reauthenticate(&app, &token).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &json!("email_not_confirmed")),
+        "{body}"
+    );
+    assert_eq!(
+        count(
+            &app.db,
+            "select count(*) from internal.outbox where payload->>'template' = 'reauthentication'"
+        )
+        .await,
+        0
+    );
+    // A logged-out session asks for nothing.
+    sqlx::query(
+        "update auth.users set email_confirmed_at = now() where email = 'zuri@example.com'",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let logout = app
+        .auth(Method::POST, "/logout")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    let (status, body) = reauthenticate(&app, &token).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (403, &json!("session_not_found")),
+        "{body}"
+    );
+}

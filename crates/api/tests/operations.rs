@@ -163,7 +163,9 @@ async fn the_openapi_document_lists_every_storage_route_and_each_is_served() {
             "POST /object/move",
             "POST /object/sign/{bucket}",
             "POST /object/sign/{bucket}/{path}",
+            "POST /object/upload/sign/{bucket}/{path}",
             "POST /object/{bucket}/{path}",
+            "PUT /object/upload/sign/{bucket}/{path}",
             "PUT /object/{bucket}/{path}",
         ]
     );

@@ -949,3 +949,441 @@ async fn objects_are_described_and_read_in_ranges_by_whoever_may_read_them() {
         .unwrap();
     assert_eq!(outsider.status(), 404);
 }
+
+/// Signs an upload URL as `token` (`None`: no Authorization), as supabase-js
+/// `createSignedUploadUrl` does: `POST` with `{}` and `x-upsert: true` when asked.
+async fn sign_upload(
+    app: &TestApp,
+    token: Option<&str>,
+    bucket: &str,
+    name: &str,
+    upsert: bool,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut request = app
+        .client
+        .post(storage_url(
+            app,
+            &format!("/object/upload/sign/{bucket}/{name}"),
+        ))
+        .json(&body);
+    if upsert {
+        request = request.header("x-upsert", "true");
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    answer(request.send().await.unwrap()).await
+}
+
+/// Uploads a raw body to a signed upload URL (relative to `/storage/v1`), with no
+/// Authorization, as supabase-js `uploadToSignedUrl` sends a Buffer.
+async fn put_signed(
+    app: &TestApp,
+    url: &str,
+    mime: &str,
+    bytes: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let response = app
+        .client
+        .put(storage_url(app, url))
+        .header("content-type", mime)
+        .header("cache-control", "max-age=3600")
+        .header("x-upsert", "true") // supabase-js sends it; the token decides
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    answer(response).await
+}
+
+/// The same as a multipart form, as supabase-js sends a Blob or File.
+async fn put_signed_form(
+    app: &TestApp,
+    url: &str,
+    mime: &str,
+    bytes: &[u8],
+) -> (u16, serde_json::Value) {
+    let boundary = "----pesachamasignedupload";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"cacheControl\"\r\n\r\n60\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"\"; filename=\"blob\"\r\nContent-Type: {mime}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let response = app
+        .client
+        .put(storage_url(app, url))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    answer(response).await
+}
+
+async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
+    sqlx::query_scalar("select id from auth.users where email = $1")
+        .bind(email)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_upload_url_uploads_once_as_its_signer_with_no_token_of_its_own() {
+    let (app, dir) = demo().await;
+    let wanjiku = app.demo_token(WANJIKU).await;
+    let chebet = app.demo_token(CHEBET).await;
+    let name = format!("{UMOJA}/agenda 2026-02.pdf");
+    let pdf = b"%PDF agenda of February".to_vec();
+
+    let (status, body) =
+        sign_upload(&app, Some(&wanjiku), "documents", &name, false, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["url"].as_str().unwrap().to_owned();
+    let token = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        url,
+        format!("/object/upload/sign/documents/{UMOJA}/agenda%202026-02.pdf?token={token}")
+    );
+    // Signing wrote nothing.
+    assert_eq!(object_rows(&app).await, 0);
+
+    let (status, body) = put_signed(&app, &url, "application/pdf", pdf.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Key"], format!("documents/{name}"));
+    // The row is the signer's, and members read it as any other document.
+    let owner: Option<uuid::Uuid> =
+        sqlx::query_scalar("select owner from storage.objects where name = $1")
+            .bind(&name)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(owner, Some(user_id(&app, WANJIKU).await));
+    assert_eq!(
+        download(
+            &app,
+            Some(&chebet),
+            &format!("/object/authenticated/documents/{name}")
+        )
+        .await,
+        (200, pdf.clone())
+    );
+
+    // Without upsert the URL is spent: the object exists.
+    let (status, body) = put_signed(&app, &url, "application/pdf", b"%PDF again".to_vec()).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["message"], "The resource already exists");
+    // Nor can the existing object be signed for again without upsert.
+    let (status, _) = sign_upload(&app, Some(&wanjiku), "documents", &name, false, json!({})).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        download(
+            &app,
+            Some(&chebet),
+            &format!("/object/authenticated/documents/{name}")
+        )
+        .await,
+        (200, pdf)
+    );
+
+    // With upsert, the URL replaces it, as a form too; the old bytes go.
+    let (status, body) =
+        sign_upload(&app, Some(&wanjiku), "documents", &name, true, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let upsert_url = body["url"].as_str().unwrap().to_owned();
+    let (status, body) = put_signed_form(&app, &upsert_url, "application/pdf", b"%PDF v2").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put_signed_form(&app, &upsert_url, "application/pdf", b"%PDF v3").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        download(
+            &app,
+            Some(&chebet),
+            &format!("/object/authenticated/documents/{name}")
+        )
+        .await,
+        (200, b"%PDF v3".to_vec())
+    );
+    let cache: String =
+        sqlx::query_scalar("select metadata->>'cacheControl' from storage.objects where name = $1")
+            .bind(&name)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(cache, "max-age=60");
+    assert_eq!(object_rows(&app).await, 1);
+    assert_eq!(files_under(dir.path()), 1);
+
+    // The service role may sign for anywhere; its uploads have no owner.
+    let service = TestApp::api_key("service_role");
+    let (status, body) = sign_upload(
+        &app,
+        Some(&service),
+        "recordings",
+        &format!("{UMOJA}/call.mp4"),
+        false,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put_signed(
+        &app,
+        body["url"].as_str().unwrap(),
+        "video/mp4",
+        b"mp4".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn only_who_may_write_gets_a_signed_upload_url_and_it_dies_with_their_right() {
+    let (app, dir) = demo().await;
+    let wanjiku = app.demo_token(WANJIKU).await;
+    let chebet = app.demo_token(CHEBET).await;
+    let otieno = app.demo_token(OTIENO).await;
+    let name = format!("{UMOJA}/budget.pdf");
+
+    // A member who is no official, an outsider, anonymous callers: no URL.
+    for (who, token) in [
+        ("a member", Some(chebet.clone())),
+        ("an outsider", Some(otieno.clone())),
+        ("the anon key", Some(TestApp::api_key("anon"))),
+        ("no token", None),
+    ] {
+        let (status, body) =
+            sign_upload(&app, token.as_deref(), "documents", &name, false, json!({})).await;
+        assert_eq!(status, 403, "{who}: {body}");
+        assert_eq!(body["error"], "Unauthorized", "{who}");
+    }
+    // Not even into a public bucket, outside one's own folder.
+    let (status, _) = sign_upload(
+        &app,
+        None,
+        "avatars",
+        &format!("{CHEBET_ID}/me.png"),
+        false,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = sign_upload(
+        &app,
+        Some(&otieno),
+        "avatars",
+        &format!("{CHEBET_ID}/me.png"),
+        false,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = sign_upload(
+        &app,
+        Some(&wanjiku),
+        "nosuchbucket",
+        "x.pdf",
+        false,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = sign_upload(
+        &app,
+        Some(&wanjiku),
+        "documents",
+        &name,
+        false,
+        json!({"expiresIn": 7201}),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // The chairperson signs; then she is no longer an official. The URL writes as her, so the
+    // policies refuse it now, and nothing is written.
+    let (status, body) =
+        sign_upload(&app, Some(&wanjiku), "documents", &name, false, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["url"].as_str().unwrap().to_owned();
+    sqlx::query("update public.chama_members set role = 'member' where chama_id = $1::uuid and user_id = $2")
+        .bind(UMOJA)
+        .bind(user_id(&app, WANJIKU).await)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let (status, body) = put_signed(&app, &url, "application/pdf", b"%PDF".to_vec()).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(object_rows(&app).await, 0);
+
+    // A banned signer's URLs stop too.
+    let (status, body) = sign_upload(
+        &app,
+        Some(&chebet),
+        "avatars",
+        &format!("{CHEBET_ID}/me.png"),
+        false,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let avatar_url = body["url"].as_str().unwrap().to_owned();
+    sqlx::query("update auth.users set banned_until = now() + interval '1 day' where email = $1")
+        .bind(CHEBET)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let (status, body) = put_signed(&app, &avatar_url, "image/png", PNG.to_vec()).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(object_rows(&app).await, 0);
+    assert_eq!(files_under(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn a_signed_upload_token_works_only_for_its_object_until_it_expires() {
+    let (app, dir) = demo().await;
+    let wanjiku = app.demo_token(WANJIKU).await;
+    let chebet = app.demo_token(CHEBET).await;
+    let name = format!("{UMOJA}/minutes.pdf");
+    let (_, body) = sign_upload(&app, Some(&wanjiku), "documents", &name, false, json!({})).await;
+    let token = body["token"].as_str().unwrap().to_owned();
+    let pdf = b"%PDF".to_vec();
+
+    // Another object, another bucket: refused.
+    for path in [
+        format!("/object/upload/sign/documents/{UMOJA}/other.pdf?token={token}"),
+        format!("/object/upload/sign/recordings/{name}?token={token}"),
+    ] {
+        let (status, body) = put_signed(&app, &path, "application/pdf", pdf.clone()).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["code"], "InvalidSignature");
+    }
+    // No token, a tampered one, an access token, one signed with another key.
+    let target = format!("/object/upload/sign/documents/{name}");
+    let (status, _) = put_signed(&app, &target, "application/pdf", pdf.clone()).await;
+    assert_eq!(status, 400);
+    let mut tampered = token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let now = chrono::Utc::now().timestamp();
+    let foreign = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"url": format!("documents/{name}"), "owner": user_id(&app, WANJIKU).await,
+                "upsert": true, "scope": "upload", "iat": now, "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(b"another-projects-secret-of-32-characters!"),
+    )
+    .unwrap();
+    for bad in [tampered.as_str(), wanjiku.as_str(), foreign.as_str()] {
+        let (status, body) = put_signed(
+            &app,
+            &format!("{target}?token={bad}"),
+            "application/pdf",
+            pdf.clone(),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["code"], "InvalidJWT");
+    }
+    // A signed download URL is not an upload URL, nor the other way round.
+    upload_form(
+        &app,
+        &wanjiku,
+        "documents",
+        &format!("{UMOJA}/rules.pdf"),
+        "application/pdf",
+        pdf.clone(),
+    )
+    .await;
+    let (_, body) = app
+        .call(
+            reqwest::Method::POST,
+            &chebet,
+            &format!("/storage/v1/object/sign/documents/{UMOJA}/rules.pdf"),
+            Some(json!({"expiresIn": 600})),
+        )
+        .await;
+    let download_token = body["signedURL"]
+        .as_str()
+        .unwrap()
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let (status, body) = put_signed(
+        &app,
+        &format!("/object/upload/sign/documents/{UMOJA}/rules.pdf?token={download_token}"),
+        "application/pdf",
+        b"%PDF overwritten".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "InvalidSignature");
+    let (_, body) = sign_upload(
+        &app,
+        Some(&wanjiku),
+        "documents",
+        &format!("{UMOJA}/rules.pdf"),
+        true,
+        json!({}),
+    )
+    .await;
+    let upload_token = body["token"].as_str().unwrap();
+    let (status, _) = download(
+        &app,
+        None,
+        &format!("/object/sign/documents/{UMOJA}/rules.pdf?token={upload_token}"),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Expired.
+    let (status, body) = sign_upload(
+        &app,
+        Some(&wanjiku),
+        "documents",
+        &name,
+        false,
+        json!({"expiresIn": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let short = body["url"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, body) = put_signed(&app, &short, "application/pdf", pdf.clone()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["message"], "jwt expired");
+
+    // Only rules.pdf, from the form upload, was ever written.
+    assert_eq!(object_rows(&app).await, 1);
+    assert_eq!(files_under(dir.path()), 1);
+}
+
+#[tokio::test]
+async fn a_signed_upload_meets_the_bucket_s_size_and_type_limits() {
+    let (app, dir) = demo().await;
+    let chebet = app.demo_token(CHEBET).await;
+    let name = format!("{CHEBET_ID}/me.png");
+    let (status, body) = sign_upload(&app, Some(&chebet), "avatars", &name, true, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["url"].as_str().unwrap().to_owned();
+
+    let (status, body) = put_signed(&app, &url, "image/png", vec![0u8; 2 * 1024 * 1024 + 1]).await;
+    assert_eq!(status, 413, "{body}");
+    let (status, body) = put_signed(&app, &url, "text/html", b"<script>".to_vec()).await;
+    assert_eq!(status, 415, "{body}");
+    let (status, body) = put_signed_form(&app, &url, "text/html", b"<script>").await;
+    assert_eq!(status, 415, "{body}");
+    assert_eq!(object_rows(&app).await, 0);
+    assert_eq!(files_under(dir.path()), 0);
+
+    let (status, body) = put_signed(&app, &url, "image/png", PNG.to_vec()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        download(&app, None, &format!("/object/public/avatars/{name}")).await,
+        (200, PNG.to_vec())
+    );
+}

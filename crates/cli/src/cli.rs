@@ -236,6 +236,12 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTH_DISABLE_SIGNUP")]
     pub disable_signup: bool,
 
+    /// A password change from a session older than 24 hours needs the nonce sent by
+    /// `GET /auth/v1/reauthenticate` (Supabase Auth's "Secure password change"; set it as the
+    /// project sets it).
+    #[arg(long, env = "AUTH_UPDATE_PASSWORD_REQUIRE_REAUTHENTICATION")]
+    pub update_password_require_reauthentication: bool,
+
     /// Secret path segment of the USSD callback (32+ letters, digits, '-' or '_'): Africa's
     /// Talking is given `https://<host>/ussd/<token>`. Needs USSD_ALLOWED_IPS outside --demo.
     #[arg(long, env = "USSD_CALLBACK_TOKEN", hide_env_values = true)]

@@ -321,6 +321,68 @@ pub async fn session_exists(conn: &mut PgConnection, session_id: Uuid) -> Result
     )
 }
 
+/// When the session began, if it exists.
+pub async fn session_created_at(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(
+        sqlx::query_scalar("select created_at from auth.sessions where id = $1")
+            .bind(session_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten(),
+    )
+}
+
+/// The hash of the user's reauthentication nonce (`''` when none) and when it was sent
+/// (GoTrue's `reauthentication_token`, `reauthentication_sent_at`), the row locked.
+pub async fn lock_reauthentication(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<(String, Option<DateTime<Utc>>), StoreError> {
+    Ok(sqlx::query_as(
+        "select coalesce(reauthentication_token, ''), reauthentication_sent_at
+           from auth.users where id = $1 for update",
+    )
+    .bind(user_id)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Keeps a new nonce's hash, sent now.
+pub async fn store_reauthentication(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    token_hash: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update auth.users set reauthentication_token = $2, reauthentication_sent_at = now(),
+                updated_at = now()
+          where id = $1",
+    )
+    .bind(user_id)
+    .bind(token_hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Spends the nonce, as GoTrue does: the token becomes `''` (never NULL: GoTrue scans it into a
+/// string); the time it was sent stays, for the resend limit.
+pub async fn spend_reauthentication(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update auth.users set reauthentication_token = '', updated_at = now() where id = $1",
+    )
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn touch_session(conn: &mut PgConnection, session_id: Uuid) -> Result<(), StoreError> {
     sqlx::query("update auth.sessions set refreshed_at = now(), updated_at = now() where id = $1")
         .bind(session_id)

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/token", post(handlers::token))
         .route("/user", get(handlers::get_user).put(handlers::put_user))
         .route("/logout", post(handlers::logout))
+        .route("/reauthenticate", get(handlers::reauthenticate))
         .route("/recover", post(handlers::recover))
         .route("/verify", post(handlers::verify))
         .route("/otp", post(handlers::otp))

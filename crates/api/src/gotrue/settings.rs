@@ -16,6 +16,10 @@ pub struct AuthSettings {
     /// code sent to it has come back.
     pub autoconfirm: bool,
     pub disable_signup: bool,
+    /// A password change from a session older than 24 hours needs the nonce of
+    /// `GET /reauthenticate` (GoTrue's `SECURITY_UPDATE_PASSWORD_REQUIRE_REAUTHENTICATION`, the
+    /// dashboard's "Secure password change"). Off by default, as on GoTrue and Supabase.
+    pub update_password_require_reauthentication: bool,
     /// Recovery and OTP tokens expire after this long.
     pub otp_ttl_seconds: i64,
     /// OAuth client ids whose Google ID tokens are accepted (`aud`).
@@ -102,6 +106,7 @@ impl AuthSettings {
             refresh_reuse_interval_seconds: 10,
             autoconfirm: false,
             disable_signup: false,
+            update_password_require_reauthentication: false,
             otp_ttl_seconds: 3600,
             google_client_ids: Vec::new(),
             google_jwks_url: "https://www.googleapis.com/oauth2/v3/certs".to_owned(),

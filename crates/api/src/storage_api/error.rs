@@ -74,6 +74,17 @@ impl StorageError {
         Self::new(StatusCode::BAD_REQUEST, "InvalidJWT", "InvalidJWT", message)
     }
 
+    /// A URL-signing token that is not for this object or this action (storage-api's
+    /// `InvalidSignature`).
+    pub fn invalid_signature(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidSignature",
+            "InvalidSignature",
+            message,
+        )
+    }
+
     pub fn access_denied(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::FORBIDDEN,

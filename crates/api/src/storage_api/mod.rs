@@ -11,6 +11,7 @@ mod download;
 pub mod error;
 mod manage;
 mod sign;
+mod signed_upload;
 mod upload;
 
 use axum::Router;
@@ -53,6 +54,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/object/sign/{bucket}/{*path}",
             post(sign::sign_one).get(sign::download_signed),
         )
+        .route(
+            "/object/upload/sign/{bucket}/{*path}",
+            post(signed_upload::sign_upload).put(signed_upload::upload_signed),
+        )
         .route("/object/public/{bucket}/{*path}", get(download::public))
         .route("/object/info/{bucket}/{*path}", get(download::info))
         .route(
@@ -86,7 +91,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         buckets::list, buckets::get_one, manage::list, manage::move_object, manage::copy_object,
         sign::sign_many, sign::sign_one, sign::download_signed, download::public,
         download::authenticated, download::get_object, manage::delete_many, manage::delete_one,
-        upload::upload
+        upload::upload, signed_upload::sign_upload, signed_upload::upload_signed
     ),
     components(schemas(error::StorageErrorBody)),
     tags((name = "storage", description = "Supabase Storage: buckets avatars (public), documents and recordings (private, by chama)"))

@@ -2,9 +2,10 @@
 //! `POST /object/sign/{bucket}` `{expiresIn, paths}`, and `GET /object/sign/{bucket}/{path}?token=`.
 //!
 //! Signing needs SELECT on the row as the caller; the token is then the authority: an HS256
-//! JWT `{url: "<bucket>/<name>", iat, exp}` signed with the project's JWT secret, as
-//! Supabase signs it. It carries no role, so it is never accepted as an access token, and an
-//! access token (no `url`) is never accepted here.
+//! JWT `{url: "<bucket>/<name>", scope: "download", iat, exp}` signed with the project's JWT
+//! secret, as Supabase signs it. It carries no role, so it is never accepted as an access token;
+//! an access token (no `url`) is never accepted here, nor is an upload token (scope `upload`,
+//! or, unscoped, an `upsert` claim), as storage-api refuses one token for the other action.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -23,11 +24,54 @@ use crate::AppState;
 /// Longest validity a signed URL may ask for: ten years.
 const MAX_EXPIRES_IN: i64 = 10 * 365 * 24 * 3600;
 
+/// The `scope` of a download token.
+const SCOPE_DOWNLOAD: &str = "download";
+
 #[derive(Debug, Serialize, Deserialize)]
 struct SignedClaims {
     url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    /// Only upload tokens have it; read so that an unscoped one is known and refused here.
+    #[serde(default, skip_serializing)]
+    upsert: Option<bool>,
     iat: i64,
     exp: i64,
+}
+
+/// The claims of a URL-signing token (ours or storage-api's), its signature and expiry checked.
+pub(super) fn decode_signed<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    token: &str,
+) -> Result<T, StorageError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp"]);
+    jsonwebtoken::decode::<T>(
+        token,
+        &DecodingKey::from_secret(state.config.auth.jwt_secret.as_bytes()),
+        &validation,
+    )
+    .map(|data| data.claims)
+    .map_err(|err| match err.kind() {
+        ErrorKind::ExpiredSignature => StorageError::invalid_jwt("jwt expired"),
+        ErrorKind::InvalidSignature => StorageError::invalid_jwt("invalid signature"),
+        _ => StorageError::invalid_jwt("jwt malformed"),
+    })
+}
+
+/// Signs `claims` with the project's JWT secret, as storage-api signs its URLs.
+pub(super) fn encode_signed(
+    state: &AppState,
+    claims: &impl Serialize,
+) -> Result<String, StorageError> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(state.config.auth.jwt_secret.as_bytes()),
+    )
+    .map_err(StorageError::internal)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -57,15 +101,12 @@ fn signed_url(
     let now = chrono::Utc::now().timestamp();
     let claims = SignedClaims {
         url: format!("{bucket}/{name}"),
+        scope: Some(SCOPE_DOWNLOAD.to_owned()),
+        upsert: None,
         iat: now,
         exp: now + expires_in,
     };
-    let token = jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(state.config.auth.jwt_secret.as_bytes()),
-    )
-    .map_err(StorageError::internal)?;
+    let token = encode_signed(state, &claims)?;
     Ok(format!(
         "/object/sign/{bucket}/{}?token={token}",
         url_path(name)
@@ -164,21 +205,16 @@ pub(super) async fn download_signed(
     let token = query
         .token
         .ok_or_else(|| StorageError::invalid_request("the token query parameter is missing"))?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = 0;
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["exp"]);
-    let claims = jsonwebtoken::decode::<SignedClaims>(
-        &token,
-        &DecodingKey::from_secret(state.config.auth.jwt_secret.as_bytes()),
-        &validation,
-    )
-    .map_err(|err| match err.kind() {
-        ErrorKind::ExpiredSignature => StorageError::invalid_jwt("jwt expired"),
-        ErrorKind::InvalidSignature => StorageError::invalid_jwt("invalid signature"),
-        _ => StorageError::invalid_jwt("jwt malformed"),
-    })?
-    .claims;
+    let claims: SignedClaims = decode_signed(&state, &token)?;
+    let for_download = match claims.scope.as_deref() {
+        Some(scope) => scope == SCOPE_DOWNLOAD,
+        None => claims.upsert.is_none(),
+    };
+    if !for_download {
+        return Err(StorageError::invalid_signature(
+            "Token is not scoped for download",
+        ));
+    }
     if claims.url != format!("{bucket}/{name}") {
         return Err(StorageError::invalid_jwt(
             "the token was signed for another object",

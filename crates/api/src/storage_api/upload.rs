@@ -50,17 +50,31 @@ pub(super) async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, StorageError> {
-    let settings = settings(&state)?;
-    let (bucket_id, name) = target(&bucket, &path)?;
-    let bucket = find_bucket(&state, &bucket_id).await?;
     let upsert = method == Method::PUT || header_text(&headers, "x-upsert") == Some("true");
+    receive(&state, &caller, &bucket, &path, upsert, &headers, body).await
+}
+
+/// An upload as `caller`, the bucket's limits and the caller's policies applied; the answer
+/// `{Key, Id}`. Shared by the plain upload and the upload to a signed URL (as its signer).
+pub(super) async fn receive(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    path: &str,
+    upsert: bool,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, StorageError> {
+    let settings = settings(state)?;
+    let (bucket_id, name) = target(bucket, path)?;
+    let bucket = find_bucket(state, &bucket_id).await?;
     let limit = bucket
         .file_size_limit
         .and_then(|limit| u64::try_from(limit).ok())
         .map_or(settings.file_size_limit, |limit| {
             limit.min(settings.file_size_limit)
         });
-    let content_type = header_text(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
+    let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
     let multipart = content_type
         .to_ascii_lowercase()
         .starts_with("multipart/form-data");
@@ -68,13 +82,13 @@ pub(super) async fn upload(
     if !multipart {
         let mime = essence(content_type).unwrap_or("application/octet-stream");
         check_mime(&bucket, mime)?;
-        let announced = header_text(&headers, header::CONTENT_LENGTH.as_str())
+        let announced = header_text(headers, header::CONTENT_LENGTH.as_str())
             .and_then(|length| length.parse::<u64>().ok());
         if announced.is_some_and(|length| length > limit) {
             return Err(StorageError::too_large(limit));
         }
     }
-    check_write(&state, &caller, &bucket_id, &name, upsert).await?;
+    check_write(state, caller, &bucket_id, &name, upsert).await?;
 
     let spool = settings
         .backend
@@ -88,20 +102,17 @@ pub(super) async fn upload(
             mime: essence(content_type)
                 .unwrap_or("application/octet-stream")
                 .to_owned(),
-            cache_control: header_text(&headers, header::CACHE_CONTROL.as_str())
+            cache_control: header_text(headers, header::CACHE_CONTROL.as_str())
                 .unwrap_or("no-cache")
                 .to_owned(),
-            user_metadata: header_text(&headers, "x-metadata")
+            user_metadata: header_text(headers, "x-metadata")
                 .map(decode_metadata)
                 .transpose()?,
         };
         (read_raw(body, spool).await?, described)
     };
 
-    let written = store(
-        &state, &caller, &bucket_id, &name, upsert, spooled, described,
-    )
-    .await?;
+    let written = store(state, caller, &bucket_id, &name, upsert, spooled, described).await?;
     Ok(Json(json!({
         "Id": written.row.id,
         "Key": format!("{bucket_id}/{name}"),
@@ -168,7 +179,7 @@ fn parse_metadata(bytes: &[u8]) -> Result<Value, StorageError> {
 
 /// Runs the row's write as the caller and rolls it back: RLS refuses (403) or a duplicate
 /// is found (409) before a byte of the body is read.
-async fn check_write(
+pub(super) async fn check_write(
     state: &AppState,
     caller: &Caller,
     bucket: &BucketId,

@@ -66,6 +66,8 @@ async fn serve(
     // Confirmation is off only in the demo, and only unless asked for there too.
     config.auth.autoconfirm = args.demo && !args.require_confirmation;
     config.auth.disable_signup = args.disable_signup;
+    config.auth.update_password_require_reauthentication =
+        args.update_password_require_reauthentication;
     config.metrics = match args.metrics_token.as_deref().map(str::trim) {
         Some(token) if token.len() >= 16 => pesachama_api::MetricsAccess::Token(token.to_owned()),
         Some(_) => anyhow::bail!("METRICS_TOKEN must be at least 16 characters"),

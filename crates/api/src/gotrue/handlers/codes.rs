@@ -55,6 +55,8 @@ pub(crate) enum Template {
     Recovery,
     EmailChange,
     PhoneChange,
+    /// The nonce of `GET /reauthenticate`, to the account's own address.
+    Reauthentication,
 }
 
 /// Queues the message carrying `code` to `to`, in the caller's transaction.
@@ -72,6 +74,7 @@ pub(crate) async fn send(
                 Template::SignIn => "otp",
                 Template::Recovery => "recovery",
                 Template::EmailChange | Template::PhoneChange => "email_change",
+                Template::Reauthentication => "reauthentication",
             };
             (
                 "email",
@@ -81,6 +84,7 @@ pub(crate) async fn send(
         Identifier::Phone(phone) => {
             let purpose = match template {
                 Template::PhoneChange => " to confirm this number",
+                Template::Reauthentication => " to change your password",
                 _ => "",
             };
             let message = format!(

@@ -3,12 +3,14 @@
 mod codes;
 mod meta;
 mod otp;
+mod reauthenticate;
 mod signup;
 mod token;
 mod user;
 
 pub use meta::{health, jwks, settings};
 pub use otp::{otp, recover, verify};
+pub use reauthenticate::reauthenticate;
 pub use signup::{register, signup};
 pub use token::{login, token};
 pub use user::{get_user, logout, put_user};

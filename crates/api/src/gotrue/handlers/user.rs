@@ -18,11 +18,14 @@ use super::otp::taken;
 use super::{Identifier, audit, blocking, json_body};
 use crate::AppState;
 use crate::gotrue::caller::SignedIn;
-use crate::gotrue::{AuthError, UserJson};
+use crate::gotrue::{AuthError, ClientIp, UserJson};
 
 /// A token whose session was ended (logout, reuse detection) is no longer honoured here, even
 /// before it expires: the client must drop it.
-async fn require_live_session(conn: &mut PgConnection, caller: &SignedIn) -> Result<(), AuthError> {
+pub(super) async fn require_live_session(
+    conn: &mut PgConnection,
+    caller: &SignedIn,
+) -> Result<(), AuthError> {
     let live = match caller.claims.session_id {
         Some(session_id) => auth::session_exists(conn, session_id).await?,
         None => false,
@@ -66,12 +69,15 @@ struct UserUpdate {
     email: Option<String>,
     phone: Option<String>,
     password: Option<String>,
+    /// The reauthentication nonce, when the project requires one for a password change.
+    nonce: Option<String>,
     data: Option<Value>,
 }
 
 pub async fn put_user(
     State(state): State<AppState>,
     caller: SignedIn,
+    ip: ClientIp,
     body: Bytes,
 ) -> Result<Json<UserJson>, AuthError> {
     let update: UserUpdate = json_body(&body)?;
@@ -114,6 +120,16 @@ pub async fn put_user(
 
     let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
     require_live_session(&mut tx, &caller).await?;
+    if hash.is_some() {
+        super::reauthenticate::check_for_password_change(
+            &mut tx,
+            &state,
+            &ip,
+            &caller,
+            update.nonce.as_deref(),
+        )
+        .await?;
+    }
     if let Some(hash) = &hash {
         auth::update_password(&mut tx, caller.id, hash).await?;
         audit(&mut tx, "auth.password_changed", Some(caller.id), json!({})).await?;
