@@ -203,7 +203,8 @@ pub fn app(mut state: AppState) -> Router {
                 state.pool.clone(),
                 state.auth.verifier.clone(),
             )
-            .with_opaque_keys(state.auth.settings.opaque_api_keys.clone()),
+            .with_opaque_keys(state.auth.settings.opaque_api_keys.clone())
+            .with_live_check(realtime_live_check(&state)),
         )))
         .merge(routes::mpesa::callbacks())
         .route("/metrics", axum::routing::get(metrics_text))
@@ -290,4 +291,26 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The realtime hub asks, at each join and token refresh, what every authenticated request
+/// asks: whether the token's session still exists and its user is neither banned nor deleted.
+fn realtime_live_check(state: &AppState) -> pesachama_realtime::LiveCheck {
+    let auth = state.auth.clone();
+    let pool = state.pool.clone();
+    pesachama_realtime::LiveCheck::new(move |user, session| {
+        let auth = auth.clone();
+        let pool = pool.clone();
+        Box::pin(async move {
+            let liveness = auth
+                .sessions
+                .check(&pool, user, session)
+                .await
+                .map_err(|_| "the session could not be checked; try again".to_owned())?;
+            match liveness.refusal() {
+                None => Ok(()),
+                Some(refusal) => Err(refusal.message),
+            }
+        })
+    })
 }

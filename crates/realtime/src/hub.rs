@@ -12,6 +12,8 @@
 //! members of its chama.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -41,6 +43,38 @@ pub struct RealtimeConfig {
     pub max_frame_bytes: usize,
     /// Frames waiting for a slow client before it is disconnected.
     pub send_queue: usize,
+    /// Whether a signed-in token's session still speaks for its user (not logged out, banned
+    /// or deleted); asked at every join and token refresh. `None` trusts the signature alone.
+    pub live_check: Option<LiveCheck>,
+}
+
+/// Asks, for (user, session), whether the session still speaks for the user: `Err` carries
+/// the reason the channel is refused.
+#[derive(Clone)]
+pub struct LiveCheck(Arc<LiveCheckFn>);
+
+type LiveCheckFn =
+    dyn Fn(Uuid, Uuid) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync;
+
+impl LiveCheck {
+    pub fn new(
+        check: impl Fn(Uuid, Uuid) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self(Arc::new(check))
+    }
+
+    pub async fn check(&self, user: Uuid, session: Uuid) -> Result<(), String> {
+        (self.0)(user, session).await
+    }
+}
+
+impl std::fmt::Debug for LiveCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveCheck")
+    }
 }
 
 impl RealtimeConfig {
@@ -51,7 +85,13 @@ impl RealtimeConfig {
             opaque_api_keys: Vec::new(),
             max_frame_bytes: 1024 * 1024,
             send_queue: 1024,
+            live_check: None,
         }
+    }
+
+    pub fn with_live_check(mut self, check: LiveCheck) -> Self {
+        self.live_check = Some(check);
+        self
     }
 
     pub fn with_opaque_keys(mut self, keys: Vec<String>) -> Self {

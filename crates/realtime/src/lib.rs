@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use pesachama_auth::Role;
 
-pub use hub::{Hub, RealtimeConfig};
+pub use hub::{Hub, LiveCheck, RealtimeConfig};
 use identity::Identity;
 use protocol::Vsn;
 use session::ConnectionAuth;

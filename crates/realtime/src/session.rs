@@ -157,7 +157,7 @@ impl Session {
                 close.join_ref = channel.join_ref.clone();
                 vec![Frame::reply(&frame, true, json!({})), close]
             }
-            "access_token" => self.refresh(&channel, &frame),
+            "access_token" => self.refresh(&channel, &frame).await,
             "broadcast" => {
                 if !frame.payload.is_object() || frame.payload.get("event").is_none() {
                     return vec![error_reply(
@@ -203,7 +203,7 @@ impl Session {
             .as_deref()
             .or(self.auth.access_token.as_deref())
         {
-            Some(token) => match Identity::verify(&self.hub.config.verifier, token) {
+            Some(token) => match self.verify_live(token).await {
                 Ok(identity) => identity,
                 Err(reason) => return vec![error_reply(&frame, reason)],
             },
@@ -247,10 +247,10 @@ impl Session {
 
     /// `access_token`: a valid token replaces the channel's identity; an invalid or expired
     /// one closes the channel, as Supabase does.
-    fn refresh(&mut self, channel: &Arc<ChannelEntry>, frame: &Frame) -> Vec<Frame> {
+    async fn refresh(&mut self, channel: &Arc<ChannelEntry>, frame: &Frame) -> Vec<Frame> {
         let token = frame.payload.get("access_token").and_then(Value::as_str);
         let result = match token {
-            Some(token) => Identity::verify(&self.hub.config.verifier, token),
+            Some(token) => self.verify_live(token).await,
             None => Err("access_token events carry {access_token: <jwt>}".to_owned()),
         };
         match result {
@@ -262,6 +262,24 @@ impl Session {
             }
             Err(reason) => self.close_channel(channel, &reason),
         }
+    }
+
+    /// A verified identity whose session, for a signed-in user, still speaks for them: a token
+    /// of a logged-out session, a banned or a deleted user is refused as the HTTP API refuses
+    /// it, however valid its signature.
+    async fn verify_live(&self, token: &str) -> Result<Identity, String> {
+        let identity = Identity::verify(&self.hub.config.verifier, token)?;
+        let (Some(check), Some(user)) = (&self.hub.config.live_check, identity.user_id()) else {
+            return Ok(identity);
+        };
+        let session = identity
+            .claims
+            .get("session_id")
+            .and_then(Value::as_str)
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .ok_or("Session from session_id claim in JWT does not exist")?;
+        check.check(user, session).await?;
+        Ok(identity)
     }
 
     /// A `system` error naming the reason, then `phx_close`; the channel is gone.

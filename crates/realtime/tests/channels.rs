@@ -391,3 +391,80 @@ async fn connections_without_a_valid_api_key_or_vsn_are_refused_over_http() {
     let mut client = Client::connect(app.address, "1.0.0").await;
     heartbeat_ok(&mut client).await;
 }
+
+/// A token whose signature is good but whose session no longer speaks for its user — logged
+/// out, banned — joins nothing and refreshes nothing (issue 29 #5): realtime asks what every
+/// HTTP request asks.
+#[tokio::test]
+async fn a_logged_out_or_banned_users_token_joins_and_refreshes_nothing() {
+    let app = demo_app().await;
+    let changes = json!([{ "event": "*", "schema": "public", "table": "notifications" }]);
+    let token = app.demo_token(CHEBET_MEMBER).await;
+    let mut client = Client::connect(app.address, "2.0.0").await;
+    client
+        .subscribe("realtime:inbox", &token, changes.clone())
+        .await;
+
+    let logout = app
+        .auth(reqwest::Method::POST, "/logout")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    let refused = client
+        .join("realtime:again", Some(&token), changes.clone())
+        .await;
+    assert_eq!(refused.payload["status"], "error");
+    assert_eq!(
+        refused.payload["response"]["reason"],
+        "Session from session_id claim in JWT does not exist"
+    );
+    // The open channel that presents the ended session's token again is closed.
+    client
+        .push(
+            Some("1"),
+            "realtime:inbox",
+            "access_token",
+            json!({ "access_token": token }),
+        )
+        .await;
+    let system = client.expect("system").await;
+    assert_eq!(system.payload["status"], "error");
+    client.expect("phx_close").await;
+
+    // A token without a session is no better.
+    let now = chrono::Utc::now().timestamp();
+    let sessionless = pesachama_auth::TokenIssuer::hs256(
+        pesachama_testkit::TEST_JWT_SECRET.as_bytes(),
+        "http://127.0.0.1:3000/auth/v1",
+    )
+    .sign(
+        &json!({"sub": NAFULA_ID, "aud": "authenticated", "role": "authenticated",
+                  "iat": now, "exp": now + 600, "iss": "http://127.0.0.1:3000/auth/v1"}),
+    )
+    .unwrap();
+    let refused = client
+        .join("realtime:bare", Some(&sessionless), changes.clone())
+        .await;
+    assert_eq!(refused.payload["status"], "error");
+
+    // A banned member's still-valid token is refused at the join.
+    sqlx::query(
+        "update auth.users set banned_until = now() + interval '1 day' where id = $1::uuid",
+    )
+    .bind(NAFULA_ID)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let refused = client
+        .join(
+            "realtime:banned",
+            Some(&user_token(NAFULA_ID, 600)),
+            changes,
+        )
+        .await;
+    assert_eq!(refused.payload["status"], "error");
+    assert_eq!(refused.payload["response"]["reason"], "User is banned");
+    heartbeat_ok(&mut client).await;
+}

@@ -45,9 +45,17 @@ pub struct Client {
     next_ref: u64,
 }
 
+/// The demo data, with a live session for every demo user: the one [`user_token`] names.
 pub async fn demo_app() -> TestApp {
     let app = TestApp::spawn().await;
     pesachama_store::seed_demo(&app.db.pool).await.unwrap();
+    sqlx::query(
+        "insert into auth.sessions (id, user_id, created_at, updated_at)
+         select ('5e5510' || substr(id::text, 7))::uuid, id, now(), now() from auth.users",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
     app
 }
 
@@ -73,12 +81,14 @@ pub fn anon_key() -> String {
     TestApp::api_key("anon")
 }
 
-/// A token for `sub` signed with the test secret, expiring `ttl` seconds from now.
+/// A token for `sub` signed with the test secret, expiring `ttl` seconds from now, in the
+/// session [`demo_app`] opened for `sub`.
 pub fn user_token(sub: &str, ttl: i64) -> String {
     let now = chrono_now();
+    let session = format!("5e5510{}", &sub[6..]);
     pesachama_auth::TokenIssuer::hs256(TEST_JWT_SECRET.as_bytes(), "http://127.0.0.1:3000/auth/v1")
         .sign(&json!({
-            "sub": sub, "aud": "authenticated", "role": "authenticated",
+            "sub": sub, "aud": "authenticated", "role": "authenticated", "session_id": session,
             "iat": now, "exp": now + ttl, "iss": "http://127.0.0.1:3000/auth/v1",
             "app_metadata": {}, "user_metadata": {},
         }))
