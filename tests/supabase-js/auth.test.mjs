@@ -1,7 +1,7 @@
 // Auth (`supabase.auth`) as an app calls it, against `/auth/v1`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AuthApiError, isAuthApiError, isAuthSessionMissingError } from '@supabase/supabase-js';
+import { AuthApiError, isAuthApiError, isAuthSessionMissingError, isAuthWeakPasswordError } from '@supabase/supabase-js';
 import { client, demo, DEMO_PASSWORD, newPhone, newUser, unique } from './helpers.mjs';
 
 /** The claims of an access token, as any JWT library would read them. */
@@ -53,6 +53,19 @@ test('signUp again with a taken email is refused with user_already_exists', asyn
   assert.equal(error.code, 'user_already_exists');
   assert.equal(error.status, 422);
   assert.equal(data.user, null);
+});
+
+test('a weak password is an AuthWeakPasswordError with GoTrue\'s reasons', async () => {
+  const short = await client().auth.signUp({ email: `js-${unique()}@example.com`, password: 'abc' });
+  assert.ok(isAuthWeakPasswordError(short.error), `an AuthWeakPasswordError, got ${short.error}`);
+  assert.equal(short.error.status, 422);
+  assert.equal(short.error.code, 'weak_password');
+  assert.deepEqual(short.error.reasons, ['length']);
+
+  const { supabase } = await newUser();
+  const common = await supabase.auth.updateUser({ password: 'password123' });
+  assert.ok(isAuthWeakPasswordError(common.error), `an AuthWeakPasswordError, got ${common.error}`);
+  assert.deepEqual(common.error.reasons, ['pwned']);
 });
 
 test('signInWithPassword: a demo user by email, with the claims Supabase puts in a token', async () => {
