@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AuthApiError, isAuthApiError, isAuthSessionMissingError, isAuthWeakPasswordError } from '@supabase/supabase-js';
-import { client, demo, DEMO_PASSWORD, newPhone, newUser, unique } from './helpers.mjs';
+import { client, codeSentTo, demo, DEMO_PASSWORD, lastMailboxId, newPhone, newUser, unique } from './helpers.mjs';
 
 /** The claims of an access token, as any JWT library would read them. */
 function claims(token) {
@@ -89,6 +89,24 @@ test('signInWithPassword: a demo user with no email, by phone', async () => {
   assert.equal(error, null);
   assert.equal(data.user.id, demo.nafula.id);
   assert.equal(data.user.phone, '254720345007');
+});
+
+test('signInWithOtp by phone: the code (from the demo mailbox) and verifyOtp give a session', async () => {
+  const supabase = client();
+  const before = await lastMailboxId();
+  const sent = await supabase.auth.signInWithOtp({ phone: demo.nafula.phone, options: { shouldCreateUser: false } });
+  assert.equal(sent.error, null);
+  assert.equal(sent.data.session, null);
+
+  const wrong = await client().auth.verifyOtp({ phone: demo.nafula.phone, token: '000000', type: 'sms' });
+  assert.ok(isAuthApiError(wrong.error), `an AuthApiError, got ${wrong.error}`);
+  assert.equal(wrong.error.code, 'otp_expired');
+
+  const token = await codeSentTo('+254720345007', before);
+  const { data, error } = await supabase.auth.verifyOtp({ phone: demo.nafula.phone, token, type: 'sms' });
+  assert.equal(error, null);
+  assert.equal(data.user.id, demo.nafula.id);
+  assert.equal((await supabase.auth.getSession()).data.session.access_token, data.session.access_token);
 });
 
 test('getSession and getUser give the signed-in user', async () => {

@@ -81,3 +81,29 @@ export function waitFor(what, ms, register) {
     });
   });
 }
+
+/** The last code the demo mailbox (`<data dir>/mailbox.jsonl`, README "Auth") holds for `to`,
+ * waiting up to 5 s for the outbox worker to deliver it. */
+export async function codeSentTo(to, after) {
+  const { readFile } = await import('node:fs/promises');
+  const mailbox = `${setting('PESACHAMA_DATA_DIR')}/mailbox.jsonl`;
+  for (let tries = 0; tries < 50; tries += 1) {
+    const text = await readFile(mailbox, 'utf8').catch(() => '');
+    const message = text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line))
+      .filter((line) => line.message?.to === to && line.id > after && /code is \d{6}/.test(line.message.message))
+      .at(-1);
+    if (message) return message.message.message.match(/code is (\d{6})/)[1];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`no code for ${to} in ${mailbox}`);
+}
+
+/** The id of the last message in the demo mailbox, so a case reads only what it caused. */
+export async function lastMailboxId() {
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile(`${setting('PESACHAMA_DATA_DIR')}/mailbox.jsonl`, 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line).id).reduce((a, b) => Math.max(a, b), 0);
+}

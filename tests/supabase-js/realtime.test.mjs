@@ -100,3 +100,12 @@ test('broadcast with self: true comes back to the sender, anonymous clients incl
   await channel.send({ type: 'broadcast', event: 'ping', payload: { n: 1 } });
   assert.deepEqual((await echoed).payload, { n: 1 });
 });
+
+test('subscribing to a table that is not published ends in CHANNEL_ERROR with the reason', async () => {
+  const supabase = client();
+  clients.push(supabase);
+  const channel = supabase.channel(`secret-${unique()}`).on('postgres_changes', { event: '*', schema: 'public', table: 'user_pins' }, () => {});
+  const [status, err] = await waitFor('the refusal', 5000, (done) => channel.subscribe((s, e) => { if (s !== 'SUBSCRIBED') done([s, e]); }));
+  assert.equal(status, 'CHANNEL_ERROR');
+  assert.match(err.message, /not published/);
+});

@@ -132,6 +132,42 @@ test('createSignedUrl gives a link anyone can fetch, with byte ranges', async ()
   assert.equal(tampered.status, 400);
 });
 
+test('createSignedUrls signs several paths at once, with an error for one the caller cannot see', async () => {
+  const [{ path: a }, { path: b }] = [await uploadMinutes(), await uploadMinutes()];
+  const missing = `${demo.umoja}/missing-${unique()}.txt`;
+  const { data, error } = await member.supabase.storage.from('documents').createSignedUrls([a, b, missing], 60);
+  assert.equal(error, null);
+  assert.deepEqual(data.map((d) => d.path), [a, b, missing]);
+  assert.equal(data[2].signedUrl, null);
+  assert.ok(data[2].error);
+  for (const signed of data.slice(0, 2)) {
+    assert.equal(signed.error, null);
+    const response = await fetch(signed.signedUrl);
+    assert.equal(response.status, 200);
+    assert.equal(await response.text(), text);
+  }
+});
+
+test('move() renames and copy() duplicates, as an official', async () => {
+  const bucket = official.supabase.storage.from('documents');
+  const { path } = await uploadMinutes();
+  const moved = `${demo.umoja}/js-moved-${unique()}.txt`;
+  const move = await bucket.move(path, moved);
+  assert.equal(move.error, null);
+  assert.equal((await bucket.exists(path)).data, false);
+  assert.equal(await (await bucket.download(moved)).data.text(), text);
+
+  const copied = `${demo.umoja}/js-copied-${unique()}.txt`;
+  const copy = await bucket.copy(moved, copied);
+  assert.equal(copy.error, null);
+  assert.equal(copy.data.path, `documents/${copied}`);
+  assert.equal(await (await member.supabase.storage.from('documents').download(copied)).data.text(), text);
+
+  // a member may not rename what only officials write
+  const refused = await member.supabase.storage.from('documents').move(copied, `${demo.umoja}/js-${unique()}.txt`);
+  assert.ok(refused.error instanceof StorageApiError, `a StorageApiError, got ${refused.error}`);
+});
+
 test('a Range download of the authenticated object URL, as a media player seeks', async () => {
   const { path } = await uploadMinutes();
   const objectUrl = `${process.env.SUPABASE_URL}/storage/v1/object/authenticated/documents/${path}`;
