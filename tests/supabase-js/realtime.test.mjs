@@ -13,15 +13,14 @@ after(async () => {
   }
 });
 
-/** Subscribes and resolves with the channel once the server said SUBSCRIBED. */
+/** Subscribes and resolves with the channel once the server said SUBSCRIBED; rejects on any
+ * other status (CHANNEL_ERROR, TIMED_OUT, CLOSED) with the reason the client was given. */
 function subscribed(channel) {
-  return waitFor(`SUBSCRIBED on ${channel.topic}`, 5000, (done) => {
+  return new Promise((resolve, reject) => {
     channel.subscribe((status, err) => {
-      if (status === 'SUBSCRIBED') done(channel);
-      else if (err) throw err;
-    });
-  }).catch((err) => {
-    throw new Error(`${err.message} (channel state: ${channel.state})`);
+      if (status === 'SUBSCRIBED') resolve(channel);
+      else reject(new Error(`${channel.topic}: ${status}${err ? `: ${err.message}` : ''}`));
+    }, 5000);
   });
 }
 
