@@ -126,6 +126,15 @@ test('getSession and getUser give the signed-in user', async () => {
   assert.equal(data.user.identities[0].provider, 'email');
 });
 
+test('getClaims reads the verified claims of the session', async () => {
+  const supabase = client();
+  await supabase.auth.signInWithPassword({ email: demo.wanjiku.email, password: DEMO_PASSWORD });
+  const { data, error } = await supabase.auth.getClaims();
+  assert.equal(error, null);
+  assert.equal(data.claims.sub, demo.wanjiku.id);
+  assert.equal(data.claims.role, 'authenticated');
+});
+
 test('refreshSession rotates the refresh token, and the new access token works', async () => {
   const { supabase, session: first } = await newUser();
   const { data, error } = await supabase.auth.refreshSession();
@@ -168,6 +177,18 @@ test('after signOut the old access token and refresh token are refused', async (
   assert.ok(isAuthApiError(refreshed.error), `an AuthApiError, got ${refreshed.error}`);
   assert.equal(refreshed.error.code, 'refresh_token_not_found');
   assert.equal(refreshed.data.session, null);
+});
+
+test('signOut({ scope: "others" }) ends the other sessions and keeps this one', async () => {
+  const { supabase, email, password } = await newUser();
+  const elsewhere = await client().auth.signInWithPassword({ email, password });
+  assert.equal(elsewhere.error, null);
+  const out = await supabase.auth.signOut({ scope: 'others' });
+  assert.equal(out.error, null);
+
+  assert.equal((await supabase.auth.getUser()).error, null);
+  const other = await client().auth.getUser(elsewhere.data.session.access_token);
+  assert.ok(isAuthSessionMissingError(other.error), `an AuthSessionMissingError, got ${other.error}`);
 });
 
 test('a wrong password is an AuthApiError invalid_credentials (400)', async () => {

@@ -66,6 +66,11 @@ test('upload with upsert replaces the object; without it a second upload is refu
   assert.equal(upsert.error, null);
   const download = await member.supabase.storage.from('documents').download(path);
   assert.equal(await download.data.text(), 'third');
+
+  // update() replaces too (PUT)
+  const update = await official.supabase.storage.from('documents').update(path, Buffer.from('fourth'), { contentType: 'text/plain' });
+  assert.equal(update.error, null);
+  assert.equal(await (await member.supabase.storage.from('documents').download(path)).data.text(), 'fourth');
 });
 
 test('exists() is true for an object a member may read, false for a missing one', async () => {
