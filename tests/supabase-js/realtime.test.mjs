@@ -71,6 +71,46 @@ test('postgres_changes: a member hears of a contribution recorded through the AP
   assert.equal(heard.length, 1);
 });
 
+test('postgres_changes with event "*": the member\'s notification is inserted, then updated when read', async () => {
+  const [member, official] = await Promise.all([signedIn(demo.nafula), signedIn(demo.wanjiku)]);
+  clients.push(member.supabase);
+  const changes = [];
+  const waiters = [];
+  const next = (what) => waitFor(what, 5000, (done) => waiters.push(done));
+  const binding = { event: '*', schema: 'public', table: 'notifications', filter: `user_id=eq.${demo.nafula.id}` };
+  await subscribed(member.supabase.channel(`mine-${unique()}`).on('postgres_changes', binding, (change) => {
+    changes.push(change);
+    waiters.shift()?.(change);
+  }));
+
+  const inserted = next('the notification INSERT');
+  const reference = `JS-${unique()}`;
+  const recorded = await fetch(`${url}/transactions`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${official.session.access_token}`, 'Content-Type': 'application/json', 'Idempotency-Key': reference },
+    body: JSON.stringify({ chama_id: demo.umoja, member_id: demo.nafula.id, amount: 10000, payment_method: 'cash', reference }),
+  });
+  assert.equal(recorded.status, 201, await recorded.clone().text());
+  const insert = await inserted;
+  assert.equal(insert.eventType, 'INSERT');
+  assert.equal(insert.new.user_id, demo.nafula.id);
+  assert.equal(insert.new.read_at, null);
+  assert.equal(typeof insert.new.data, 'object', 'jsonb arrives as an object');
+  assert.ok(Array.isArray(insert.new.sent_via), 'text[] arrives as an array');
+
+  const updated = next('the notification UPDATE');
+  const read = await fetch(`${url}/notifications/${insert.new.id}/read`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${member.session.access_token}` },
+  });
+  assert.ok(read.ok, `${read.status} ${await read.clone().text()}`);
+  const update = await updated;
+  assert.equal(update.eventType, 'UPDATE');
+  assert.equal(update.new.id, insert.new.id);
+  assert.ok(!Number.isNaN(Date.parse(update.new.read_at)));
+  assert.equal(update.old.id, insert.new.id, 'the key of the old row');
+});
+
 test('broadcast: one client\'s message reaches another on the same channel, with ack', async () => {
   const [a, b] = await Promise.all([signedIn(demo.wanjiku), signedIn(demo.nafula)]);
   clients.push(a.supabase, b.supabase);
