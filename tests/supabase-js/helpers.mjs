@@ -71,7 +71,7 @@ export async function newUser(data) {
   return { supabase, email, password, session: result.session, user: result.user };
 }
 
-/** Resolves with the first value `check` returns that is not undefined, or rejects after `ms`. */
+/** A promise that `register` hands a `done` callback: resolves with what `done` gets, or rejects after `ms`. */
 export function waitFor(what, ms, register) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
