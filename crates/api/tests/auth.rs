@@ -1209,3 +1209,78 @@ async fn reauthenticate_needs_a_signed_in_user_with_a_confirmed_address() {
         "{body}"
     );
 }
+
+/// supabase-js turns `weak_password.reasons` into `AuthWeakPasswordError.reasons` (found by
+/// tests/supabase-js: the reasons came back empty).
+#[tokio::test]
+async fn weak_passwords_carry_gotrues_reasons_in_both_error_shapes() {
+    let app = TestApp::spawn().await;
+    let cases = [("short", "length"), ("password123", "pwned")];
+    for (password, reason) in cases {
+        let response = signup(
+            &app,
+            json!({ "email": "amina@example.com", "password": password }),
+        )
+        .await;
+        assert_eq!(response.status(), 422);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "weak_password", "{body}");
+        assert_eq!(
+            body["weak_password"],
+            json!({ "reasons": [reason] }),
+            "{body}"
+        );
+    }
+
+    let older = app
+        .client
+        .post(app.url("/auth/v1/signup"))
+        .header("apikey", TestApp::api_key("anon"))
+        .json(&json!({ "email": "amina@example.com", "password": "short" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(older.status(), 422);
+    let body: Value = older.json().await.unwrap();
+    assert_eq!(body["error_code"], "weak_password", "{body}");
+    assert_eq!(
+        body["weak_password"],
+        json!({ "reasons": ["length"] }),
+        "{body}"
+    );
+
+    let session: Value = signup(
+        &app,
+        json!({ "email": "amina@example.com", "password": PASSWORD }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let update = app
+        .auth(Method::PUT, "/user")
+        .bearer_auth(session["access_token"].as_str().unwrap())
+        .json(&json!({ "password": "short" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(update.status(), 422);
+    let body: Value = update.json().await.unwrap();
+    assert_eq!(
+        body["weak_password"],
+        json!({ "reasons": ["length"] }),
+        "{body}"
+    );
+
+    // any other error has no such field
+    let taken = signup(
+        &app,
+        json!({ "email": "amina@example.com", "password": PASSWORD }),
+    )
+    .await
+    .json::<Value>()
+    .await
+    .unwrap();
+    assert_eq!(taken["code"], "user_already_exists");
+    assert!(taken.get("weak_password").is_none(), "{taken}");
+}

@@ -1387,3 +1387,70 @@ async fn a_signed_upload_meets_the_bucket_s_size_and_type_limits() {
         (200, PNG.to_vec())
     );
 }
+
+/// A refused upload is answered once its body has arrived, on a connection that stays open:
+/// fetch (Node's and browsers', so supabase-js) writes the whole body before reading, and got
+/// a broken pipe ("fetch failed") instead of the 403 when the server answered and closed while
+/// the body was still coming (found by tests/supabase-js, a third of multipart refusals).
+#[tokio::test]
+async fn a_refused_upload_is_answered_after_its_body_on_a_connection_kept_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (app, _dir) = demo().await;
+    let chebet = app.demo_token(CHEBET).await; // a member of Umoja, not an official
+    let body = format!(
+        "--XYZ\r\nContent-Disposition: form-data; name=\"cacheControl\"\r\n\r\n3600\r\n\
+         --XYZ\r\nContent-Disposition: form-data; name=\"\"; filename=\"blob\"\r\n\
+         Content-Type: text/plain\r\n\r\n{}\r\n--XYZ--\r\n",
+        "not an official ".repeat(64)
+    );
+    let head = format!(
+        "POST /storage/v1/object/documents/{UMOJA}/refused.txt HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {chebet}\r\nContent-Type: multipart/form-data; boundary=XYZ\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(first).await.unwrap();
+    // the refusal is decided before the body is read; the rest arrives later, as over a phone
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    socket.write_all(rest).await.unwrap();
+    // then a second request on the same connection
+    socket
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read_both = async {
+        loop {
+            let n = socket.read(&mut buffer).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&buffer[..n]);
+            if String::from_utf8_lossy(&received)
+                .matches("HTTP/1.1 ")
+                .count()
+                == 2
+            {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read_both)
+        .await
+        .unwrap();
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.starts_with("HTTP/1.1 403 "), "{received}");
+    assert!(received.contains("row-level security"), "{received}");
+    assert_eq!(
+        received.matches("HTTP/1.1 ").count(),
+        2,
+        "the connection stayed open for the next request: {received}"
+    );
+    assert_eq!(object_rows(&app).await, 0);
+}

@@ -24,6 +24,9 @@ pub struct AuthError {
     pub message: String,
     /// Seconds to wait before trying again, sent as `Retry-After` (throttled sign-ins).
     pub retry_after: Option<u64>,
+    /// Why a new password is refused, sent as GoTrue's `weak_password: {reasons: [...]}`:
+    /// supabase-js builds its `AuthWeakPasswordError.reasons` from it.
+    pub weak_password_reason: Option<&'static str>,
 }
 
 impl AuthError {
@@ -33,7 +36,38 @@ impl AuthError {
             code,
             message: message.into(),
             retry_after: None,
+            weak_password_reason: None,
         }
+    }
+
+    /// GoTrue's 422 `weak_password`, with its reason: `length` for too short, `pwned` for a
+    /// password on the lists every guesser starts with (GoTrue's reason for a leaked one).
+    pub fn weak_password(weak: &pesachama_domain::secret::WeakPassword) -> Self {
+        let reason = match weak {
+            pesachama_domain::secret::WeakPassword::TooShort(_) => "length",
+            pesachama_domain::secret::WeakPassword::TooCommon => "pwned",
+        };
+        Self {
+            weak_password_reason: Some(reason),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "weak_password",
+                weak.to_string(),
+            )
+        }
+    }
+
+    /// The error body in either shape, plus `weak_password` as GoTrue adds it to both.
+    fn body(&self, new_shape: bool) -> serde_json::Value {
+        let mut body = if new_shape {
+            json!({ "code": self.code, "message": self.message })
+        } else {
+            json!({ "code": self.status.as_u16(), "error_code": self.code, "msg": self.message })
+        };
+        if let Some(reason) = self.weak_password_reason {
+            body["weak_password"] = json!({ "reasons": [reason] });
+        }
+        body
     }
 
     /// GoTrue's 429 `over_request_rate_limit`.
@@ -101,11 +135,7 @@ impl std::fmt::Display for AuthError {
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(json!({ "code": self.code, "message": self.message })),
-        )
-            .into_response();
+        let mut response = (self.status, Json(self.body(true))).into_response();
         self.add_retry_after(&mut response);
         response.extensions_mut().insert(self);
         response
@@ -135,11 +165,7 @@ pub async fn shape(request: Request, next: Next) -> Response {
     }
     match response.extensions().get::<AuthError>().cloned() {
         Some(error) => {
-            let mut response = (
-                error.status,
-                Json(json!({ "code": error.status.as_u16(), "error_code": error.code, "msg": error.message })),
-            )
-                .into_response();
+            let mut response = (error.status, Json(error.body(false))).into_response();
             error.add_retry_after(&mut response);
             response
         }

@@ -8,7 +8,9 @@
 //! Order of checks, so a refused upload writes nothing: the name, the bucket, the MIME type
 //! and an announced length first; then RLS, by running the row's insert (or upsert) as the
 //! caller and rolling it back; then the body, counted against the limit as it arrives; last
-//! the real write: the row, the bytes renamed into place, the commit.
+//! the real write: the row, the bytes renamed into place, the commit. A refusal made before
+//! the body is read still reads (and drops) the body before answering, up to 8 MiB or 5 s,
+//! so clients that write the whole body first see the refusal and not a broken connection.
 
 use axum::Json;
 use axum::body::Body;
@@ -66,29 +68,21 @@ pub(super) async fn receive(
     body: Body,
 ) -> Result<Json<Value>, StorageError> {
     let settings = settings(state)?;
-    let (bucket_id, name) = target(bucket, path)?;
-    let bucket = find_bucket(state, &bucket_id).await?;
-    let limit = bucket
-        .file_size_limit
-        .and_then(|limit| u64::try_from(limit).ok())
-        .map_or(settings.file_size_limit, |limit| {
-            limit.min(settings.file_size_limit)
-        });
-    let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
-    let multipart = content_type
-        .to_ascii_lowercase()
-        .starts_with("multipart/form-data");
-
-    if !multipart {
-        let mime = essence(content_type).unwrap_or("application/octet-stream");
-        check_mime(&bucket, mime)?;
-        let announced = header_text(headers, header::CONTENT_LENGTH.as_str())
-            .and_then(|length| length.parse::<u64>().ok());
-        if announced.is_some_and(|length| length > limit) {
-            return Err(StorageError::too_large(limit));
+    let accepted = match accept(state, caller, bucket, path, upsert, headers).await {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            discard(body).await;
+            return Err(refusal);
         }
-    }
-    check_write(state, caller, &bucket_id, &name, upsert).await?;
+    };
+    let Accepted {
+        bucket_id,
+        name,
+        bucket,
+        limit,
+        multipart,
+    } = accepted;
+    let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
 
     let spool = settings
         .backend
@@ -117,6 +111,82 @@ pub(super) async fn receive(
         "Id": written.row.id,
         "Key": format!("{bucket_id}/{name}"),
     })))
+}
+
+/// What the checks made before reading the body settle.
+struct Accepted {
+    bucket_id: BucketId,
+    name: ObjectName,
+    bucket: Bucket,
+    limit: u64,
+    multipart: bool,
+}
+
+/// Every check that needs no byte of the body: the name, the bucket, the MIME type and an
+/// announced length of a raw body, then RLS (and a duplicate) by a rolled-back write.
+async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    path: &str,
+    upsert: bool,
+    headers: &HeaderMap,
+) -> Result<Accepted, StorageError> {
+    let settings = settings(state)?;
+    let (bucket_id, name) = target(bucket, path)?;
+    let bucket = find_bucket(state, &bucket_id).await?;
+    let limit = bucket
+        .file_size_limit
+        .and_then(|limit| u64::try_from(limit).ok())
+        .map_or(settings.file_size_limit, |limit| {
+            limit.min(settings.file_size_limit)
+        });
+    let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
+    let multipart = content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data");
+
+    if !multipart {
+        let mime = essence(content_type).unwrap_or("application/octet-stream");
+        check_mime(&bucket, mime)?;
+        let announced = header_text(headers, header::CONTENT_LENGTH.as_str())
+            .and_then(|length| length.parse::<u64>().ok());
+        if announced.is_some_and(|length| length > limit) {
+            return Err(StorageError::too_large(limit));
+        }
+    }
+    check_write(state, caller, &bucket_id, &name, upsert).await?;
+    Ok(Accepted {
+        bucket_id,
+        name,
+        bucket,
+        limit,
+        multipart,
+    })
+}
+
+/// The most of a refused upload's body read and dropped before the refusal is sent.
+const DISCARD_BYTES: usize = 8 * 1024 * 1024;
+/// ... and the longest that takes.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads what is left of a refused upload's body and drops it. Clients (fetch in Node and in
+/// browsers, so supabase-js) write the whole body before reading the answer: a server that
+/// answers and closes while the body still arrives makes them fail with a broken pipe
+/// ("fetch failed") instead of showing the 403, 404, 409, 413 or 415, as Node's own HTTP
+/// server avoids by draining. Past the bounds the connection is closed anyway.
+async fn discard(body: Body) {
+    let mut stream = body.into_data_stream();
+    let drain = async {
+        let mut read = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            read = read.saturating_add(chunk.len());
+            if read > DISCARD_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -130,13 +130,9 @@ async fn sign_up(
             "Signup requires a valid password",
         )
     })?;
-    PasswordRules::default().check(password).map_err(|weak| {
-        AuthError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "weak_password",
-            weak.to_string(),
-        )
-    })?;
+    PasswordRules::default()
+        .check(password)
+        .map_err(|weak| AuthError::weak_password(&weak))?;
     if !data.is_object() {
         return Err(AuthError::validation("data must be a JSON object"));
     }

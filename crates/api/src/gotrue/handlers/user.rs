@@ -102,13 +102,9 @@ pub async fn put_user(
     }
     let hash = match update.password.clone() {
         Some(password) => {
-            PasswordRules::default().check(&password).map_err(|weak| {
-                AuthError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "weak_password",
-                    weak.to_string(),
-                )
-            })?;
+            PasswordRules::default()
+                .check(&password)
+                .map_err(|weak| AuthError::weak_password(&weak))?;
             Some(
                 blocking(move || pesachama_auth::hashing::hash_password(&password))
                     .await?
