@@ -722,3 +722,58 @@ async fn a_user_supabase_auth_created_is_known_on_the_first_call() {
     .await;
     assert_eq!(accounts, 1);
 }
+
+/// Someone signs up in the app with a number that is not theirs and never confirms it; the
+/// number's holder then registers on USSD. The unconfirmed account proves nothing, so the
+/// registration takes it over: one account, the holder's name and PIN, the squatter's password
+/// and session gone (before, the holder was refused, locked out by the squatter).
+#[tokio::test]
+async fn a_ussd_registration_takes_over_a_number_squatted_by_an_unconfirmed_sign_up() {
+    let mut config = TestApp::config();
+    config.auth.autoconfirm = false;
+    let app = TestApp::spawn_with(TestDb::new().await, config).await;
+    pesachama_store::seed_demo(&app.db.pool).await.unwrap();
+    let phone = "+254799000222";
+    let squat = app
+        .auth(Method::POST, "/signup")
+        .json(&json!({ "phone": phone, "password": "squatters-password-1", "data": { "first_name": "Mallory" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(squat.status(), 200);
+
+    let gw = Gateway::of(&app);
+    let answers = gw.dial(phone, &["1", "Juma Otieno", "2468", "2468"]).await;
+    assert!(
+        answers[4].starts_with("CON You are registered."),
+        "{answers:?}"
+    );
+    assert_eq!(
+        scalar::<i64>(
+            &app.db,
+            "select count(*) from auth.users where phone = '254799000222'"
+        )
+        .await,
+        1
+    );
+    let (first, pins): (String, i64) = sqlx::query_as(
+        "select u.first_name, (select count(*) from internal.user_pins p where p.user_id = u.id)
+           from public.users u where u.phone = '+254799000222'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!((first.as_str(), pins), ("Juma", 1));
+    let login = app
+        .auth(Method::POST, "/token?grant_type=password")
+        .json(&json!({ "phone": phone, "password": "squatters-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 400, "the squatter's password is gone");
+    app.db.assert_gotrue_can_read().await;
+
+    // A number whose owner confirmed it is not taken over.
+    let again = gw.dial("+254712345001", &["1"]).await;
+    assert!(!again[0].contains("not registered"), "{again:?}");
+}

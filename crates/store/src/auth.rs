@@ -632,6 +632,32 @@ pub async fn replace_unconfirmed(
     Ok(())
 }
 
+/// Gives an account nobody confirmed to whoever now proves the number by other means (a USSD
+/// registration from it): no password, the new metadata, every session and refresh token ended.
+/// Does nothing to an account someone confirmed.
+pub async fn take_over_unconfirmed(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    user_metadata: &Value,
+) -> Result<(), StoreError> {
+    let taken = sqlx::query(
+        "update auth.users set encrypted_password = null, raw_user_meta_data = $2, updated_at = now()
+          where id = $1 and confirmed_at is null",
+    )
+    .bind(user_id)
+    .bind(user_metadata)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if taken == 1 {
+        sqlx::query("delete from auth.sessions where user_id = $1")
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Makes the user's profile (`public.users`) if they have none: `internal.ensure_profile`.
 pub async fn ensure_profile(
     executor: impl PgExecutor<'_>,

@@ -224,6 +224,39 @@ pub async fn insert_profile(
     Ok(())
 }
 
+/// The profile of a USSD registration made over an account nobody confirmed: the name,
+/// language and number given now replace whatever the unconfirmed sign-up wrote.
+pub async fn upsert_profile(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    phone: &str,
+    first_name: &str,
+    last_name: Option<&str>,
+    language: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into public.users (id, phone, first_name, last_name, language)
+         values ($1, $2, $3, $4, $5)
+         on conflict (id) do update set phone = excluded.phone, first_name = excluded.first_name,
+             last_name = excluded.last_name, language = excluded.language",
+    )
+    .bind(user_id)
+    .bind(phone)
+    .bind(first_name)
+    .bind(last_name)
+    .bind(language)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "select internal.audit_log('auth.signup', 'auth.users', $1::text, null,
+                                   jsonb_build_object('provider', 'ussd', 'took_over_unconfirmed', true), $1)",
+    )
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn set_language(
     conn: &mut PgConnection,
     user_id: Uuid,

@@ -426,14 +426,30 @@ fn register<'a>(
     pin_hash: &'a str,
 ) -> BoxFuture<'a, Result<Outcome, HopError>> {
     Box::pin(async move {
-        if auth_store::find_user_by_phone(&mut *conn, phone.msisdn())
-            .await?
-            .is_some()
-        {
-            return Ok(Outcome::Refused(Refusal::NotAllowed));
-        }
         let metadata =
             json!({ "first_name": first_name, "last_name": last_name, "language": language });
+        if let Some(existing) = auth_store::find_user_by_phone(&mut *conn, phone.msisdn()).await? {
+            // An account on this number that nobody ever confirmed proves nothing (an app
+            // sign-up by whoever typed the number): as a sign-up would, the registration takes
+            // it over, its password and sessions gone, rather than leaving the number's holder
+            // locked out of USSD by a squatter.
+            if existing.confirmed_at.is_some() {
+                return Ok(Outcome::Refused(Refusal::NotAllowed));
+            }
+            auth_store::take_over_unconfirmed(conn, existing.id, &metadata).await?;
+            store::upsert_profile(
+                conn,
+                existing.id,
+                phone.as_e164(),
+                first_name,
+                last_name,
+                language,
+            )
+            .await?;
+            pesachama_store::pins::set(&mut *conn, existing.id, pin_hash).await?;
+            tracing::info!(user_id = %existing.id, phone = %phone.masked(), "registered on USSD over an unconfirmed sign-up");
+            return Ok(Outcome::Registered);
+        }
         let user = auth_store::insert_user(
             conn,
             &NewUser {
