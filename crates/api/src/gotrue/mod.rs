@@ -9,7 +9,9 @@ pub mod error;
 mod google;
 mod handlers;
 pub mod live;
+mod oauth;
 mod ratelimit;
+mod redirect;
 mod session;
 mod settings;
 mod throttle;
@@ -23,7 +25,8 @@ pub use caller::Caller;
 pub use client_ip::ClientIp;
 pub use error::AuthError;
 pub(crate) use handlers::blocking;
-pub use settings::{AuthSettings, PasswordLimits, RateLimits};
+pub use redirect::RedirectRules;
+pub use settings::{AuthSettings, GoogleOAuth, PasswordLimits, RateLimits};
 pub use user::UserJson;
 
 use crate::AppState;
@@ -88,6 +91,12 @@ pub fn router(state: AppState) -> Router<AppState> {
             )
         })
         .layer(axum::middleware::from_fn_with_state(state, apikey::require))
+        // Reached by browser navigation (to and back from Google), which sends no API key.
+        .merge(
+            Router::new()
+                .route("/authorize", get(oauth::authorize))
+                .route("/callback", get(oauth::callback)),
+        )
         .layer(axum::middleware::from_fn(error::shape));
     Router::new()
         .nest("/auth/v1", gotrue)

@@ -59,6 +59,39 @@ async fn serve(
         .filter(|id| !id.is_empty())
         .collect();
     config.auth.google_jwks_url = args.google_jwks_url.clone();
+    config.auth.google_oauth = pesachama_api::gotrue::GoogleOAuth {
+        client_secret: args
+            .google_client_secret
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        authorization_url: args.google_authorization_url.clone(),
+        token_url: args.google_token_url.clone(),
+        redirect_uri: args.google_redirect_uri.clone(),
+        ..pesachama_api::gotrue::GoogleOAuth::default()
+    };
+    config.auth.redirects = pesachama_api::gotrue::RedirectRules {
+        site_url: args
+            .site_url
+            .clone()
+            .unwrap_or_else(|| config.auth.site_url.clone()),
+        allow_list: args
+            .uri_allow_list
+            .iter()
+            .map(|uri| uri.trim().to_owned())
+            .filter(|uri| !uri.is_empty())
+            .collect(),
+    };
+    if config.auth.google_oauth.client_secret.is_some() {
+        if config.auth.google_client_ids.is_empty() {
+            anyhow::bail!("GOOGLE_CLIENT_SECRET needs GOOGLE_CLIENT_IDS (its client id first)");
+        }
+        tracing::info!(
+            redirect_uri = %config.auth.google_redirect_uri(),
+            "Google sign-in in the browser is on"
+        );
+    }
     config.contribution_writers = args.contribution_writers;
     super::ussd_access::log(ussd.as_ref());
     config.ussd = ussd;
