@@ -782,6 +782,17 @@ async fn without_a_client_secret_or_with_bad_parameters_authorize_refuses_and_wr
     }
     assert_eq!(count(&app, "select count(*) from auth.flow_state").await, 0);
 
+    let posted = reqwest::Client::new()
+        .post(app.url("/auth/v1/authorize?provider=google"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 405);
+    assert_eq!(
+        posted.json::<Value>().await.unwrap()["error_code"],
+        "method_not_allowed"
+    );
+
     // The exchange is a token call: it needs the API key like the others.
     let keyless = reqwest::Client::new()
         .post(app.url("/auth/v1/token?grant_type=pkce"))

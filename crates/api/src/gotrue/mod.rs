@@ -62,6 +62,14 @@ impl AuthRuntime {
     }
 }
 
+async fn method_not_allowed() -> AuthError {
+    AuthError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed on this endpoint",
+    )
+}
+
 /// The `/auth/v1` router (GoTrue) and the founding plan's `/auth/register` and `/auth/login`.
 pub fn router(state: AppState) -> Router<AppState> {
     let gotrue = Router::new()
@@ -83,19 +91,14 @@ pub fn router(state: AppState) -> Router<AppState> {
                 "This endpoint is not served here",
             )
         })
-        .method_not_allowed_fallback(|| async {
-            AuthError::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method not allowed on this endpoint",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state, apikey::require))
         // Reached by browser navigation (to and back from Google), which sends no API key.
         .merge(
             Router::new()
                 .route("/authorize", get(oauth::authorize))
-                .route("/callback", get(oauth::callback)),
+                .route("/callback", get(oauth::callback))
+                .method_not_allowed_fallback(method_not_allowed),
         )
         .layer(axum::middleware::from_fn(error::shape));
     Router::new()
