@@ -802,3 +802,41 @@ async fn without_a_client_secret_or_with_bad_parameters_authorize_refuses_and_wr
         .unwrap();
     assert_eq!(keyless.status(), 401);
 }
+
+#[tokio::test]
+async fn authorize_is_rate_limited_per_address_and_sweeps_abandoned_flows() {
+    let Setup {
+        app,
+        google: _google,
+    } = setup_with(|config| config.auth.rate_limits.token = 2).await;
+    // A flow abandoned two days ago, and one of GoTrue's own (a magic link) just as old.
+    sqlx::query(
+        "insert into auth.flow_state (id, provider_type, provider_access_token, provider_refresh_token,
+             authentication_method, created_at, updated_at)
+         values (gen_random_uuid(), 'google', '', '', 'oauth', now() - interval '2 days', now()),
+                (gen_random_uuid(), 'email', '', '', 'magiclink', now() - interval '2 days', now())",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+
+    for _ in 0..2 {
+        assert_eq!(authorize(&app, "provider=google").await.status(), 302);
+    }
+    let limited = authorize(&app, "provider=google").await;
+    assert_eq!(limited.status(), 429);
+    assert_eq!(
+        limited.json::<Value>().await.unwrap()["error_code"],
+        "over_request_rate_limit"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) from auth.flow_state where created_at < now() - interval '1 day'"
+        )
+        .await,
+        1,
+        "the abandoned Google flow is gone, GoTrue's own row untouched"
+    );
+    assert_eq!(count(&app, "select count(*) from auth.flow_state").await, 3);
+}
