@@ -12,6 +12,16 @@ use crate::database::Database;
 pub async fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Unsafe settings stop the start before anything is bound, created or started.
     let ussd = super::ussd_access::gate(args)?;
+    if args
+        .google_client_secret
+        .as_deref()
+        .is_some_and(|s| !s.trim().is_empty())
+        && args.google_client_ids.iter().all(|id| id.trim().is_empty())
+    {
+        anyhow::bail!(
+            "GOOGLE_CLIENT_SECRET without GOOGLE_CLIENT_IDS: set the web client's id (first) too"
+        );
+    }
     // Bind first: a port in use is reported before anything is started or created.
     let listener = TcpListener::bind((args.host, args.port))
         .await
@@ -84,9 +94,6 @@ async fn serve(
             .collect(),
     };
     if config.auth.google_oauth.client_secret.is_some() {
-        if config.auth.google_client_ids.is_empty() {
-            anyhow::bail!("GOOGLE_CLIENT_SECRET needs GOOGLE_CLIENT_IDS (its client id first)");
-        }
         tracing::info!(
             redirect_uri = %config.auth.google_redirect_uri(),
             "Google sign-in in the browser is on"
