@@ -840,3 +840,25 @@ async fn authorize_is_rate_limited_per_address_and_sweeps_abandoned_flows() {
     );
     assert_eq!(count(&app, "select count(*) from auth.flow_state").await, 3);
 }
+
+#[tokio::test]
+async fn with_confirmation_on_an_unverified_google_email_is_turned_away_and_nothing_is_written() {
+    let Setup { app, google } = setup_with(|config| config.auth.autoconfirm = false).await;
+    google.next_user(user("4242", "unverified@gmail.com", false));
+    let trip = travel(&app, &pkce_query(SITE, VERIFIER)).await;
+    assert_eq!(trip.landing_status, 302);
+    assert_eq!(param(&trip.landing, "error").unwrap(), "access_denied");
+    assert!(param(&trip.landing, "code").is_none());
+    assert_eq!(count(&app, "select count(*) from auth.users").await, 0);
+    assert_eq!(count(&app, "select count(*) from auth.identities").await, 0);
+
+    // Verified by Google: confirmed, signed in.
+    google.next_user(user("4343", "verified@gmail.com", true));
+    let trip = travel(&app, &pkce_query(SITE, VERIFIER)).await;
+    let code = param(&trip.landing, "code").expect("an auth code");
+    let session = exchange(&app, &code, VERIFIER).await;
+    assert_eq!(session.status(), 200);
+    let session: Value = session.json().await.unwrap();
+    assert!(session["user"]["email_confirmed_at"].is_string());
+    app.db.assert_gotrue_can_read().await;
+}

@@ -57,7 +57,8 @@ impl Failure {
                         "signup_disabled"
                         | "user_banned"
                         | "provider_email_needs_verification"
-                        | "email_not_confirmed",
+                        | "email_not_confirmed"
+                        | "phone_not_confirmed",
                         _,
                     ) => "access_denied",
                     (_, StatusCode::BAD_REQUEST) => "invalid_request",
