@@ -199,6 +199,34 @@ pub struct ServeArgs {
     #[arg(long, env = "GOOGLE_JWKS_URL", default_value = "https://www.googleapis.com/oauth2/v3/certs", value_parser = parse_http_url)]
     pub google_jwks_url: String,
 
+    /// Client secret of the Google web client (the first GOOGLE_CLIENT_IDS entry): turns on the
+    /// browser OAuth flow (`/auth/v1/authorize?provider=google`). Never logged.
+    #[arg(long, env = "GOOGLE_CLIENT_SECRET", hide_env_values = true)]
+    pub google_client_secret: Option<String>,
+
+    /// Google's authorization endpoint, where browsers are sent to sign in.
+    #[arg(long, env = "GOOGLE_AUTHORIZATION_URL", default_value = "https://accounts.google.com/o/oauth2/v2/auth", value_parser = parse_http_url)]
+    pub google_authorization_url: String,
+
+    /// Google's token endpoint, where the callback trades the code.
+    #[arg(long, env = "GOOGLE_TOKEN_URL", default_value = "https://oauth2.googleapis.com/token", value_parser = parse_http_url)]
+    pub google_token_url: String,
+
+    /// The redirect URI registered with the Google client; `<SUPABASE_URL or this server>/auth/v1/callback`
+    /// unless set (it must reach this server's `/auth/v1/callback`).
+    #[arg(long, env = "GOOGLE_REDIRECT_URI", value_parser = parse_http_url)]
+    pub google_redirect_uri: Option<String>,
+
+    /// The app's address (GoTrue's SITE_URL): where sign-in redirects land when `redirect_to`
+    /// is missing or not allowed; any path on it is allowed. Defaults to this server's URL.
+    #[arg(long, env = "SITE_URL", value_parser = parse_http_url)]
+    pub site_url: Option<String>,
+
+    /// Further addresses `redirect_to` may name (GoTrue's URI_ALLOW_LIST, comma-separated globs:
+    /// `*` within a host label or path segment, `**` across them).
+    #[arg(long = "uri-allow-list", env = "URI_ALLOW_LIST", value_delimiter = ',')]
+    pub uri_allow_list: Vec<String>,
+
     /// Header in which a trusted reverse proxy passes the client address (e.g.
     /// X-Forwarded-For); without it the peer address is the client (rate limits use it).
     #[arg(long, env = "TRUSTED_PROXY_HEADER")]

@@ -247,3 +247,77 @@ async fn the_simulators_old_fixed_credentials_get_no_token() {
         "credentials logged:\n{log}"
     );
 }
+
+#[test]
+fn serve_with_a_google_secret_but_no_client_id_refuses_to_start_naming_it() {
+    let output = pesachama()
+        .args(["serve", "--port"])
+        .arg(free_port().to_string())
+        .env("GOOGLE_CLIENT_SECRET", "GOCSPX-a-secret")
+        .env_remove("GOOGLE_CLIENT_IDS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = common::stderr(&output);
+    assert!(
+        err.contains("GOOGLE_CLIENT_SECRET without GOOGLE_CLIENT_IDS"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("GOCSPX-a-secret"),
+        "the secret was printed: {err}"
+    );
+}
+
+#[tokio::test]
+async fn serve_sends_browsers_to_the_configured_google_and_never_logs_its_secret() {
+    let db = TestDb::new().await;
+    let secret = "GOCSPX-never-in-a-log-0123456789";
+    let server = Server::start(
+        &db,
+        &[],
+        &[
+            (
+                "GOOGLE_CLIENT_IDS",
+                "web.apps.googleusercontent.com,android.apps.googleusercontent.com",
+            ),
+            ("GOOGLE_CLIENT_SECRET", secret),
+            (
+                "GOOGLE_AUTHORIZATION_URL",
+                "https://accounts.example.test/auth",
+            ),
+            ("SITE_URL", "https://app.pesachama.example"),
+            ("URI_ALLOW_LIST", "com.pesachama.app://login-callback"),
+        ],
+    )
+    .await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = browser
+        .get(format!(
+            "{}/auth/v1/authorize?provider=google&redirect_to=com.pesachama.app%3A%2F%2Flogin-callback",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302, "{}", server.log());
+    let to = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(to.host_str(), Some("accounts.example.test"));
+    let query: std::collections::HashMap<String, String> = to.query_pairs().into_owned().collect();
+    assert_eq!(query["client_id"], "web.apps.googleusercontent.com");
+    assert_eq!(
+        query["redirect_uri"],
+        format!("{}/auth/v1/callback", server.base)
+    );
+    let referrer: String = sqlx::query_scalar("select referrer from auth.flow_state")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(referrer, "com.pesachama.app://login-callback");
+    let log = server.log();
+    assert!(log.contains("Google sign-in in the browser is on"), "{log}");
+    assert!(!log.contains(secret), "the client secret was logged");
+}

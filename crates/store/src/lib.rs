@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod db;
+pub mod flow_state;
 pub mod integrity;
 pub mod migrations;
 pub mod mpesa;

@@ -209,6 +209,14 @@ const GOTRUE_NOT_NULL: &[(&str, &str)] = &[
     ("refresh_tokens", "created_at"),
     ("refresh_tokens", "updated_at"),
     ("refresh_tokens", "instance_id"),
+    ("flow_state", "id"),
+    ("flow_state", "provider_type"),
+    ("flow_state", "provider_access_token"),
+    ("flow_state", "provider_refresh_token"),
+    ("flow_state", "authentication_method"),
+    ("flow_state", "email_optional"),
+    ("flow_state", "created_at"),
+    ("flow_state", "updated_at"),
 ];
 
 impl TestDb {

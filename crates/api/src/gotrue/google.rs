@@ -53,6 +53,11 @@ impl GoogleKeys {
         }
     }
 
+    /// The HTTP client that talks to Google (keys, and the OAuth token endpoint).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     async fn keys(&self) -> Result<Jwks, GoogleError> {
         if let Some((at, jwks)) = self.cached.read().await.as_ref()
             && at.elapsed() < CACHE_FOR

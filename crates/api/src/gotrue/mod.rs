@@ -9,7 +9,9 @@ pub mod error;
 mod google;
 mod handlers;
 pub mod live;
+mod oauth;
 mod ratelimit;
+mod redirect;
 mod session;
 mod settings;
 mod throttle;
@@ -23,7 +25,8 @@ pub use caller::Caller;
 pub use client_ip::ClientIp;
 pub use error::AuthError;
 pub(crate) use handlers::blocking;
-pub use settings::{AuthSettings, PasswordLimits, RateLimits};
+pub use redirect::RedirectRules;
+pub use settings::{AuthSettings, GoogleOAuth, PasswordLimits, RateLimits};
 pub use user::UserJson;
 
 use crate::AppState;
@@ -59,6 +62,14 @@ impl AuthRuntime {
     }
 }
 
+async fn method_not_allowed() -> AuthError {
+    AuthError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed on this endpoint",
+    )
+}
+
 /// The `/auth/v1` router (GoTrue) and the founding plan's `/auth/register` and `/auth/login`.
 pub fn router(state: AppState) -> Router<AppState> {
     let gotrue = Router::new()
@@ -81,14 +92,15 @@ pub fn router(state: AppState) -> Router<AppState> {
                 "This endpoint is not served here",
             )
         })
-        .method_not_allowed_fallback(|| async {
-            AuthError::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method not allowed on this endpoint",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state, apikey::require))
+        // Reached by browser navigation (to and back from Google), which sends no API key.
+        .merge(
+            Router::new()
+                .route("/authorize", get(oauth::authorize))
+                .route("/callback", get(oauth::callback))
+                .method_not_allowed_fallback(method_not_allowed),
+        )
         .layer(axum::middleware::from_fn(error::shape));
     Router::new()
         .nest("/auth/v1", gotrue)

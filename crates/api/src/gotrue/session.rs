@@ -19,6 +19,11 @@ pub struct TokenResponse {
     pub expires_at: i64,
     pub refresh_token: String,
     pub user: UserJson,
+    /// The provider's own access token, after a browser OAuth sign-in (as GoTrue answers it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_refresh_token: Option<String>,
 }
 
 /// Opens a session for `user` signed in by `method` and answers with fresh tokens.
@@ -76,6 +81,8 @@ pub async fn respond(
         expires_at: now + ttl,
         refresh_token,
         user: UserJson::new(&user, &identities),
+        provider_token: None,
+        provider_refresh_token: None,
     })
 }
 

@@ -40,6 +40,55 @@ pub struct AuthSettings {
     /// How stale the per-request check of a token's session and user may be (see
     /// `gotrue::live`); zero asks the database on every request.
     pub session_check_ttl: std::time::Duration,
+    /// Where users may be sent back after signing in (GoTrue's `SITE_URL`, `URI_ALLOW_LIST`).
+    pub redirects: super::redirect::RedirectRules,
+    /// The browser OAuth flow with Google (`/authorize`, `/callback`).
+    pub google_oauth: GoogleOAuth,
+}
+
+/// The browser OAuth flow with Google: the web client is the first of `google_client_ids`,
+/// and it needs its secret; without one, `/authorize?provider=google` is refused.
+#[derive(Clone)]
+pub struct GoogleOAuth {
+    pub client_secret: Option<String>,
+    /// Google's authorization endpoint, where the browser is sent.
+    pub authorization_url: String,
+    /// Google's token endpoint, where the callback trades the code (server to server).
+    pub token_url: String,
+    /// Where Google sends the user back (must be registered with the client at Google);
+    /// `<site_url>/auth/v1/callback` unless set.
+    pub redirect_uri: Option<String>,
+    /// How long a flow may take, from `/authorize` to the exchange of its auth code
+    /// (GoTrue's `FLOW_STATE_EXPIRY_DURATION`, 300 s at least).
+    pub flow_state_ttl_seconds: i64,
+}
+
+impl Default for GoogleOAuth {
+    fn default() -> Self {
+        Self {
+            client_secret: None,
+            authorization_url: "https://accounts.google.com/o/oauth2/v2/auth".to_owned(),
+            token_url: "https://oauth2.googleapis.com/token".to_owned(),
+            redirect_uri: None,
+            flow_state_ttl_seconds: 300,
+        }
+    }
+}
+
+/// The secret is never printed.
+impl std::fmt::Debug for GoogleOAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoogleOAuth")
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("authorization_url", &self.authorization_url)
+            .field("token_url", &self.token_url)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("flow_state_ttl_seconds", &self.flow_state_ttl_seconds)
+            .finish()
+    }
 }
 
 /// Requests allowed per window, per client address and per identifier (email or phone). The
@@ -116,10 +165,20 @@ impl AuthSettings {
             password_failures: PasswordLimits::default(),
             opaque_api_keys: Vec::new(),
             session_check_ttl: std::time::Duration::from_secs(5),
+            redirects: super::redirect::RedirectRules::new("http://127.0.0.1:3000"),
+            google_oauth: GoogleOAuth::default(),
         }
     }
 
     pub fn issuer(&self) -> String {
         format!("{}/auth/v1", self.site_url.trim_end_matches('/'))
+    }
+
+    /// The address Google sends users back to: this server's `/auth/v1/callback`.
+    pub fn google_redirect_uri(&self) -> String {
+        self.google_oauth
+            .redirect_uri
+            .clone()
+            .unwrap_or_else(|| format!("{}/callback", self.issuer()))
     }
 }

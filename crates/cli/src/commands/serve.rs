@@ -12,6 +12,16 @@ use crate::database::Database;
 pub async fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Unsafe settings stop the start before anything is bound, created or started.
     let ussd = super::ussd_access::gate(args)?;
+    if args
+        .google_client_secret
+        .as_deref()
+        .is_some_and(|s| !s.trim().is_empty())
+        && args.google_client_ids.iter().all(|id| id.trim().is_empty())
+    {
+        anyhow::bail!(
+            "GOOGLE_CLIENT_SECRET without GOOGLE_CLIENT_IDS: set the web client's id (first) too"
+        );
+    }
     // Bind first: a port in use is reported before anything is started or created.
     let listener = TcpListener::bind((args.host, args.port))
         .await
@@ -59,6 +69,36 @@ async fn serve(
         .filter(|id| !id.is_empty())
         .collect();
     config.auth.google_jwks_url = args.google_jwks_url.clone();
+    config.auth.google_oauth = pesachama_api::gotrue::GoogleOAuth {
+        client_secret: args
+            .google_client_secret
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        authorization_url: args.google_authorization_url.clone(),
+        token_url: args.google_token_url.clone(),
+        redirect_uri: args.google_redirect_uri.clone(),
+        ..pesachama_api::gotrue::GoogleOAuth::default()
+    };
+    config.auth.redirects = pesachama_api::gotrue::RedirectRules {
+        site_url: args
+            .site_url
+            .clone()
+            .unwrap_or_else(|| config.auth.site_url.clone()),
+        allow_list: args
+            .uri_allow_list
+            .iter()
+            .map(|uri| uri.trim().to_owned())
+            .filter(|uri| !uri.is_empty())
+            .collect(),
+    };
+    if config.auth.google_oauth.client_secret.is_some() {
+        tracing::info!(
+            redirect_uri = %config.auth.google_redirect_uri(),
+            "Google sign-in in the browser is on"
+        );
+    }
     config.contribution_writers = args.contribution_writers;
     super::ussd_access::log(ussd.as_ref());
     config.ussd = ussd;

@@ -1,6 +1,7 @@
 //! The `/auth/v1` handlers and the founding plan's `/auth/register` and `/auth/login`.
 
 mod codes;
+pub(crate) mod google_account;
 mod meta;
 mod otp;
 mod reauthenticate;
@@ -12,6 +13,7 @@ pub use meta::{health, jwks, settings};
 pub use otp::{otp, recover, verify};
 pub use reauthenticate::reauthenticate;
 pub use signup::{register, signup};
+pub(crate) use token::check_may_sign_in;
 pub use token::{login, token};
 pub use user::{get_user, logout, put_user};
 

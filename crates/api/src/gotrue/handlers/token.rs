@@ -1,4 +1,4 @@
-//! `POST /auth/v1/token?grant_type=password|refresh_token|id_token` and `POST /auth/login`.
+//! `POST /auth/v1/token?grant_type=password|refresh_token|id_token|pkce` and `POST /auth/login`.
 
 use std::collections::HashMap;
 
@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::Utc;
 use pesachama_store::StoreError;
-use pesachama_store::auth::{self, AuthUser, NewUser};
+use pesachama_store::auth::{self, AuthUser};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -40,6 +40,9 @@ pub async fn token(
         }
         Some("refresh_token") => refresh_grant(&state, &body).await.map(Json),
         Some("id_token") => id_token_grant(&state, ip, &headers, &body).await.map(Json),
+        Some("pkce") => crate::gotrue::oauth::pkce_grant(&state, ip, &headers, &body)
+            .await
+            .map(Json),
         Some(other) => Err(AuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -181,7 +184,7 @@ async fn password_grant(
     Ok(tokens)
 }
 
-fn check_may_sign_in(state: &AppState, user: &AuthUser) -> Result<(), AuthError> {
+pub(crate) fn check_may_sign_in(state: &AppState, user: &AuthUser) -> Result<(), AuthError> {
     if user.banned_until.is_some_and(|until| until > Utc::now()) {
         return Err(AuthError::new(
             StatusCode::BAD_REQUEST,
@@ -340,57 +343,7 @@ async fn id_token_grant(
         })?;
 
     let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
-    let identity_data = json!({
-        "sub": google.sub, "email": google.email, "email_verified": google.email_verified,
-        "name": google.name, "picture": google.picture, "iss": "https://accounts.google.com",
-    });
-    let user = match auth::find_identity(&mut *tx, "google", &google.sub).await? {
-        Some(identity) => auth::find_user_by_id(&mut *tx, identity.user_id).await?,
-        None => {
-            let verified_email = google.email.as_deref().filter(|_| google.email_verified);
-            let existing = match verified_email {
-                Some(email) => auth::find_user_by_email(&mut *tx, email).await?,
-                None => None,
-            };
-            let user = match existing {
-                Some(user) => user,
-                None => {
-                    if settings.disable_signup {
-                        return Err(AuthError::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "signup_disabled",
-                            "Signups not allowed for this instance",
-                        ));
-                    }
-                    let metadata = json!({ "full_name": google.name, "avatar_url": google.picture, "email": google.email });
-                    auth::insert_user(
-                        &mut tx,
-                        &NewUser {
-                            email: verified_email,
-                            phone: None,
-                            password_hash: None,
-                            user_metadata: &metadata,
-                            provider: "google",
-                            confirmed: verified_email.is_some(),
-                        },
-                    )
-                    .await?
-                }
-            };
-            auth::insert_identity(&mut tx, user.id, "google", &google.sub, &identity_data).await?;
-            sqlx::query(
-                "update auth.users set raw_app_meta_data = jsonb_set(coalesce(raw_app_meta_data, '{}'),
-                    '{providers}', (select coalesce(jsonb_agg(distinct provider), '[]') from auth.identities where user_id = $1))
-                 where id = $1",
-            )
-            .bind(user.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-            auth::find_user_by_id(&mut *tx, user.id).await?
-        }
-    };
-    let user = user.ok_or_else(AuthError::invalid_credentials)?;
+    let user = super::google_account::find_or_create(&mut tx, settings, &google).await?;
     check_may_sign_in(state, &user)?;
     ensure_profile(&mut tx, &user).await?;
     let user_agent = headers
