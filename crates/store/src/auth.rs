@@ -36,7 +36,7 @@ pub struct AuthUser {
     pub phone_change: Option<String>,
 }
 
-const USER_COLUMNS: &str = "id, aud, role, email, phone, encrypted_password, email_confirmed_at, \
+pub(crate) const USER_COLUMNS: &str = "id, aud, role, email, phone, encrypted_password, email_confirmed_at, \
     phone_confirmed_at, confirmed_at, last_sign_in_at, raw_app_meta_data, raw_user_meta_data, \
     case when banned_until = 'infinity' then '9999-12-31T00:00:00Z'::timestamptz else banned_until end as banned_until, coalesce(is_anonymous, false) as is_anonymous, created_at, updated_at, \
     nullif(email_change, '') as email_change, nullif(phone_change, '') as phone_change";

@@ -2,6 +2,7 @@
 //! with GoTrue's request and answer shapes, status codes and error codes, so the official
 //! clients work against PesaChama unchanged.
 
+mod admin;
 mod apikey;
 mod caller;
 mod client_ip;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/settings", get(handlers::settings))
         .route("/health", get(handlers::health))
         .route("/.well-known/jwks.json", get(handlers::jwks))
+        .nest("/admin", admin::router())
         // Routes we do not serve answer in GoTrue's envelope, which the clients parse.
         .fallback(|| async {
             AuthError::new(

@@ -1,6 +1,6 @@
 //! The `/auth/v1` handlers and the founding plan's `/auth/register` and `/auth/login`.
 
-mod codes;
+pub(super) mod codes;
 mod meta;
 mod otp;
 mod signup;
