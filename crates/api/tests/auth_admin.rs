@@ -1286,3 +1286,131 @@ async fn generated_links_carry_gotrues_properties_and_their_codes_verify_once() 
     );
     app.db.assert_gotrue_can_read().await;
 }
+
+/// The fragment of a redirect's `Location`, as pairs.
+fn fragment(location: &str) -> std::collections::HashMap<String, String> {
+    let (_, fragment) = location.split_once('#').expect("a fragment");
+    url::form_urlencoded::parse(fragment.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Opens an action link as a browser does: no apikey, no redirect followed.
+async fn open_link(app: &TestApp, action_link: &str) -> (u16, String) {
+    let link = url::Url::parse(action_link).unwrap();
+    let here = app.url(&format!("{}?{}", link.path(), link.query().unwrap()));
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = browser.get(here).send().await.unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (response.status().as_u16(), location)
+}
+
+#[tokio::test]
+async fn an_action_link_opened_in_a_browser_signs_in_once_and_a_token_hash_verifies_once() {
+    let app = demo_app().await;
+    let (status, link) = generate(
+        &app,
+        json!({ "type": "magiclink", "email": CHEBET, "redirect_to": "http://127.0.0.1:3000/home" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{link}");
+    let action = link["action_link"].as_str().unwrap();
+    let (status, location) = open_link(&app, action).await;
+    assert_eq!(status, 303);
+    assert!(
+        location.starts_with("http://127.0.0.1:3000/home#"),
+        "{location}"
+    );
+    let session = fragment(&location);
+    assert_eq!(session["token_type"], "bearer");
+    assert_eq!(session["type"], "magiclink");
+    let (status, user) = whoami(&app, &session["access_token"]).await;
+    assert_eq!((status, &user["id"]), (200, &json!(CHEBET_ID)));
+    // Spent: the second opening lands on the error, in the fragment.
+    let (status, location) = open_link(&app, action).await;
+    assert_eq!(status, 303);
+    let error = fragment(&location);
+    assert_eq!(error["error"], "access_denied");
+    assert_eq!(error["error_code"], "otp_expired");
+    assert!(!location.contains("access_token"));
+
+    // A redirect to another site falls back to the site.
+    let (_, link) = generate(
+        &app,
+        json!({ "type": "recovery", "email": CHEBET, "redirect_to": "https://evil.example/steal" }),
+    )
+    .await;
+    assert_eq!(link["redirect_to"], "http://127.0.0.1:3000");
+    let (status, location) = open_link(&app, link["action_link"].as_str().unwrap()).await;
+    assert_eq!(status, 303);
+    assert!(
+        location.starts_with("http://127.0.0.1:3000#access_token="),
+        "{location}"
+    );
+
+    // An expired link does not sign in.
+    let (_, link) = generate(&app, json!({ "type": "magiclink", "email": CHEBET })).await;
+    sqlx::query(
+        "update auth.users set recovery_sent_at = now() - interval '2 hours' where id = $1::uuid",
+    )
+    .bind(CHEBET_ID)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let (_, location) = open_link(&app, link["action_link"].as_str().unwrap()).await;
+    assert_eq!(fragment(&location)["error_code"], "otp_expired");
+
+    // The email-change link carries the hash of the code with the new address.
+    let (_, link) = generate(
+        &app,
+        json!({ "type": "email_change_new", "email": CHEBET, "new_email": "chebet@example.org" }),
+    )
+    .await;
+    let action = url::Url::parse(link["action_link"].as_str().unwrap()).unwrap();
+    let query: std::collections::HashMap<_, _> = action.query_pairs().into_owned().collect();
+    assert_eq!(query["type"], "email_change");
+    let otp = link["email_otp"].as_str().unwrap();
+    assert_eq!(
+        query["token"],
+        sha224_hex(&app, &format!("chebet@example.org{otp}")).await
+    );
+    let (status, location) = open_link(&app, action.as_str()).await;
+    assert_eq!(status, 303);
+    let session = fragment(&location);
+    let (_, user) = whoami(&app, &session["access_token"]).await;
+    assert_eq!(user["email"], "chebet@example.org");
+
+    // supabase-js's verifyOtp({ token_hash, type }).
+    let (_, link) = generate(
+        &app,
+        json!({ "type": "signup", "email": "hash@example.com", "password": "Str0ng-pass!" }),
+    )
+    .await;
+    let body = json!({ "type": "signup", "token_hash": link["hashed_token"] });
+    let (status, session) = verify(&app, body.clone()).await;
+    assert_eq!(status, 200, "{session}");
+    assert!(session["user"]["email_confirmed_at"].is_string());
+    let (status, again) = verify(&app, body).await;
+    assert_eq!((status, &again["code"]), (403, &json!("otp_expired")));
+    let (status, wrong) = verify(
+        &app,
+        json!({ "type": "recovery", "token_hash": "0".repeat(56) }),
+    )
+    .await;
+    assert_eq!((status, &wrong["code"]), (403, &json!("otp_expired")));
+    let profile: Option<String> =
+        sqlx::query_scalar("select email from public.users where id = $1::uuid")
+            .bind(link["id"].as_str().unwrap())
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(profile.as_deref(), Some("hash@example.com"));
+    app.db.assert_gotrue_can_read().await;
+}

@@ -529,6 +529,41 @@ pub async fn lock_code(
         .await?)
 }
 
+/// The user holding the code whose stored hash is `token_hash` (the `token` of an emailed
+/// link, GoTrue's `token_hash`), the row locked: their id and when the code was sent.
+pub async fn lock_code_by_hash(
+    conn: &mut PgConnection,
+    purpose: CodePurpose,
+    token_hash: &str,
+) -> Result<Option<(Uuid, Option<DateTime<Utc>>)>, StoreError> {
+    let (token, sent) = purpose.columns();
+    let sql = format!(
+        "select id, {sent} from auth.users \
+          where {token} = $1 and $1 <> '' and deleted_at is null limit 1 for update"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(token_hash)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// The user whose pending change of email has the code whose hash is `token_hash`, locked:
+/// their id, the new address, and when the code was sent.
+pub async fn lock_email_change_by_hash(
+    conn: &mut PgConnection,
+    token_hash: &str,
+) -> Result<Option<(Uuid, String, Option<DateTime<Utc>>)>, StoreError> {
+    Ok(sqlx::query_as(
+        "select id, email_change, email_change_sent_at from auth.users
+          where email_change_token_new = $1 and $1 <> '' and coalesce(email_change, '') <> ''
+            and deleted_at is null
+          limit 1 for update",
+    )
+    .bind(token_hash)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
 /// Spends a code: it cannot be used again. `confirm` also marks the email or phone confirmed.
 pub async fn spend_code(
     conn: &mut PgConnection,

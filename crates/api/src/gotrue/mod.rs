@@ -68,7 +68,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/user", get(handlers::get_user).put(handlers::put_user))
         .route("/logout", post(handlers::logout))
         .route("/recover", post(handlers::recover))
-        .route("/verify", post(handlers::verify))
+        .route("/verify", get(handlers::verify_link).post(handlers::verify))
         .route("/otp", post(handlers::otp))
         .route("/settings", get(handlers::settings))
         .route("/health", get(handlers::health))

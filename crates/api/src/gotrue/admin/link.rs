@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::{ServiceRole, audit, email_exists, user_not_found};
 use crate::AppState;
 use crate::gotrue::handlers::codes;
+use crate::gotrue::handlers::link::redirect_target;
 use crate::gotrue::handlers::{Identifier, blocking, json_body};
 use crate::gotrue::{AuthError, UserJson};
 
@@ -61,14 +62,7 @@ pub async fn generate(
     let params: GenerateLinkParams = json_body(&body)?;
     let email = parse_email(&params.email)?;
     let settings = &state.auth.settings;
-    // Only a place on this site is a redirect target; anything else falls back to the site.
-    let site = settings.site_url.trim_end_matches('/');
-    let redirect_to =
-        if params.redirect_to == site || params.redirect_to.starts_with(&format!("{site}/")) {
-            params.redirect_to.clone()
-        } else {
-            site.to_owned()
-        };
+    let redirect_to = redirect_target(settings, &params.redirect_to);
     if let Some(data) = &params.data
         && !data.is_object()
     {
@@ -101,6 +95,9 @@ pub async fn generate(
     let hashed_token = codes::token_hash(&address, &code);
     let data = params.data.clone().unwrap_or_else(|| json!({}));
 
+    // The link carries the hash the database keeps for the code: for a change of email, the
+    // one salted with the new address (GoTrue's `GetEmailActionLink`).
+    let mut link_token = hashed_token.clone();
     let user_id = match kind.as_str() {
         "magiclink" | "recovery" => {
             let user = existing.ok_or_else(user_not_found)?;
@@ -200,6 +197,7 @@ pub async fn generate(
                 &new_hash,
             )
             .await?;
+            link_token = new_hash;
             user.id
         }
         // Here a change of email is confirmed by the new address alone (GoTrue's "secure
@@ -231,8 +229,15 @@ pub async fn generate(
     let action_link = reqwest::Url::parse_with_params(
         &format!("{}/verify", settings.issuer()),
         [
-            ("token", hashed_token.as_str()),
-            ("type", kind.as_str()),
+            ("token", link_token.as_str()),
+            (
+                "type",
+                if kind == "email_change_new" {
+                    "email_change"
+                } else {
+                    kind.as_str()
+                },
+            ),
             ("redirect_to", redirect_to.as_str()),
         ],
     )

@@ -1,12 +1,14 @@
 //! The `/auth/v1` handlers and the founding plan's `/auth/register` and `/auth/login`.
 
 pub(super) mod codes;
+pub(super) mod link;
 mod meta;
 mod otp;
 mod signup;
 mod token;
 mod user;
 
+pub use link::verify_link;
 pub use meta::{health, jwks, settings};
 pub use otp::{otp, recover, verify};
 pub use signup::{register, signup};
