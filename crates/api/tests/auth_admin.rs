@@ -1414,3 +1414,55 @@ async fn an_action_link_opened_in_a_browser_signs_in_once_and_a_token_hash_verif
     assert_eq!(profile.as_deref(), Some("hash@example.com"));
     app.db.assert_gotrue_can_read().await;
 }
+
+#[tokio::test]
+async fn a_code_sent_to_the_user_cannot_be_spent_by_its_hash_alone() {
+    // An attacker who knows the victim's email has a recovery code sent to them, then tries
+    // hashes of (email, guess), from as many addresses as they like: here, the right guess.
+    let app = demo_app().await;
+    let response = app
+        .auth(Method::POST, "/recover")
+        .json(&json!({ "email": CHEBET }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let code: String = sqlx::query_scalar(
+        "select payload->>'code' from internal.outbox where topic = 'email' order by id desc limit 1",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let hash = sha224_hex(&app, &format!("{CHEBET}{code}")).await;
+    let (status, body) = verify(&app, json!({ "type": "recovery", "token_hash": hash })).await;
+    assert_eq!((status, &body["code"]), (403, &json!("otp_expired")));
+    let (status, location) = open_link(
+        &app,
+        &format!("http://127.0.0.1:3000/auth/v1/verify?token={hash}&type=recovery"),
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(fragment(&location)["error_code"], "otp_expired");
+    assert_eq!(
+        count(&app, "select count(*) from auth.sessions where user_id = '5eed0000-0000-4000-8000-000000000009'").await,
+        0
+    );
+    // The owner, with the code and their address, is not affected.
+    let (status, _) = verify(
+        &app,
+        json!({ "type": "recovery", "email": CHEBET, "token": code }),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // A link's code spent with the address leaves the link dead too.
+    let (_, link) = generate(&app, json!({ "type": "magiclink", "email": CHEBET })).await;
+    let (status, _) = verify(
+        &app,
+        json!({ "type": "magiclink", "email": CHEBET, "token": link["email_otp"] }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, location) = open_link(&app, link["action_link"].as_str().unwrap()).await;
+    assert_eq!(fragment(&location)["error_code"], "otp_expired");
+}

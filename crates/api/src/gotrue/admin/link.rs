@@ -213,6 +213,7 @@ pub async fn generate(
             )));
         }
     };
+    auth::remember_link_token(&mut tx, user_id, &link_token).await?;
     audit(
         &mut tx,
         "admin.link_generated",

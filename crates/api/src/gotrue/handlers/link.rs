@@ -101,6 +101,7 @@ pub(crate) async fn verify_hash(
         }
         (None, None) => return Err(invalid_link()),
     }
+    auth::forget_link_token(&mut tx, token_hash).await?;
     pesachama_store::auth_admin::sync_profile_contacts(&mut tx, user_id).await?;
     let user = auth::find_user_by_id(&mut *tx, user_id)
         .await?
