@@ -1466,3 +1466,40 @@ async fn a_code_sent_to_the_user_cannot_be_spent_by_its_hash_alone() {
     let (_, location) = open_link(&app, link["action_link"].as_str().unwrap()).await;
     assert_eq!(fragment(&location)["error_code"], "otp_expired");
 }
+
+#[tokio::test]
+async fn wrong_link_hashes_from_everyone_together_are_capped() {
+    // A day-long window, so the test never straddles two.
+    let mut config = TestApp::config();
+    config.auth.rate_limits.window_seconds = 86_400;
+    let app = TestApp::spawn_with(pesachama_testkit::TestDb::new().await, config).await;
+    pesachama_store::seed_demo(&app.db.pool).await.unwrap();
+    let (_, link) = generate(&app, json!({ "type": "magiclink", "email": CHEBET })).await;
+    // Guesses from many addresses: each address stays under its own limit, the total does not.
+    for n in 0..100 {
+        let guess = format!("{n:056x}");
+        let (status, _) = verify(&app, json!({ "type": "magiclink", "token_hash": guess })).await;
+        assert_eq!(status, 403);
+        // A fresh client address for every guess, as a botnet has.
+        sqlx::query("delete from internal.rate_limits where bucket like 'verify:ip:%'")
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+    }
+    // Now even the right hash waits for the next window...
+    let body = json!({ "type": "magiclink", "token_hash": link["hashed_token"] });
+    let (status, answer) = verify(&app, body.clone()).await;
+    assert_eq!(
+        (status, &answer["code"]),
+        (429, &json!("over_request_rate_limit"))
+    );
+    let (_, location) = open_link(&app, link["action_link"].as_str().unwrap()).await;
+    assert_eq!(fragment(&location)["error_code"], "over_request_rate_limit");
+    // ...while the owner with the code and the address signs in.
+    let (status, _) = verify(
+        &app,
+        json!({ "type": "magiclink", "email": CHEBET, "token": link["email_otp"] }),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

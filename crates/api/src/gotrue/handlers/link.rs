@@ -38,8 +38,35 @@ fn invalid_link() -> AuthError {
     )
 }
 
+/// Wrong link hashes allowed per window, from everyone together. A link's hash is SHA-224 of
+/// the address and six digits: a guesser who knows the address and spreads guesses over many
+/// client addresses would otherwise get a million tries an hour. After this many failures in a
+/// window, links wait for the next one (codes with their address still work).
+const LINK_FAILURES_PER_WINDOW: i32 = 100;
+const LINK_FAILURES_BUCKET: &str = "verify_link:failures";
+
 /// Spends the code whose hash is `token_hash` for `kind` and opens a session.
 pub(crate) async fn verify_hash(
+    state: &AppState,
+    ip: &ClientIp,
+    headers: &HeaderMap,
+    kind: &str,
+    token_hash: &str,
+) -> Result<TokenResponse, AuthError> {
+    let window = state.auth.settings.rate_limits.window_seconds;
+    if ratelimit::seen(&state.pool, LINK_FAILURES_BUCKET, window).await? >= LINK_FAILURES_PER_WINDOW
+    {
+        return Err(AuthError::over_rate_limit());
+    }
+    let result = spend_hash(state, ip, headers, kind, token_hash).await;
+    if result.as_ref().is_err_and(|err| err.code == "otp_expired") {
+        // Counted, never refused here: the check above decides.
+        let _ = ratelimit::hit(&state.pool, LINK_FAILURES_BUCKET, i32::MAX, window).await;
+    }
+    result
+}
+
+async fn spend_hash(
     state: &AppState,
     ip: &ClientIp,
     headers: &HeaderMap,
