@@ -10,6 +10,7 @@
 
 mod duration;
 mod link;
+mod params;
 mod users;
 
 use axum::Router;
