@@ -36,7 +36,7 @@ pub struct AuthUser {
     pub phone_change: Option<String>,
 }
 
-const USER_COLUMNS: &str = "id, aud, role, email, phone, encrypted_password, email_confirmed_at, \
+pub(crate) const USER_COLUMNS: &str = "id, aud, role, email, phone, encrypted_password, email_confirmed_at, \
     phone_confirmed_at, confirmed_at, last_sign_in_at, raw_app_meta_data, raw_user_meta_data, \
     case when banned_until = 'infinity' then '9999-12-31T00:00:00Z'::timestamptz else banned_until end as banned_until, coalesce(is_anonymous, false) as is_anonymous, created_at, updated_at, \
     nullif(email_change, '') as email_change, nullif(phone_change, '') as phone_change";
@@ -589,6 +589,81 @@ pub async fn lock_code(
         .bind(user_id)
         .fetch_one(&mut *conn)
         .await?)
+}
+
+/// Marks `token_hash` as the code of a link (`auth.admin.generateLink`), which may then be spent
+/// by its hash alone; links older than a day are forgotten.
+pub async fn remember_link_token(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    token_hash: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "delete from internal.link_tokens where user_id = $1 and created_at < now() - interval '1 day'",
+    )
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "insert into internal.link_tokens (token_hash, user_id) values ($1, $2)
+         on conflict (token_hash) do update set user_id = excluded.user_id, created_at = now()",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets a link's code once spent.
+pub async fn forget_link_token(
+    conn: &mut PgConnection,
+    token_hash: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("delete from internal.link_tokens where token_hash = $1")
+        .bind(token_hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The user holding the code whose stored hash is `token_hash` (the `token` of an emailed
+/// link, GoTrue's `token_hash`), the row locked: their id and when the code was sent. Only a
+/// code made for a link counts (`internal.link_tokens`, see [`remember_link_token`]).
+pub async fn lock_code_by_hash(
+    conn: &mut PgConnection,
+    purpose: CodePurpose,
+    token_hash: &str,
+) -> Result<Option<(Uuid, Option<DateTime<Utc>>)>, StoreError> {
+    let (token, sent) = purpose.columns();
+    let sql = format!(
+        "select id, {sent} from auth.users u \
+          where {token} = $1 and $1 <> '' and deleted_at is null \
+            and exists (select from internal.link_tokens l where l.token_hash = $1 and l.user_id = u.id) \
+          limit 1 for update of u"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(token_hash)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// The user whose pending change of email has the code whose hash is `token_hash`, locked:
+/// their id, the new address, and when the code was sent.
+pub async fn lock_email_change_by_hash(
+    conn: &mut PgConnection,
+    token_hash: &str,
+) -> Result<Option<(Uuid, String, Option<DateTime<Utc>>)>, StoreError> {
+    Ok(sqlx::query_as(
+        "select id, email_change, email_change_sent_at from auth.users u
+          where email_change_token_new = $1 and $1 <> '' and coalesce(email_change, '') <> ''
+            and deleted_at is null
+            and exists (select from internal.link_tokens l where l.token_hash = $1 and l.user_id = u.id)
+          limit 1 for update of u",
+    )
+    .bind(token_hash)
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 /// Spends a code: it cannot be used again. `confirm` also marks the email or phone confirmed.

@@ -2,6 +2,7 @@
 //! connection), so the same call runs on the pool or inside the caller's transaction.
 
 pub mod auth;
+pub mod auth_admin;
 pub mod db;
 pub mod flow_state;
 pub mod integrity;

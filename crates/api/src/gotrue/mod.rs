@@ -2,6 +2,7 @@
 //! with GoTrue's request and answer shapes, status codes and error codes, so the official
 //! clients work against PesaChama unchanged.
 
+mod admin;
 mod apikey;
 mod caller;
 mod client_ip;
@@ -79,11 +80,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/logout", post(handlers::logout))
         .route("/reauthenticate", get(handlers::reauthenticate))
         .route("/recover", post(handlers::recover))
-        .route("/verify", post(handlers::verify))
+        .route("/verify", get(handlers::verify_link).post(handlers::verify))
         .route("/otp", post(handlers::otp))
         .route("/settings", get(handlers::settings))
         .route("/health", get(handlers::health))
         .route("/.well-known/jwks.json", get(handlers::jwks))
+        .nest("/admin", admin::router())
         // Routes we do not serve answer in GoTrue's envelope, which the clients parse.
         .fallback(|| async {
             AuthError::new(

@@ -29,6 +29,20 @@ pub async fn hit(
     Ok(())
 }
 
+/// How many requests `bucket` has counted in the current window (nothing is counted).
+pub async fn seen(pool: &PgPool, bucket: &str, window_seconds: i64) -> Result<i32, AuthError> {
+    let count: Option<i32> = sqlx::query_scalar(
+        "select count from internal.rate_limits
+          where bucket = $1 and window_start = to_timestamp(floor(extract(epoch from now()) / $2) * $2)",
+    )
+    .bind(bucket)
+    .bind(window_seconds as f64)
+    .fetch_optional(pool)
+    .await
+    .map_err(pesachama_store::StoreError::from)?;
+    Ok(count.unwrap_or(0))
+}
+
 /// Applies the same limit per client address and per identifier (email or phone), so neither
 /// one address trying many accounts nor many addresses trying one account get far.
 pub async fn hit_both(

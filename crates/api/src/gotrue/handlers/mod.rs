@@ -1,7 +1,8 @@
 //! The `/auth/v1` handlers and the founding plan's `/auth/register` and `/auth/login`.
 
-mod codes;
+pub(super) mod codes;
 pub(crate) mod google_account;
+pub(super) mod link;
 mod meta;
 mod otp;
 mod reauthenticate;
@@ -9,6 +10,7 @@ mod signup;
 mod token;
 mod user;
 
+pub use link::verify_link;
 pub use meta::{health, jwks, settings};
 pub use otp::{otp, recover, verify};
 pub use reauthenticate::reauthenticate;

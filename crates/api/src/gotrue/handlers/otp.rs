@@ -139,6 +139,8 @@ struct VerifyBody {
     #[serde(rename = "type")]
     kind: Option<String>,
     token: Option<String>,
+    /// supabase-js's `verifyOtp({ token_hash, type })`: the code's hash, from an emailed link.
+    token_hash: Option<String>,
     email: Option<String>,
     phone: Option<String>,
 }
@@ -150,6 +152,12 @@ pub async fn verify(
     body: Bytes,
 ) -> Result<Json<TokenResponse>, AuthError> {
     let body: VerifyBody = json_body(&body)?;
+    if let Some(token_hash) = body.token_hash.as_deref().filter(|t| !t.is_empty()) {
+        let kind = body.kind.as_deref().unwrap_or_default();
+        return super::link::verify_hash(&state, &ip, &headers, kind, token_hash)
+            .await
+            .map(Json);
+    }
     let identifier = Identifier::from_fields(body.email.as_deref(), body.phone.as_deref())?;
     let limits = state.auth.settings.rate_limits;
     ratelimit::hit_both(

@@ -249,6 +249,22 @@ async fn refresh_grant(state: &AppState, body: &Bytes) -> Result<TokenResponse, 
         ));
     }
     let user_id = row.user_id.parse().map_err(|_| not_found())?;
+    // A ban (the admin API's `ban_duration`) keeps the sessions, as GoTrue's does, but mints
+    // no new token from them.
+    let banned: Option<bool> = sqlx::query_scalar(
+        "select coalesce(banned_until > now(), false) from auth.users where id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(StoreError::from)?;
+    if banned == Some(true) {
+        return Err(AuthError::new(
+            StatusCode::BAD_REQUEST,
+            "user_banned",
+            "Invalid Refresh Token: User Banned",
+        ));
+    }
     let method: String =
         sqlx::query_scalar("select coalesce(tag, 'password') from auth.sessions where id = $1")
             .bind(session_id)
