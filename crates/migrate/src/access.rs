@@ -229,12 +229,6 @@ pub async fn freeze(src: &mut PgConnection, state: &Recorded) -> anyhow::Result<
     );
     explicit.sort();
     explicit.dedup();
-    for role in explicit {
-        freeze.push_str(&format!(
-            "revoke connect on database {db} from {};",
-            quoted(role)
-        ));
-    }
     freeze.push_str(&format!(
         "alter database {db} set default_transaction_read_only = on;"
     ));
@@ -242,6 +236,25 @@ pub async fn freeze(src: &mut PgConnection, state: &Recorded) -> anyhow::Result<
         .execute(&mut *src)
         .await
         .context("revoking access to legacy")?;
+    // Role by role, skipping one dropped since it was recorded (it can connect no more).
+    for role in explicit {
+        let revoked = sqlx::query(&format!(
+            "revoke connect on database {db} from {}",
+            quoted(role)
+        ))
+        .execute(&mut *src)
+        .await;
+        if let Err(err) = revoked {
+            let exists: bool =
+                sqlx::query_scalar("select exists (select from pg_roles where rolname = $1)")
+                    .bind(role)
+                    .fetch_one(&mut *src)
+                    .await?;
+            if exists {
+                return Err(err).with_context(|| format!("revoking CONNECT on legacy from {role}"));
+            }
+        }
+    }
     Ok(())
 }
 

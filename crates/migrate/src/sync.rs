@@ -127,6 +127,21 @@ pub async fn cycle(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Re
             "change capture is not installed on legacy: run `pesachama migrate sync --install` (before `copy`)"
         );
     }
+    // Once the target is live it has writes of its own, which a cycle would overwrite (a
+    // chama's books are posted again whole from legacy).
+    let recorded: bool =
+        sqlx::query_scalar("select to_regclass('pesachama_migrate.cutover') is not null")
+            .fetch_one(&mut *dst)
+            .await?;
+    if recorded
+        && let Some(cut) = crate::access::open_cutover(dst).await?
+        && cut.step == crate::access::Step::Live
+    {
+        anyhow::bail!(
+            "the target is live since cut-over {}: a sync would overwrite its writes; `migrate rollback` first to go back to legacy",
+            cut.id
+        );
+    }
     // Changes are upserted by key: the keys a copy drops for its load must be back.
     let unfinished = crate::state::deferred_constraints(dst).await?;
     if !unfinished.is_empty() {

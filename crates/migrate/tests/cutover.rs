@@ -541,6 +541,15 @@ async fn a_cutover_stopped_at_any_step_leaves_legacy_writable() {
     assert!(done.frozen_roles.contains(&role), "{done:?}");
     app_refused(&app_url, "after the cut-over").await;
     target.assert_ledger_balanced().await;
+    // Once the target is live, sync refuses: it would overwrite the target's own writes.
+    let mut src = source::connect(&legacy.url, "legacy").await.unwrap();
+    let mut dst = source::connect(&target.url, "target").await.unwrap();
+    let refused = sync::cycle(&mut src, &mut dst).await.unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("the target is live"),
+        "{refused:#}"
+    );
+    drop((src, dst));
     let back = cutover::rollback(&legacy.url, &target.url).await.unwrap();
     assert!(
         !back.reopened_only && back.not_replayed.is_empty(),
