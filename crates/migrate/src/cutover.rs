@@ -1,23 +1,29 @@
 //! `migrate cutover` and `migrate rollback`.
 //!
-//! Cut-over freezes legacy for real: CONNECT is revoked from every non-superuser role that had
-//! it (and from PUBLIC), their sessions are terminated, and the database defaults to read-only
-//! for whoever still connects; then the change capture is drained into the target, the target
-//! is verified, sequences are set, and capture starts on the target (triggers writing every
-//! change of the tables members write into `pesachama_migrate.target_changes`), so a rollback
-//! can replay every write made on the target into legacy before legacy is reopened.
+//! Cut-over first records legacy's access state on the target (`access`), then freezes legacy
+//! for real: CONNECT is revoked from every non-superuser role that had it (and from PUBLIC),
+//! their sessions are terminated, and the database defaults to read-only for whoever still
+//! connects; then the change capture is drained into the target, the target is verified,
+//! sequences are set, and capture starts on the target (triggers writing every change of the
+//! tables members write into `pesachama_migrate.target_changes`), so a rollback can replay
+//! every write made on the target into legacy before legacy is reopened. A stop at any step
+//! before that last one reopens legacy as recorded; a killed run leaves it for `rollback`.
 //!
-//! Rollback replays those changes into legacy in order (new transactions, notifications, device
-//! tokens, memberships, meetings with their registers and withdrawal requests with their
-//! decisions inserted, changed rows updated, deleted ones deleted, chama balances set to the
-//! target's ledger), inside one legacy transaction that also records which target row became
-//! which legacy row (`pesachama_sync.rollback_map`), so a rollback interrupted and run again
-//! inserts nothing twice; then it restores CONNECT and read-write.
+//! Rollback, before the target went live, only reopens legacy. After, it replays each target
+//! row changed since (its last state, once) into legacy as the same fact, parents before
+//! children, inside one legacy transaction with legacy's own foreign keys checked: users,
+//! accounts' passwords, chamas, memberships, meetings and their registers, transactions,
+//! withdrawal requests and officials' decisions, notifications, device tokens. Each touched
+//! chama's balance moves by exactly what the replayed rows add to legacy's own sum of its
+//! transactions. What legacy cannot hold stops the rollback, with the list, having written
+//! nothing. Which target row became which legacy row is recorded in
+//! `pesachama_sync.rollback_map` in the same transaction.
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use crate::access::{self, Step};
 use crate::source;
 use crate::sync;
 use crate::verify;
@@ -45,13 +51,6 @@ create table if not exists pesachama_migrate.target_changes (
   row jsonb not null,
   at timestamptz not null default clock_timestamp()
 );
-create table if not exists pesachama_migrate.cutover (
-  id bigserial primary key,
-  at timestamptz not null default now(),
-  legacy_roles text[] not null,
-  legacy_public_connect boolean not null,
-  rolled_back_at timestamptz
-);
 create or replace function pesachama_migrate.capture() returns trigger
   language plpgsql security definer set search_path = '' as $$
 begin
@@ -71,7 +70,46 @@ pub struct Cutover {
     pub rows_verified: i64,
 }
 
+/// How `cutover` runs. `stop_after` makes it stop once a step is done, as a failure there
+/// would (for tests, and to rehearse); `crash` makes that stop leave everything as a killed
+/// process would, legacy frozen, for `rollback` to reopen.
+#[derive(Debug, Clone)]
+pub struct CutoverOptions {
+    pub batch_size: usize,
+    pub stop_after: Option<Step>,
+    pub crash: bool,
+}
+
+impl Default for CutoverOptions {
+    fn default() -> Self {
+        CutoverOptions {
+            batch_size: 10_000,
+            stop_after: None,
+            crash: false,
+        }
+    }
+}
+
 pub async fn cutover(from: &str, to: &str, batch_size: usize) -> anyhow::Result<Cutover> {
+    cutover_with(
+        from,
+        to,
+        &CutoverOptions {
+            batch_size,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Records legacy's access state, freezes legacy, ends its sessions, drains, verifies, starts
+/// capture on the target. A stop at any step before the target is live reopens legacy exactly
+/// as it was recorded (and says so); if even that fails, `rollback` reopens it.
+pub async fn cutover_with(
+    from: &str,
+    to: &str,
+    options: &CutoverOptions,
+) -> anyhow::Result<Cutover> {
     let mut src = source::connect(from, "legacy").await?;
     let mut dst = source::connect(to, "target").await?;
     if !sync::capture_installed(&mut src).await? {
@@ -79,59 +117,105 @@ pub async fn cutover(from: &str, to: &str, batch_size: usize) -> anyhow::Result<
             "change capture is not installed on legacy (`migrate sync --install` before `copy`): writes made since the copy would be lost"
         );
     }
-    // 1. Freeze legacy.
-    let (database, public_connect): (String, bool) = sqlx::query_as(
-        "select current_database()::text, coalesce(has_database_privilege('public', current_database(), 'CONNECT'), false)",
-    )
-    .fetch_one(&mut src)
-    .await?;
-    let roles: Vec<String> = sqlx::query_scalar(
-        "select rolname::text from pg_roles where rolcanlogin and not rolsuper and rolname <> current_user
-            and has_database_privilege(oid, current_database(), 'CONNECT') order by 1",
-    )
-    .fetch_all(&mut src)
-    .await?;
-    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-    let mut freeze = format!(
-        "revoke connect on database {} from public;",
-        quoted(&database)
-    );
-    for role in &roles {
-        freeze.push_str(&format!(
-            "revoke connect on database {} from {};",
-            quoted(&database),
-            quoted(role)
-        ));
+    if let Some(open) = access::open_cutover(&mut dst).await? {
+        if open.step == Step::Live {
+            bail!(
+                "a cut-over is already done (cut-over {}): the target is live; `migrate rollback` undoes it",
+                open.id
+            );
+        }
+        bail!(
+            "cut-over {} stopped at step `{}` without reopening legacy (the process was killed?): run `pesachama migrate rollback` to reopen legacy as it was recorded, then cut over again",
+            open.id,
+            open.step.name()
+        );
     }
-    freeze.push_str(&format!(
-        "alter database {} set default_transaction_read_only = on;",
-        quoted(&database)
-    ));
-    sqlx::raw_sql(&freeze)
+    // This session writes on legacy (the drain deletes applied changes) whatever happens to the
+    // database's default.
+    sqlx::raw_sql("set default_transaction_read_only = off")
         .execute(&mut src)
-        .await
-        .context("revoking access to legacy")?;
-    let terminated: i64 = sqlx::query_scalar(
-        "select count(*) filter (where pg_terminate_backend(pid)) from pg_stat_activity
-          where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'",
-    )
-    .fetch_one(&mut src)
-    .await?;
+        .await?;
+    // 0. Record legacy's access state, committed before anything changes.
+    let state = access::record(&mut src, &mut dst).await?;
+    let mut reached = Step::Recorded;
+    let result = frozen_steps(&mut src, &mut dst, from, to, options, &state, &mut reached).await;
+    let error = match result {
+        Ok(done) => return Ok(done),
+        Err(error) => error,
+    };
+    if options.crash {
+        return Err(error.context(format!(
+            "cut-over {} stopped after step `{}` as asked, legacy left as a killed run leaves it (`migrate rollback` reopens it)",
+            state.id,
+            reached.name()
+        )));
+    }
+    // Any stop before the target is live: legacy gets its access back.
+    let reason = format!("{error:#}");
+    let reopened = async {
+        access::reopen(&mut src, &state).await?;
+        access::mark_reopened(&mut dst, state.id, Some(&reason)).await
+    }
+    .await;
+    match reopened {
+        Ok(()) => Err(error.context(format!(
+            "cut-over stopped after step `{}`; legacy is open again as before (CONNECT back for {}, read-only reset): fix the cause, then `migrate sync` and `migrate cutover` again",
+            reached.name(),
+            if state.grantees.is_empty() { "nobody".to_owned() } else { state.grantees.join(", ") }
+        ))),
+        Err(reopen) => Err(error.context(format!(
+            "cut-over stopped after step `{}`, and reopening legacy failed ({reopen:#}): run `pesachama migrate rollback` to reopen it",
+            reached.name()
+        ))),
+    }
+}
+
+/// The steps run with legacy frozen; `reached` is the last one done.
+async fn frozen_steps(
+    src: &mut PgConnection,
+    dst: &mut PgConnection,
+    from: &str,
+    to: &str,
+    options: &CutoverOptions,
+    state: &access::Recorded,
+    reached: &mut Step,
+) -> anyhow::Result<Cutover> {
+    let stop = |step: Step| -> anyhow::Result<()> {
+        if options.stop_after == Some(step) {
+            bail!("stopped after step `{}` as asked", step.name());
+        }
+        Ok(())
+    };
+    stop(Step::Recorded)?;
+    // 1. Freeze legacy.
+    access::freeze(src, state).await?;
+    *reached = Step::Frozen;
+    access::set_step(dst, state.id, Step::Frozen).await?;
+    stop(Step::Frozen)?;
+    let terminated = access::end_sessions(src).await?;
+    *reached = Step::SessionsEnded;
+    access::set_step(dst, state.id, Step::SessionsEnded).await?;
+    stop(Step::SessionsEnded)?;
     // 2. Drain.
     let mut drained = 0;
     loop {
-        let cycle = sync::cycle(&mut src, &mut dst).await?;
+        let cycle = sync::cycle(src, dst)
+            .await
+            .context("draining the change capture into the target")?;
         drained += cycle.applied;
         if cycle.applied == 0 && cycle.pending == 0 {
             break;
         }
     }
+    *reached = Step::Drained;
+    access::set_step(dst, state.id, Step::Drained).await?;
+    stop(Step::Drained)?;
     // 3. Verify.
-    let verification = verify::run(from, to, batch_size).await?;
+    let verification = verify::run(from, to, options.batch_size).await?;
     let differences = verification.differences();
     if !differences.is_empty() {
         bail!(
-            "verify found {} differences after the drain; legacy stays frozen (`migrate rollback` reopens it): {}",
+            "verify found {} differences after the drain: {}",
             differences.len(),
             differences
                 .iter()
@@ -141,11 +225,15 @@ pub async fn cutover(from: &str, to: &str, batch_size: usize) -> anyhow::Result<
                 .join("; ")
         );
     }
-    // 4. Sequences, 5. capture on the target.
+    *reached = Step::Verified;
+    access::set_step(dst, state.id, Step::Verified).await?;
+    stop(Step::Verified)?;
+    // 4. Sequences, 5. capture on the target, and the step `live`, in one transaction.
     let mut sql = format!(
         "select setval(pg_get_serial_sequence('internal.legacy_audit_logs', 'id'),
                        greatest(coalesce((select max(id) from internal.legacy_audit_logs), 0), 1));
-         {TARGET_CAPTURE}"
+         {TARGET_CAPTURE}
+         truncate pesachama_migrate.target_changes;"
     );
     for table in TARGET_CAPTURED {
         sql.push_str(&format!(
@@ -154,14 +242,17 @@ pub async fn cutover(from: &str, to: &str, batch_size: usize) -> anyhow::Result<
                for each row execute function pesachama_migrate.capture();"
         ));
     }
-    sqlx::raw_sql(&sql)
-        .execute(&mut dst)
+    sql.push_str(&format!(
+        "update pesachama_migrate.cutover set step = 'live' where id = {};",
+        state.id
+    ));
+    sqlx::raw_sql(&format!("begin; {sql} commit;"))
+        .execute(&mut *dst)
         .await
         .context("starting capture on the target")?;
-    sqlx::query("insert into pesachama_migrate.cutover (legacy_roles, legacy_public_connect) values ($1, $2)")
-        .bind(&roles).bind(public_connect).execute(&mut dst).await?;
+    *reached = Step::Live;
     Ok(Cutover {
-        frozen_roles: roles,
+        frozen_roles: state.roles.clone(),
         sessions_terminated: terminated,
         drained_changes: drained,
         rows_verified: verification.rows_compared,
@@ -199,10 +290,59 @@ fn kes(cents: &Value) -> Option<String> {
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Rollback {
+    /// Target rows replayed into legacy (each row once, as it is last).
     pub replayed: u64,
+    /// Always empty when rollback succeeds: anything it cannot replay stops it.
     pub not_replayed: Vec<String>,
+    /// The cut-over had not made the target live: legacy was only reopened.
+    pub reopened_only: bool,
 }
 
+/// The order target rows reach legacy in: what a row refers to comes first (a chama's
+/// chairperson membership is captured before the chama itself, by the chama's own trigger).
+fn tier(table: &str) -> u8 {
+    match table {
+        "public.users" => 0,
+        "auth.users" => 1,
+        "public.chamas" => 2,
+        "public.chama_members" => 3,
+        "public.meetings" => 4,
+        "public.meeting_attendance" => 5,
+        "public.transactions" => 6,
+        "public.disbursement_requests" => 7,
+        "public.disbursement_approvals" => 8,
+        "public.notifications" => 9,
+        "public.device_tokens" => 10,
+        _ => 11,
+    }
+}
+
+/// The key of a captured row (the register has no id of its own).
+fn row_key(table: &str, row: &Value) -> String {
+    match table {
+        "public.meeting_attendance" => format!(
+            "{}/{}",
+            s(row, "meeting_id").unwrap_or_default(),
+            s(row, "user_id").unwrap_or_default()
+        ),
+        _ => s(row, "id").unwrap_or_default(),
+    }
+}
+
+/// Legacy's own signed sum of a chama's posted transactions (as `plan` computes it).
+const LEGACY_SUM: &str = "select coalesce(sum(case
+          when lower(btrim(type)) in ('contribution', 'deposit', 'loan_repayment', 'repayment', 'fine', 'penalty', 'interest')
+          then amount else -amount end), 0)::text
+      from transactions where chama_id = $1::uuid
+       and lower(btrim(status)) in ('completed', 'complete', 'success', 'successful', 'reversed')";
+
+/// Undoes a cut-over, whatever step it reached. Before the target went live, legacy is
+/// reopened as recorded. After, every row the target wrote since is replayed into legacy as
+/// the same fact, each row once as it is now, parents before children, with legacy's own
+/// foreign keys checked; each touched chama's `balance` moves by exactly the money the
+/// replayed rows add to legacy's own sum of its transactions (never set to the target's
+/// ledger, whose history may differ from legacy's). Anything that cannot be replayed stops the
+/// rollback with the list, having written nothing; otherwise legacy is reopened as recorded.
 pub async fn rollback(from: &str, to: &str) -> anyhow::Result<Rollback> {
     let mut src = source::connect(from, "legacy").await?;
     // Cut-over made the database read-only by default; this session writes.
@@ -210,199 +350,284 @@ pub async fn rollback(from: &str, to: &str) -> anyhow::Result<Rollback> {
         .execute(&mut src)
         .await?;
     let mut dst = source::connect(to, "target").await?;
-    let cut: Option<(i64, Vec<String>, bool)> = sqlx::query_as(
-        "select id, legacy_roles, legacy_public_connect from pesachama_migrate.cutover where rolled_back_at is null order by id desc limit 1",
-    )
-    .fetch_optional(&mut dst)
-    .await
-    .context("no cut-over recorded on this target (pesachama_migrate.cutover)")?;
-    let Some((cut_id, roles, public_connect)) = cut else {
-        bail!("no cut-over to roll back on this target");
+    let Some(cut) = access::open_cutover(&mut dst).await? else {
+        bail!(
+            "no cut-over to roll back on this target: none is recorded in pesachama_migrate.cutover that has not been rolled back or reopened already"
+        );
     };
+    if cut.step != Step::Live {
+        access::reopen(&mut src, &cut).await?;
+        access::mark_reopened(
+            &mut dst,
+            cut.id,
+            Some(&format!(
+                "rolled back after step `{}` (the target never went live)",
+                cut.step.name()
+            )),
+        )
+        .await?;
+        sqlx::query("update pesachama_migrate.cutover set rolled_back_at = now() where id = $1")
+            .bind(cut.id)
+            .execute(&mut dst)
+            .await?;
+        return Ok(Rollback {
+            reopened_only: true,
+            ..Default::default()
+        });
+    }
     let changes: Vec<(i64, String, String, Value)> = sqlx::query_as(
         "select id, table_name, op, row from pesachama_migrate.target_changes order by id",
     )
     .fetch_all(&mut dst)
     .await?;
+    // Each row once, as it is last: an insert later updated is one insert of the last state.
+    let mut last = std::collections::HashMap::new();
+    for (i, (_, table, _, row)) in changes.iter().enumerate() {
+        last.insert((table.as_str(), row_key(table, row)), i);
+    }
+    let mut net: Vec<&(i64, String, String, Value)> = changes
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, table, _, row))| last[&(table.as_str(), row_key(table, row))] == *i)
+        .map(|(_, c)| c)
+        .collect();
+    // Writes parents first; deletes after every write, children first.
+    net.sort_by_key(|(id, table, op, _)| {
+        if op == "DELETE" {
+            (1, u8::MAX - tier(table), *id)
+        } else {
+            (0, tier(table), *id)
+        }
+    });
     let mut report = Rollback::default();
+    let mut failures = Vec::new();
     let mut tx = sqlx::Connection::begin(&mut src).await?;
     sqlx::raw_sql(
         "set local default_transaction_read_only = off; set local transaction_read_only = off;
-         set local session_replication_role = replica;
          create table if not exists pesachama_sync.rollback_map (target_id uuid primary key, legacy_id bigint not null);",
     )
     .execute(&mut *tx)
     .await?;
-    let mut chamas = std::collections::BTreeSet::new();
-    // Passwords last: a new member's auth.users row comes before their profile.
-    let ordered = changes
-        .iter()
-        .filter(|c| c.1 != "auth.users")
-        .chain(changes.iter().filter(|c| c.1 == "auth.users"));
-    for (id, table, op, row) in ordered {
-        let applied = replay(&mut tx, table, op, row, &mut chamas).await?;
-        if applied {
-            report.replayed += 1;
-        } else {
-            report.not_replayed.push(format!(
-                "target change {id}: {op} on {table} (not replayed; review)"
-            ));
+    let mut sums: std::collections::BTreeMap<String, String> = Default::default();
+    for (id, table, op, row) in net {
+        sqlx::raw_sql("savepoint replay").execute(&mut *tx).await?;
+        let what = format!(
+            "target change {id}: {op} on {table} {}",
+            row_key(table, row)
+        );
+        match replay(&mut tx, table, op, row, &mut sums).await {
+            Ok(None) => {
+                sqlx::raw_sql("release savepoint replay")
+                    .execute(&mut *tx)
+                    .await?;
+                report.replayed += 1;
+            }
+            Ok(Some(why)) => {
+                sqlx::raw_sql("rollback to savepoint replay")
+                    .execute(&mut *tx)
+                    .await?;
+                failures.push(format!("{what}: {why}"));
+            }
+            Err(err) => {
+                sqlx::raw_sql("rollback to savepoint replay")
+                    .execute(&mut *tx)
+                    .await?;
+                failures.push(format!("{what}: legacy refused it: {err:#}"));
+            }
         }
     }
-    for chama in &chamas {
-        let balance: Option<i64> =
-            sqlx::query_scalar("select balance from public.chamas where id = $1::uuid")
-                .bind(chama)
-                .fetch_optional(&mut dst)
-                .await?;
-        if let Some(balance) = balance {
-            sqlx::query("update chamas set balance = $2::numeric / 100 where id = $1::uuid")
-                .bind(chama)
-                .bind(balance)
-                .execute(&mut *tx)
-                .await?;
-        }
+    if !failures.is_empty() {
+        tx.rollback().await?;
+        bail!(
+            "rollback stopped: {} target changes cannot be replayed into legacy, so nothing was written and legacy stays frozen (the target stays live and keeps capturing): {}",
+            failures.len(),
+            failures.join("; ")
+        );
     }
-    tx.commit().await?;
-    // Reopen legacy.
-    let database: String = sqlx::query_scalar("select current_database()::text")
-        .fetch_one(&mut src)
+    // Balances move by the money the replay added to legacy's own sum, nothing else.
+    for (chama, before) in &sums {
+        sqlx::query(&format!(
+            "update chamas set balance = balance + (({LEGACY_SUM}) ::numeric - $2::numeric) where id = $1::uuid"
+        ))
+        .bind(chama)
+        .bind(before)
+        .execute(&mut *tx)
         .await?;
-    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-    let mut reopen = format!(
-        "alter database {} reset default_transaction_read_only;",
-        quoted(&database)
+    }
+    // The replay is not a legacy change for `sync` to carry back to the target.
+    sqlx::raw_sql("delete from pesachama_sync.changes where txid = txid_current()")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    access::reopen(&mut src, &cut).await?;
+    let mut stop = format!(
+        "update pesachama_migrate.cutover set rolled_back_at = now(), reopened_at = now() where id = {};",
+        cut.id
     );
-    if public_connect {
-        reopen.push_str(&format!(
-            "grant connect on database {} to public;",
-            quoted(&database)
-        ));
-    }
-    for role in &roles {
-        reopen.push_str(&format!(
-            "grant connect on database {} to {};",
-            quoted(&database),
-            quoted(role)
-        ));
-    }
-    sqlx::raw_sql(&reopen)
-        .execute(&mut src)
-        .await
-        .context("reopening legacy")?;
-    let mut stop =
-        String::from("update pesachama_migrate.cutover set rolled_back_at = now() where id = $1;");
     for table in TARGET_CAPTURED {
         stop.push_str(&format!(
             "drop trigger if exists pesachama_rollback_capture on {table};"
         ));
     }
-    sqlx::query("update pesachama_migrate.cutover set rolled_back_at = now() where id = $1")
-        .bind(cut_id)
+    sqlx::raw_sql(&format!("begin; {stop} commit;"))
         .execute(&mut dst)
         .await?;
-    for table in TARGET_CAPTURED {
-        sqlx::raw_sql(&format!(
-            "drop trigger if exists pesachama_rollback_capture on {table}"
-        ))
-        .execute(&mut dst)
-        .await?;
-    }
     Ok(report)
 }
 
-/// Replays one target change into legacy; `false` when it is of a kind not replayed.
+/// Remembers legacy's own sum of a chama's transactions before the replay first changes them.
+async fn note_sum(
+    conn: &mut PgConnection,
+    chama: Option<&String>,
+    sums: &mut std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    if let Some(chama) = chama
+        && !sums.contains_key(chama)
+    {
+        let sum: String = sqlx::query_scalar(LEGACY_SUM)
+            .bind(chama)
+            .fetch_one(&mut *conn)
+            .await?;
+        sums.insert(chama.clone(), sum);
+    }
+    Ok(())
+}
+
+/// Legacy's spelling of a target enumeration value (`merry_go_round` → `merry-go-round`).
+fn dashed(value: Option<String>) -> Option<String> {
+    value.map(|v| match v.as_str() {
+        "biweekly" => "bi-weekly".to_owned(),
+        _ => v.replace('_', "-"),
+    })
+}
+
+/// Replays one target row (its last state) into legacy: `None` when done, `Some(reason)` when
+/// legacy cannot hold it as the same fact.
 async fn replay(
     conn: &mut PgConnection,
     table: &str,
     op: &str,
     row: &Value,
-    chamas: &mut std::collections::BTreeSet<String>,
-) -> anyhow::Result<bool> {
+    sums: &mut std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Option<String>> {
     if op == "DELETE" {
         return replay_delete(conn, table, row).await;
     }
     match table {
         "auth.users" => {
-            sqlx::query(
+            // The profile (tier 0) is in legacy by now; the password is what auth adds.
+            let found = sqlx::query(
                 "update users set password_hash = coalesce($2, password_hash) where id = $1::uuid",
             )
             .bind(s(row, "id"))
             .bind(s(row, "encrypted_password"))
             .execute(&mut *conn)
             .await?;
+            if found.rows_affected() == 0 {
+                return Ok(Some(
+                    "an account without a profile legacy holds (legacy keeps account and profile in one users row)".into(),
+                ));
+            }
         }
         "public.users" => {
             let Some(phone) = s(row, "phone") else {
-                return Ok(false);
+                return Ok(Some(
+                    "a user without a phone number: legacy's users.phone is NOT NULL".into(),
+                ));
             };
-            let hash: Option<String> = None;
             sqlx::query(
-                "insert into users (id, email, phone, password_hash, first_name, last_name, id_number, avatar_url, language, created_at, updated_at, deleted_at)
-                 values ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamp, $11::timestamp, $12::timestamp)
+                "insert into users (id, email, phone, first_name, last_name, id_number, avatar_url, language, created_at, updated_at, deleted_at)
+                 values ($1::uuid, $2, $3, $4, $5, $6, $7, coalesce($8, 'en'), $9::timestamp, $10::timestamp, $11::timestamp)
                  on conflict (id) do update set email = excluded.email, phone = excluded.phone, first_name = excluded.first_name,
                    last_name = excluded.last_name, id_number = excluded.id_number, avatar_url = excluded.avatar_url,
                    language = excluded.language, updated_at = excluded.updated_at, deleted_at = excluded.deleted_at",
             )
-            .bind(s(row, "id")).bind(s(row, "email")).bind(phone).bind(hash)
+            .bind(s(row, "id")).bind(s(row, "email")).bind(phone)
             .bind(s(row, "first_name")).bind(s(row, "last_name")).bind(s(row, "id_number")).bind(s(row, "avatar_url"))
             .bind(s(row, "language")).bind(to_nairobi(&row["created_at"])).bind(to_nairobi(&row["updated_at"])).bind(to_nairobi(&row["deleted_at"]))
             .execute(&mut *conn).await?;
         }
         "public.chamas" => {
-            sqlx::query("update chamas set name = $2, description = $3, required_approvals = $4::int, updated_at = $5::timestamp where id = $1::uuid")
-                .bind(s(row, "id")).bind(s(row, "name")).bind(s(row, "description")).bind(s(row, "required_approvals"))
-                .bind(to_nairobi(&row["updated_at"])).execute(&mut *conn).await?;
-            if let Some(id) = s(row, "id") {
-                chamas.insert(id);
-            }
+            // A chama new on the target is inserted with no money: its transactions bring it.
+            // Free-text enumerations keep legacy's spelling where they mean the same.
+            sqlx::query(
+                "insert into chamas (id, name, description, chama_type, registration_number, contribution_amount,
+                                     contribution_frequency, balance, paybill_account, required_approvals, created_by,
+                                     status, created_at, updated_at, deleted_at)
+                 values ($1::uuid, $2, $3, $4, $5, $6::numeric, $7, 0, $8, $9::int, $10::uuid, $11,
+                         $12::timestamp, $13::timestamp, $14::timestamp)
+                 on conflict (id) do update set name = excluded.name, description = excluded.description,
+                   chama_type = case when regexp_replace(lower(chamas.chama_type), '[^a-z]', '', 'g')
+                                        = regexp_replace(excluded.chama_type, '[^a-z]', '', 'g')
+                                     then chamas.chama_type else excluded.chama_type end,
+                   contribution_frequency = case when regexp_replace(lower(chamas.contribution_frequency), '[^a-z]', '', 'g')
+                                                    = regexp_replace(excluded.contribution_frequency, '[^a-z]', '', 'g')
+                                                 then chamas.contribution_frequency else excluded.contribution_frequency end,
+                   registration_number = excluded.registration_number, contribution_amount = excluded.contribution_amount,
+                   paybill_account = excluded.paybill_account, required_approvals = excluded.required_approvals,
+                   status = excluded.status, updated_at = excluded.updated_at, deleted_at = excluded.deleted_at",
+            )
+            .bind(s(row, "id")).bind(s(row, "name")).bind(s(row, "description")).bind(dashed(s(row, "chama_type")))
+            .bind(s(row, "registration_number")).bind(kes(&row["contribution_amount"])).bind(dashed(s(row, "contribution_frequency")))
+            .bind(s(row, "paybill_account")).bind(s(row, "required_approvals")).bind(s(row, "created_by")).bind(s(row, "status"))
+            .bind(to_nairobi(&row["created_at"])).bind(to_nairobi(&row["updated_at"])).bind(to_nairobi(&row["deleted_at"]))
+            .execute(&mut *conn).await?;
         }
         "public.chama_members" => {
+            // Legacy's chama_id has no foreign key: check what it would not.
+            let chama: bool =
+                sqlx::query_scalar("select exists (select from chamas where id = $1::uuid)")
+                    .bind(s(row, "chama_id"))
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if !chama {
+                return Ok(Some(format!(
+                    "a membership of chama {} that legacy does not have",
+                    s(row, "chama_id").unwrap_or_default()
+                )));
+            }
+            let status = s(row, "status").map(|status| match status.as_str() {
+                "pending" => "invited".to_owned(),
+                "declined" => "left".to_owned(),
+                _ => status,
+            });
             sqlx::query(
-                "insert into chama_members (chama_id, user_id, role, status, joined_at) values ($1::uuid, $2::uuid, $3, $4, coalesce($5::timestamp, now()))
+                "insert into chama_members (chama_id, user_id, role, status, joined_at)
+                 values ($1::uuid, $2::uuid, $3, $4, coalesce($5::timestamp, $6::timestamp, now()))
                  on conflict (chama_id, user_id) do update set role = excluded.role, status = excluded.status",
             )
-            .bind(s(row, "chama_id")).bind(s(row, "user_id")).bind(s(row, "role")).bind(s(row, "status")).bind(to_nairobi(&row["joined_at"]))
+            .bind(s(row, "chama_id")).bind(s(row, "user_id")).bind(s(row, "role")).bind(status)
+            .bind(to_nairobi(&row["joined_at"])).bind(to_nairobi(&row["created_at"]))
             .execute(&mut *conn).await?;
         }
         "public.transactions" => {
             if s(row, "type").as_deref() == Some("opening_balance") {
-                return Ok(true);
+                return Ok(Some(
+                    "an opening balance (a migration entry, not a legacy fact) changed on the target".into(),
+                ));
             }
-            let legacy = mapped(conn, row, "legacy_id").await?;
-            let values = (
-                s(row, "chama_id"),
-                s(row, "user_id"),
-                s(row, "type"),
-                kes(&row["amount"]),
-                s(row, "status"),
-                s(row, "payment_method").filter(|m| m != "internal"),
-                s(row, "reference"),
-                s(row, "mpesa_receipt"),
-                s(row, "phone"),
-                s(row, "description"),
-                to_nairobi(&row["created_at"]),
-                to_nairobi(&row["updated_at"]),
-            );
-            match legacy {
+            let chama = s(row, "chama_id");
+            note_sum(conn, chama.as_ref(), sums).await?;
+            match mapped(conn, row, "legacy_id").await? {
                 Some(id) => {
-                    sqlx::query("update transactions set status = $2, amount = $3::numeric, description = $4, updated_at = $5::timestamp where id = $1")
-                        .bind(id).bind(&values.4).bind(&values.3).bind(&values.9).bind(&values.11).execute(&mut *conn).await?;
+                    // Amounts of posted money never change on the target; status and text do.
+                    sqlx::query("update transactions set status = $2, description = $3, updated_at = $4::timestamp where id = $1")
+                        .bind(id).bind(s(row, "status")).bind(s(row, "description")).bind(to_nairobi(&row["updated_at"]))
+                        .execute(&mut *conn).await?;
                 }
                 None => {
                     let id: i64 = sqlx::query_scalar(
                         "insert into transactions (chama_id, user_id, type, amount, status, payment_method, reference, mpesa_receipt, phone, description, metadata, created_at, updated_at)
                          values ($1::uuid, $2::uuid, $3, $4::numeric, $5, $6, $7, $8, $9, $10, $11::json, $12::timestamp, $13::timestamp) returning id",
                     )
-                    .bind(&values.0).bind(&values.1).bind(&values.2).bind(&values.3).bind(&values.4).bind(&values.5)
-                    .bind(&values.6).bind(&values.7).bind(&values.8).bind(&values.9)
-                    .bind(row.get("metadata").map(|m| m.to_string())).bind(&values.10).bind(&values.11)
+                    .bind(&chama).bind(s(row, "user_id")).bind(s(row, "type")).bind(kes(&row["amount"])).bind(s(row, "status"))
+                    .bind(s(row, "payment_method").filter(|m| m != "internal"))
+                    .bind(s(row, "reference")).bind(s(row, "mpesa_receipt")).bind(s(row, "phone")).bind(s(row, "description"))
+                    .bind(row.get("metadata").map(|m| m.to_string()))
+                    .bind(to_nairobi(&row["created_at"])).bind(to_nairobi(&row["updated_at"]))
                     .fetch_one(&mut *conn).await?;
                     remember(conn, row, id).await?;
                 }
-            }
-            if let Some(chama) = values.0 {
-                chamas.insert(chama);
             }
         }
         "public.notifications" => {
@@ -413,7 +638,7 @@ async fn replay(
                     .bind(!row["read_at"].is_null())
                     .execute(&mut *conn)
                     .await?;
-                return Ok(true);
+                return Ok(None);
             }
             let id: i64 = sqlx::query_scalar(
                 "insert into notifications (user_id, type, title, body, data, is_read, sent_via, created_at)
@@ -426,8 +651,16 @@ async fn replay(
             remember(conn, row, id).await?;
         }
         "public.device_tokens" => {
-            if op != "INSERT" || mapped(conn, row, "").await?.is_some() {
-                return Ok(op == "UPDATE");
+            // Legacy keeps a token per user; one it has already needs nothing more.
+            let known: bool = sqlx::query_scalar(
+                "select exists (select from user_devices where user_id = $1::uuid and fcm_token = $2)",
+            )
+            .bind(s(row, "user_id"))
+            .bind(s(row, "token"))
+            .fetch_one(&mut *conn)
+            .await?;
+            if known || mapped(conn, row, "").await?.is_some() {
+                return Ok(None);
             }
             let id: i64 = sqlx::query_scalar("insert into user_devices (user_id, fcm_token, platform, created_at) values ($1::uuid, $2, $3, $4::timestamp) returning id")
                 .bind(s(row, "user_id")).bind(s(row, "token")).bind(s(row, "platform")).bind(to_nairobi(&row["created_at"]))
@@ -451,13 +684,18 @@ async fn replay(
         "public.meeting_attendance" => {
             // Legacy keeps the register as an array of those who came.
             let came = matches!(s(row, "status").as_deref(), Some("present" | "late"));
-            sqlx::query(
+            let found = sqlx::query(
                 "update meetings set attendees = case when $3 then array_append(array_remove(attendees, $2::uuid), $2::uuid)
                                                      else array_remove(attendees, $2::uuid) end
                   where id = $1::uuid",
             )
             .bind(s(row, "meeting_id")).bind(s(row, "user_id")).bind(came)
             .execute(&mut *conn).await?;
+            if found.rows_affected() == 0 {
+                return Ok(Some(
+                    "the register of a meeting legacy does not have".into(),
+                ));
+            }
         }
         "public.disbursement_requests" => {
             let transaction = match s(row, "transaction_id") {
@@ -483,20 +721,26 @@ async fn replay(
                 "comment": s(row, "comment"),
                 "at": to_nairobi(&row["created_at"]).map(|at| at.replace(' ', "T")),
             });
-            set_decision(conn, row, Some(decision)).await?;
+            if !set_decision(conn, row, Some(decision)).await? {
+                return Ok(Some("a decision on a request legacy does not have".into()));
+            }
         }
-        _ => return Ok(false),
+        other => return Ok(Some(format!("legacy has no table for {other}"))),
     }
-    Ok(true)
+    Ok(None)
 }
 
-/// Replays a row deleted on the target; `false` for tables whose rows are never deleted by
-/// the app (transactions, users, chamas: left for review).
-async fn replay_delete(conn: &mut PgConnection, table: &str, row: &Value) -> anyhow::Result<bool> {
+/// Replays a row deleted on the target. Users, chamas, transactions and withdrawal requests
+/// are history legacy keeps (the app never deletes them): such a delete is reported.
+async fn replay_delete(
+    conn: &mut PgConnection,
+    table: &str,
+    row: &Value,
+) -> anyhow::Result<Option<String>> {
     match table {
         "public.notifications" => {
             let Some(id) = mapped(conn, row, "legacy_id").await? else {
-                return Ok(true); // never reached legacy
+                return Ok(None); // never reached legacy
             };
             sqlx::query("delete from notifications where id = $1")
                 .bind(id)
@@ -533,11 +777,15 @@ async fn replay_delete(conn: &mut PgConnection, table: &str, row: &Value) -> any
                 .await?;
         }
         "public.disbursement_approvals" => {
-            set_decision(conn, row, None).await?;
+            let _ = set_decision(conn, row, None).await?;
         }
-        _ => return Ok(false),
+        other => {
+            return Ok(Some(format!(
+                "a delete of {other} history, which legacy keeps"
+            )));
+        }
     }
-    Ok(true)
+    Ok(None)
 }
 
 /// Legacy keeps officials' decisions as JSON on the request, one per official: replaces the
@@ -546,8 +794,8 @@ async fn set_decision(
     conn: &mut PgConnection,
     row: &Value,
     decision: Option<Value>,
-) -> anyhow::Result<()> {
-    sqlx::query(
+) -> anyhow::Result<bool> {
+    let found = sqlx::query(
         "update disbursement_requests
             set approvals = (select coalesce(jsonb_agg(a), '[]'::jsonb)
                                from jsonb_array_elements(approvals::jsonb) a
@@ -560,7 +808,7 @@ async fn set_decision(
     .bind(decision)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(found.rows_affected() > 0)
 }
 
 /// The legacy status of a target withdrawal request. Legacy knows pending, approved, rejected,

@@ -8,6 +8,7 @@
 //! `pipeline` (steps and batches), `state` (the `pesachama_migrate` schema on the target),
 //! `copy`, `plan`, `verify`, `report`, `generate`.
 
+pub mod access;
 pub mod batch;
 pub mod clean;
 pub mod copy;

@@ -127,6 +127,21 @@ pub async fn cycle(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Re
             "change capture is not installed on legacy: run `pesachama migrate sync --install` (before `copy`)"
         );
     }
+    // Once the target is live it has writes of its own, which a cycle would overwrite (a
+    // chama's books are posted again whole from legacy).
+    let recorded: bool =
+        sqlx::query_scalar("select to_regclass('pesachama_migrate.cutover') is not null")
+            .fetch_one(&mut *dst)
+            .await?;
+    if recorded
+        && let Some(cut) = crate::access::open_cutover(dst).await?
+        && cut.step == crate::access::Step::Live
+    {
+        anyhow::bail!(
+            "the target is live since cut-over {}: a sync would overwrite its writes; `migrate rollback` first to go back to legacy",
+            cut.id
+        );
+    }
     // Changes are upserted by key: the keys a copy drops for its load must be back.
     let unfinished = crate::state::deferred_constraints(dst).await?;
     if !unfinished.is_empty() {
@@ -156,6 +171,18 @@ pub async fn cycle(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Re
                 ("user_devices", Some(n)) => {
                     deletes.push((target::DEVICES, crate::ids::legacy("user_devices", n)))
                 }
+                // A membership gone from legacy goes from the target too (its money is then the
+                // chama's, as a fresh copy would post it); the row is kept for review.
+                ("chama_members", Some(n)) => {
+                    deletes.push((target::MEMBERS, crate::ids::legacy("chama_members", n)));
+                    out.deletes_for_review.push(format!(
+                        "{table} {id} deleted in legacy: removed from the target, its row kept in pesachama_migrate.legacy_deletes"
+                    ));
+                }
+                // A transaction: its chama's books are posted again without it (below).
+                ("transactions", Some(_)) => out.deletes_for_review.push(format!(
+                    "{table} {id} deleted in legacy: removed from the target with its journal, its row kept in pesachama_migrate.legacy_deletes"
+                )),
                 _ => out.deletes_for_review.push(format!(
                     "{table} {id} deleted in legacy; kept in the target (review)"
                 )),
@@ -201,16 +228,45 @@ pub async fn cycle(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Re
         sqlx::raw_sql("set local session_replication_role = replica")
             .execute(&mut *tx)
             .await?;
+        let rebuilt: Vec<Uuid> = keys
+            .ledger
+            .iter()
+            .copied()
+            .filter(|c| cx.chama_ids.contains(c))
+            .collect();
+        let posted: Vec<Uuid> = batches
+            .iter()
+            .flat_map(|b| b.rows_of(&target::TRANSACTIONS))
+            .filter_map(|row| row[0].as_deref().and_then(|id| id.parse().ok()))
+            .collect();
+        sqlx::raw_sql(LEGACY_DELETES).execute(&mut *tx).await?;
+        clear_books(&mut tx, &rebuilt, &posted).await?;
         let mut layouts = crate::pgbinary::Layouts::default();
         for batch in &batches {
             merge(&mut tx, batch, &mut layouts).await?;
         }
         for (table, id) in &deletes {
+            if table.name == target::MEMBERS.name {
+                sqlx::query(
+                    "insert into pesachama_migrate.legacy_deletes (source_table, target_table, target_id, target_row, outcome)
+                     select 'chama_members', 'public.chama_members', m.id, to_jsonb(m), 'removed from the target'
+                       from public.chama_members m where m.id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query(&format!("delete from {} where id = $1", table.name))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
+        let accounts: Vec<Uuid> = batches
+            .iter()
+            .flat_map(|b| b.rows_of(&target::ACCOUNTS))
+            .filter_map(|row| row[0].as_deref().and_then(|id| id.parse().ok()))
+            .collect();
+        settle_books(&mut tx, &rebuilt, &accounts).await?;
         tx.commit().await?;
         let ids: Vec<i64> = changes.iter().map(|c| c.0).collect();
         sqlx::query("delete from pesachama_sync.changes where id = any($1)")
@@ -374,4 +430,111 @@ async fn merge(
             .with_context(|| format!("applying changes to {}", table.name))?;
     }
     crate::copy::write_updates(conn, &target::Sink::Target, batch).await
+}
+
+/// Where the target's rows of legacy rows deleted after the copy are kept, for review.
+const LEGACY_DELETES: &str = "
+create table if not exists pesachama_migrate.legacy_deletes (
+  id bigserial primary key,
+  source_table text not null,
+  target_table text not null,
+  target_id uuid not null,
+  target_row jsonb not null,
+  outcome text not null,
+  at timestamptz not null default now()
+)";
+
+/// Before a chama's books are merged again: its migrated transactions that legacy no longer
+/// has (deleted, or no longer moving) leave the target, their rows kept in
+/// `pesachama_migrate.legacy_deletes`, and its journals and postings go, to be posted again
+/// whole from legacy as it is now. So the books always equal a fresh copy's: a journal
+/// posted for a row legacy has since deleted or changed cannot stay behind the balances.
+/// (Before cut-over every journal of the target is the migration's.)
+async fn clear_books(
+    conn: &mut PgConnection,
+    chamas: &[Uuid],
+    posted: &[Uuid],
+) -> anyhow::Result<()> {
+    if chamas.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "with gone as (
+           delete from public.transactions t
+            where t.chama_id = any($1) and not (t.id = any($2))
+              and (t.legacy_id is not null or t.type = 'opening_balance')
+           returning t.*)
+         insert into pesachama_migrate.legacy_deletes (source_table, target_table, target_id, target_row, outcome)
+         select 'transactions', 'public.transactions', g.id, to_jsonb(g),
+                'removed from the target with its journal; the chama''s books posted again without it'
+           from gone g",
+    )
+    .bind(chamas)
+    .bind(posted)
+    .execute(&mut *conn)
+    .await
+    .context("removing transactions legacy no longer has")?;
+    sqlx::query(
+        "delete from internal.postings p using internal.journals j
+          where p.journal_id = j.id and j.chama_id = any($1)",
+    )
+    .bind(chamas)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("delete from internal.journals where chama_id = any($1)")
+        .bind(chamas)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// After the merge: accounts the books no longer have (a removed member's) go, every other
+/// account of the chamas equals its postings, and the chama's balance and each member's total
+/// equal their accounts.
+async fn settle_books(
+    conn: &mut PgConnection,
+    chamas: &[Uuid],
+    accounts: &[Uuid],
+) -> anyhow::Result<()> {
+    if chamas.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "delete from internal.ledger_accounts a
+          where a.chama_id = any($1) and not (a.id = any($2))
+            and not exists (select from internal.postings p where p.account_id = a.id)",
+    )
+    .bind(chamas)
+    .bind(accounts)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "update internal.ledger_accounts a
+            set balance = coalesce((select sum(p.amount) from internal.postings p where p.account_id = a.id), 0)
+          where a.chama_id = any($1)",
+    )
+    .bind(chamas)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "update public.chamas c
+            set balance = coalesce((select a.balance from internal.ledger_accounts a
+                                     where a.chama_id = c.id and a.kind = 'cash'), 0)
+          where c.id = any($1)",
+    )
+    .bind(chamas)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "update public.chama_members m
+            set contributed_total = -coalesce((select a.balance from internal.ledger_accounts a
+                                                where a.chama_id = m.chama_id and a.kind = 'member_equity'
+                                                  and a.user_id = m.user_id), 0)
+          where m.chama_id = any($1)",
+    )
+    .bind(chamas)
+    .execute(&mut *conn)
+    .await
+    .context("settling the rebuilt books")?;
+    Ok(())
 }

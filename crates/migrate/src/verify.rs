@@ -1,10 +1,10 @@
 //! `migrate verify`: proof that the target holds exactly the transformed source.
 //!
 //! The source is transformed again (the same code as `copy`) into a scratch schema on the
-//! target, then every target table is compared with its scratch twin: row counts and an
-//! order-independent checksum (the sum of a 60-bit slice of each row's MD5) over key ranges,
-//! and a differing range is split 16 ways until it is small enough to list the exact rows that
-//! differ, as reladiff and pg_comparator do. Then the integrity report, the balance/ledger
+//! target, then every target table is compared with its scratch twin: row count and an
+//! order-independent checksum (the sum of a 60-bit slice of each row's MD5), and, for a table
+//! whose checksums differ, one hash join of both sides on (row key, row hash) that lists the
+//! exact rows that differ: one more scan of each side, whatever the number of differences. Then the integrity report, the balance/ledger
 //! reconciliation, and RLS on every public table. Any difference is listed; none means exit 0.
 
 use std::sync::Arc;
@@ -24,8 +24,6 @@ const SCRATCH: &str = "pesachama_verify";
 const PARALLEL_LOADS: usize = 3;
 /// Tables compared at once.
 const PARALLEL_COMPARES: usize = 2;
-/// A differing range this small is listed row by row.
-const LIST_BELOW: i64 = 64;
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct TableCheck {
@@ -171,52 +169,16 @@ pub async fn run(from: &str, to: &str, batch_size: usize) -> anyhow::Result<Veri
     result
 }
 
-/// A key range `[lo, lo + 2^bits)` of the uuid space.
-#[derive(Debug, Clone, Copy)]
-struct Range {
-    lo: u128,
-    bits: u32,
-}
-
-impl Range {
-    fn condition(&self, key: &str) -> String {
-        let lo = uuid::Uuid::from_u128(self.lo);
-        let hi = if self.bits >= 128 {
-            None
-        } else {
-            self.lo.checked_add(1u128 << self.bits)
-        };
-        match hi {
-            Some(hi) => format!(
-                "({key}) >= '{lo}'::uuid and ({key}) < '{}'::uuid",
-                uuid::Uuid::from_u128(hi)
-            ),
-            None => format!("({key}) >= '{lo}'::uuid"),
-        }
-    }
-
-    fn split(&self) -> Vec<Range> {
-        let bits = self.bits.saturating_sub(4);
-        (0..16u128)
-            .map(|i| Range {
-                lo: self.lo + (i << bits),
-                bits,
-            })
-            .collect()
-    }
-}
-
+/// Count and order-independent checksum of a whole relation: one scan.
 async fn checksum(
     conn: &mut PgConnection,
     relation: &str,
     table: &Table,
-    range: Range,
 ) -> anyhow::Result<(i64, String)> {
     let sql = format!(
         "select count(*), coalesce(sum(('x' || substr(md5(row({cols})::text), 1, 15))::bit(60)::bigint), 0)::text
-           from {relation} where {cond}",
+           from {relation}",
         cols = columns(table),
-        cond = range.condition(table.key),
     );
     sqlx::query_as(&sql)
         .fetch_one(&mut *conn)
@@ -224,70 +186,68 @@ async fn checksum(
         .with_context(|| format!("checksum of {relation}"))
 }
 
-async fn row_hashes(
-    conn: &mut PgConnection,
-    relation: &str,
-    table: &Table,
-    range: Range,
-) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-    let sql = format!(
-        "select ({key})::text, md5(row({cols})::text) from {relation} where {cond}",
-        key = table.key,
-        cols = columns(table),
-        cond = range.condition(table.key),
-    );
-    let rows: Vec<(String, String)> = sqlx::query_as(&sql).fetch_all(&mut *conn).await?;
-    Ok(rows.into_iter().collect())
-}
-
+/// Compares a table with its scratch twin: a checksum of each (one scan each); when they
+/// differ, one hash join of the two on (row key, row hash) lists exactly the rows that differ.
+/// So a table with differences costs one more scan of each side, whatever their number (a
+/// bisection by key range costs a scan per range on a key without an index, and the scratch
+/// tables have none).
 async fn compare(
     conn: &mut PgConnection,
     table: &Table,
     scratch: &str,
 ) -> anyhow::Result<TableCheck> {
-    let whole = Range { lo: 0, bits: 128 };
-    let expected = checksum(conn, scratch, table, whole).await?;
-    let actual = checksum(conn, table.name, table, whole).await?;
+    let expected = checksum(conn, scratch, table).await?;
+    let actual = checksum(conn, table.name, table).await?;
     let mut check = TableCheck {
         table: table.name.to_owned(),
         expected_rows: expected.0,
         target_rows: actual.0,
+        ranges_compared: 1,
         ..Default::default()
     };
-    let mut pending = vec![(whole, expected, actual)];
-    while let Some((range, expected, actual)) = pending.pop() {
-        check.ranges_compared += 1;
-        if expected == actual {
-            continue;
+    if expected == actual {
+        return Ok(check);
+    }
+    check.ranges_compared += 1;
+    // Grouped first, so a key held by several rows compares as a multiset.
+    let side = |relation: &str| {
+        format!(
+            "select ({key})::text as k, md5(row({cols})::text) as h, count(*) as n from {relation} group by 1, 2",
+            key = table.key,
+            cols = columns(table),
+        )
+    };
+    let sql = format!(
+        "select coalesce(e.k, a.k), coalesce(e.n, 0) > coalesce(a.n, 0)
+           from ({expected}) e full join ({actual}) a on a.k = e.k and a.h = e.h
+          where e.n is distinct from a.n
+          order by 1, 2",
+        expected = side(scratch),
+        actual = side(table.name),
+    );
+    let rows: Vec<(Option<String>, bool)> = sqlx::query_as(&sql)
+        .fetch_all(&mut *conn)
+        .await
+        .with_context(|| format!("listing the rows of {} that differ", table.name))?;
+    // Per key: a row the source has more of (missing or different), and one the target has more of.
+    let mut by_key: std::collections::BTreeMap<String, (bool, bool)> = Default::default();
+    for (key, source_side) in rows {
+        let entry = by_key.entry(key.unwrap_or_default()).or_default();
+        if source_side {
+            entry.0 = true;
+        } else {
+            entry.1 = true;
         }
-        if expected.0.max(actual.0) > LIST_BELOW && range.bits >= 8 {
-            for part in range.split() {
-                let expected = checksum(conn, scratch, table, part).await?;
-                let actual = checksum(conn, table.name, table, part).await?;
-                pending.push((part, expected, actual));
-            }
-            continue;
-        }
-        let want = row_hashes(conn, scratch, table, range).await?;
-        let have = row_hashes(conn, table.name, table, range).await?;
-        for (key, hash) in &want {
-            match have.get(key) {
-                None => check
-                    .differences
-                    .push(format!("{} {key}: missing in the target", table.name)),
-                Some(h) if h != hash => check.differences.push(format!(
-                    "{} {key}: differs from the transformed source",
-                    table.name
-                )),
-                _ => {}
-            }
-        }
-        for key in have.keys().filter(|k| !want.contains_key(*k)) {
-            check.differences.push(format!(
+    }
+    for (key, sides) in by_key {
+        check.differences.push(match sides {
+            (true, true) => format!("{} {key}: differs from the transformed source", table.name),
+            (true, false) => format!("{} {key}: missing in the target", table.name),
+            _ => format!(
                 "{} {key}: in the target but not in the transformed source",
                 table.name
-            ));
-        }
+            ),
+        });
     }
     Ok(check)
 }

@@ -120,3 +120,113 @@ async fn writes_during_and_after_the_copy_reach_the_target() {
     );
     target.assert_ledger_balanced().await;
 }
+
+/// A legacy delete of a transaction and of a membership, synced: the target removes both (the
+/// rows kept for review), its books are posted again without them, and it passes its own
+/// integrity checks and `verify`.
+#[tokio::test]
+async fn a_legacy_delete_leaves_the_targets_books_agreeing_with_its_rows() {
+    let legacy = TestDb::empty().await;
+    let mut src = source::connect(&legacy.url, "legacy").await.unwrap();
+    generate::run(
+        &mut src,
+        &generate::GenerateOptions {
+            scale: 0.001,
+            quirk_rate: 0.05,
+            seed: 4,
+        },
+    )
+    .await
+    .unwrap();
+    sync::install_capture(&mut src).await.unwrap();
+    let target = TestDb::new().await;
+    copy::run(&legacy.url, &target.url, &options(None))
+        .await
+        .unwrap();
+
+    // A completed contribution that moved, and a member with money in a chama.
+    let (gone_tx, chama): (i64, uuid::Uuid) = sqlx::query_as(
+        "select t.id, t.chama_id from transactions t
+          where lower(t.status) = 'completed' and lower(t.type) = 'contribution' and t.amount > 0
+            and not exists (select from disbursement_requests d where d.transaction_id = t.id)
+            and (t.mpesa_receipt is null or not exists (select from transactions o where o.mpesa_receipt = t.mpesa_receipt and o.id <> t.id))
+          order by t.id limit 1",
+    )
+    .fetch_one(&mut src)
+    .await
+    .unwrap();
+    let moved: i64 = sqlx::query_scalar(
+        "select count(*) from public.transactions where legacy_id = $1 and status = 'completed'",
+    )
+    .bind(gone_tx.to_string())
+    .fetch_one(&target.pool)
+    .await
+    .unwrap();
+    assert_eq!(moved, 1);
+    let gone_member: i32 = sqlx::query_scalar(
+        "select m.id from chama_members m join chamas c on c.id = m.chama_id
+          where lower(m.role) = 'member' and lower(m.status) = 'active' and c.id <> $1
+            and exists (select from transactions t where t.chama_id = m.chama_id and t.user_id = m.user_id
+                         and lower(t.status) = 'completed' and lower(t.type) = 'contribution' and t.amount > 0)
+          order by m.id limit 1",
+    )
+    .bind(chama)
+    .fetch_one(&mut src)
+    .await
+    .unwrap();
+    let member_row = pesachama_migrate::ids::legacy("chama_members", i64::from(gone_member));
+    let total: i64 =
+        sqlx::query_scalar("select contributed_total from public.chama_members where id = $1")
+            .bind(member_row)
+            .fetch_one(&target.pool)
+            .await
+            .unwrap();
+    assert!(total > 0, "the member has money in the chama");
+    sqlx::query("delete from transactions where id = $1")
+        .bind(gone_tx)
+        .execute(&mut src)
+        .await
+        .unwrap();
+    sqlx::query("delete from chama_members where id = $1")
+        .bind(gone_member)
+        .execute(&mut src)
+        .await
+        .unwrap();
+
+    let mut dst = source::connect(&target.url, "target").await.unwrap();
+    let cycle = sync::cycle(&mut src, &mut dst).await.unwrap();
+    assert_eq!(cycle.deletes_for_review.len(), 2, "{cycle:?}");
+
+    target.assert_ledger_balanced().await;
+    let left: i64 =
+        sqlx::query_scalar("select count(*) from public.transactions where legacy_id = $1")
+            .bind(gone_tx.to_string())
+            .fetch_one(&target.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "the deleted transaction left the target");
+    let kept: Vec<String> = sqlx::query_scalar(
+        "select source_table from pesachama_migrate.legacy_deletes order by source_table",
+    )
+    .fetch_all(&target.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        kept,
+        vec!["chama_members", "transactions"],
+        "kept for review"
+    );
+    let members: i64 =
+        sqlx::query_scalar("select count(*) from public.chama_members where id = $1")
+            .bind(member_row)
+            .fetch_one(&target.pool)
+            .await
+            .unwrap();
+    assert_eq!(members, 0, "the deleted membership left the target");
+    let result = verify::run(&legacy.url, &target.url, 300).await.unwrap();
+    assert!(
+        result.differences().is_empty(),
+        "{:#?}",
+        result.differences()
+    );
+}

@@ -355,10 +355,16 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
                 *yes,
             )?;
             let back = cutover::rollback(&from, &to).await?;
-            output::line(&format!(
-                "replayed {} target changes into legacy; legacy reopened",
-                back.replayed
-            ));
+            if back.reopened_only {
+                output::line(
+                    "the cut-over had stopped before the target went live: legacy reopened as it was recorded (CONNECT and read-only setting)",
+                );
+            } else {
+                output::line(&format!(
+                    "replayed {} target rows into legacy; legacy reopened",
+                    back.replayed
+                ));
+            }
             for note in &back.not_replayed {
                 output::line(note);
             }
