@@ -552,3 +552,47 @@ async fn opaque_supabase_api_keys_are_accepted_when_configured() {
         401
     );
 }
+
+/// Someone signs up first with another person's email and a password of theirs, and never
+/// confirms it. When the owner signs in with Google (which proves the address), the account
+/// becomes theirs: the email confirmed, the squatter's password gone (GoTrue's rule). Before,
+/// with confirmation on, the owner was turned away and the squatter's password stayed.
+#[tokio::test]
+async fn google_sign_in_takes_an_address_back_from_an_unconfirmed_sign_up() {
+    let (key, jwk) = es256_key(21, "google-key-1");
+    let google = FakeService::json("/oauth2/v3/certs", json!({ "keys": [jwk] })).await;
+    let mut config = TestApp::config();
+    config.auth.google_client_ids = vec![GOOGLE_CLIENT.to_owned()];
+    config.auth.google_jwks_url = google.url("/oauth2/v3/certs");
+    config.auth.autoconfirm = false;
+    let app = TestApp::spawn_with(TestDb::new().await, config).await;
+
+    let squat = app
+        .auth(Method::POST, "/signup")
+        .json(&json!({ "email": "chebet@gmail.com", "password": "squatters-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(squat.status(), 200);
+    let squatted: Value = squat.json().await.unwrap();
+
+    let token = sign_es256(
+        &key,
+        "google-key-1",
+        &google_claims("1029384756", "chebet@gmail.com", Some("n-0nce")),
+    );
+    let owner = google_sign_in(&app, &token, Some("n-0nce")).await;
+    assert_eq!(owner.status(), 200);
+    let owner: Value = owner.json().await.unwrap();
+    assert_eq!(owner["user"]["id"], squatted["id"]);
+    assert!(!owner["user"]["email_confirmed_at"].is_null());
+
+    let login = app
+        .auth(Method::POST, "/token?grant_type=password")
+        .json(&json!({ "email": "chebet@gmail.com", "password": "squatters-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 400, "the squatter's password is gone");
+    app.db.assert_gotrue_can_read().await;
+}

@@ -733,6 +733,31 @@ pub async fn take_over_unconfirmed(
     Ok(())
 }
 
+/// An address proved by another provider (Google) on an account whose own sign-up never
+/// confirmed it: the address is confirmed, and the password set by whoever signed up, with
+/// every session and refresh token, is gone.
+pub async fn confirm_email_dropping_password(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<(), StoreError> {
+    let confirmed = sqlx::query(
+        "update auth.users set email_confirmed_at = now(), encrypted_password = null,
+                confirmation_token = '', updated_at = now()
+          where id = $1 and email_confirmed_at is null",
+    )
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if confirmed == 1 {
+        sqlx::query("delete from auth.sessions where user_id = $1")
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Makes the user's profile (`public.users`) if they have none: `internal.ensure_profile`.
 pub async fn ensure_profile(
     executor: impl PgExecutor<'_>,

@@ -1,7 +1,8 @@
 //! The account a verified Google identity signs in to, for every way Google sign-in arrives
 //! (`grant_type=id_token`, the browser OAuth flow): the user holding the Google identity, or
 //! the user with the same email when Google says the email is verified (the identity is linked
-//! to them), or a new user. An unverified Google email never reaches an existing account: its
+//! to them, and an address nobody had confirmed is confirmed, its password dropped), or a new
+//! user. An unverified Google email never reaches an existing account: its
 //! holder gets a new user without the email.
 
 use axum::http::StatusCode;
@@ -32,6 +33,14 @@ pub(crate) async fn find_or_create(
                 None => None,
             };
             let user = match existing {
+                // Google has just proved the address, which the account's own sign-up never
+                // did: as GoTrue does, the address is confirmed and the password that whoever
+                // signed up set on it is dropped, with its sessions, so a squatter who signed
+                // up first with someone's email keeps nothing once its owner arrives.
+                Some(user) if user.email_confirmed_at.is_none() => {
+                    auth::confirm_email_dropping_password(&mut *tx, user.id).await?;
+                    user
+                }
                 Some(user) => user,
                 None => {
                     if settings.disable_signup {
