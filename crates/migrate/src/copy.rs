@@ -34,12 +34,70 @@ const RESTORE_PARALLEL: usize = 3;
 /// What a step says when another step's failure stopped it.
 const STOPPED: &str = "stopped because another step failed";
 
+/// When `copy` stops on the quarantine: once more rows are quarantined than `percent` of the
+/// legacy rows it reads (what moves plus what cannot), or than `rows` when given (the absolute
+/// override). `plan` applies the same rule beforehand, so it says whether `copy` will stop.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct QuarantineLimit {
+    pub percent: f64,
+    pub rows: Option<i64>,
+}
+
+impl Default for QuarantineLimit {
+    /// 1 % of the rows read: real legacy data has quirks "in small numbers" (the generator's
+    /// default rate quarantines about 0.1 %); more means something is wrong with the source.
+    fn default() -> Self {
+        Self {
+            percent: 1.0,
+            rows: None,
+        }
+    }
+}
+
+impl QuarantineLimit {
+    /// An absolute limit, whatever the size of the source.
+    pub fn rows(rows: i64) -> Self {
+        Self {
+            rows: Some(rows),
+            ..Self::default()
+        }
+    }
+
+    /// A limit relative to the rows read.
+    pub fn percent(percent: f64) -> Self {
+        Self {
+            percent,
+            rows: None,
+        }
+    }
+
+    /// The most rows that may be quarantined when `read` legacy rows are read.
+    pub fn limit(&self, read: u64) -> i64 {
+        match self.rows {
+            Some(rows) => rows,
+            None => (read as f64 * self.percent.max(0.0) / 100.0).floor() as i64,
+        }
+    }
+
+    /// The limit for `read` rows, and how it was reached, in words.
+    pub fn describe(&self, read: u64) -> String {
+        match self.rows {
+            Some(rows) => format!("{rows} rows (--max-quarantine)"),
+            None => format!(
+                "{} rows ({}% of the {read} legacy rows read, --max-quarantine-percent)",
+                self.limit(read),
+                self.percent
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
     /// Legacy rows per batch (for the ledger: transactions, whole chamas at a time).
     pub batch_size: usize,
-    /// Stop the run when more rows than this are quarantined.
-    pub max_quarantine: i64,
+    /// Stop the run when more rows than this allows are quarantined.
+    pub max_quarantine: QuarantineLimit,
     /// Test hook: stop (as if killed) after this many committed batches.
     pub stop_after_batches: Option<u64>,
     pub progress: bool,
@@ -49,7 +107,7 @@ impl Default for CopyOptions {
     fn default() -> Self {
         Self {
             batch_size: 5_000,
-            max_quarantine: 10_000,
+            max_quarantine: QuarantineLimit::default(),
             stop_after_batches: None,
             progress: true,
         }
@@ -276,6 +334,9 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         .await?;
     let cx = Arc::new(source::load_context(&mut src).await?);
     drop(src);
+    let read: u64 = pipeline::STEPS.iter().map(|s| s.total(&cx)).sum();
+    let max_quarantine = options.max_quarantine.limit(read);
+    let limit_words = options.max_quarantine.describe(read);
     let loaded: Vec<&str> = target::ALL.iter().map(|t| t.name).collect();
     state::defer_indexes(&mut lock, &loaded).await?;
     state::defer_constraints(&mut lock, state::KEYS_BUILT_AFTER).await?;
@@ -313,12 +374,13 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         );
         bar.set_prefix(step.name());
         bar.set_position(shards.iter().map(|s| s.rows_done).sum());
-        let (cx, to, options, batches, stop) = (
+        let (cx, to, options, batches, stop, limit_words) = (
             cx.clone(),
             to.to_owned(),
             options.clone(),
             batches.clone(),
             stop.clone(),
+            limit_words.clone(),
         );
         let from = from.to_owned();
         tasks.push(async move {
@@ -342,6 +404,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                         &from,
                         &to,
                         &options,
+                        (max_quarantine, &limit_words),
                         &batches,
                         &stop,
                         &bar,
@@ -479,6 +542,7 @@ async fn copy_step(
     from: &str,
     to: &str,
     options: &CopyOptions,
+    limit: (i64, &str),
     batches: &AtomicU64,
     stop: &Arc<AtomicBool>,
     bar: &ProgressBar,
@@ -529,7 +593,7 @@ async fn copy_step(
                 &mut layouts,
                 &done,
                 &legacy_rows,
-                options,
+                limit,
             )
             .await?;
             bar.inc(done.batch.source_rows);
@@ -559,7 +623,7 @@ async fn write_prepared(
     layouts: &mut Layouts,
     done: &pipeline::Done,
     legacy_rows: &std::collections::HashMap<(String, String), String>,
-    options: &CopyOptions,
+    (max_quarantine, limit_words): (i64, &str),
 ) -> anyhow::Result<()> {
     let mut tx = sqlx::Connection::begin(&mut *dst).await?;
     sqlx::raw_sql("set local session_replication_role = replica").execute(&mut *tx).await
@@ -579,11 +643,10 @@ async fn write_prepared(
     )
     .await?;
     let quarantined = state::quarantined(&mut tx).await?;
-    if quarantined > options.max_quarantine {
+    if quarantined > max_quarantine {
         drop(tx);
         bail!(
-            "{quarantined} rows quarantined, more than --max-quarantine {}: stopping (see pesachama_migrate.quarantine or run `migrate plan`)",
-            options.max_quarantine
+            "{quarantined} rows quarantined, more than the limit of {limit_words}: stopping (see pesachama_migrate.quarantine; `migrate plan` says beforehand how many rows cannot move)"
         );
     }
     tx.commit().await?;

@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod report;
 pub mod rows;
+pub mod rules;
 pub mod source;
 pub mod state;
 pub mod sync;
