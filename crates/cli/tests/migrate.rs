@@ -97,6 +97,20 @@ async fn generate_plan_copy_verify_status_through_the_binary() {
     );
     let copied = migrate(&["copy", "--yes", "--batch-size", "500"]);
     assert!(copied.status.success(), "{}", stderr(&copied));
+    // Without a terminal, progress comes as plain lines (issue 28 #13).
+    for line in [
+        "copy: users started",
+        "copy: transactions done, ",
+        "copy: building the keys and indexes dropped for the load",
+        "copy: keys and indexes built in ",
+    ] {
+        assert!(
+            stderr(&copied).contains(line),
+            "{line}: {}",
+            stderr(&copied)
+        );
+    }
+    assert!(!stderr(&copied).contains("ETA 0s"), "{}", stderr(&copied));
     assert!(stdout(&copied).contains("rows/s"), "{}", stdout(&copied));
     let timings = stdout(&copied)
         .lines()

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context as _, bail};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use sqlx::PgConnection;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -24,6 +24,7 @@ use crate::batch::{Batch, Update};
 use crate::pgbinary::{self, Layouts};
 use crate::pgtext::{self, Fields};
 use crate::pipeline::{self, Step};
+use crate::progress::{self, Mode, Progress};
 use crate::source::{self, Context};
 use crate::state;
 use crate::target::{self, Sink, Table};
@@ -342,11 +343,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
     state::defer_constraints(&mut lock, state::KEYS_BUILT_AFTER).await?;
     state::suspend_autovacuum(&mut lock, &loaded, true).await?;
 
-    let progress = if options.progress {
-        MultiProgress::new()
-    } else {
-        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
-    };
+    let progress = Progress::new(Mode::detect(options.progress));
     let batches = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let checkpoints = state::checkpoints(&mut lock).await?;
@@ -365,15 +362,12 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         let shards = shards(step, &checkpoints);
         let needs: Vec<watch::Receiver<Option<bool>>> =
             step.needs().iter().map(|n| finished[n].clone()).collect();
-        let bar = progress.add(ProgressBar::new(step.total(&cx)));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>22} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        let bar = progress.step(
+            step.name(),
+            step.total(&cx),
+            shards.iter().map(|s| s.rows_done).sum(),
         );
-        bar.set_prefix(step.name());
-        bar.set_position(shards.iter().map(|s| s.rows_done).sum());
+        let progress = progress.clone();
         let (cx, to, options, batches, stop, limit_words) = (
             cx.clone(),
             to.to_owned(),
@@ -396,6 +390,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                     }
                 }
                 let began = started.elapsed().as_secs_f64();
+                progress.started(step.name());
                 let runs = shards.into_iter().filter(|s| !s.done).map(|shard| {
                     copy_step(
                         step,
@@ -407,7 +402,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                         (max_quarantine, &limit_words),
                         &batches,
                         &stop,
-                        &bar,
+                        (&progress, &bar),
                     )
                 });
                 futures_util::future::try_join_all(runs).await?;
@@ -418,7 +413,11 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                 })
             }
             .await;
-            bar.finish();
+            if result.is_ok() {
+                progress.finished(step.name());
+            } else {
+                bar.abandon();
+            }
             if result.is_err() {
                 stop.store(true, Ordering::SeqCst);
             }
@@ -426,7 +425,9 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
             result
         });
     }
+    let ticker = progress.ticker();
     let results = futures_util::future::join_all(tasks).await;
+    ticker.abort();
     let mut steps = Vec::new();
     let mut errors: Vec<anyhow::Error> = Vec::new();
     for result in results {
@@ -443,11 +444,17 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         return Err(err);
     }
 
-    if options.progress {
-        eprintln!("building the keys and indexes dropped for the load");
-    }
+    progress.finish();
+    progress.say("copy: building the keys and indexes dropped for the load");
     let building = std::time::Instant::now();
-    let warnings = state::restore_deferred(to, RESTORE_PARALLEL).await?;
+    let watcher = watch_build(to, &progress, &mut lock).await?;
+    let warnings = state::restore_deferred(to, RESTORE_PARALLEL).await;
+    watcher.abort();
+    let warnings = warnings?;
+    progress.say(&format!(
+        "copy: keys and indexes built in {}",
+        progress::duration(building.elapsed().as_secs())
+    ));
     let build_seconds = building.elapsed().as_secs_f64();
     state::suspend_autovacuum(&mut lock, &loaded, false).await?;
 
@@ -489,6 +496,48 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         steps,
         build_seconds,
     })
+}
+
+/// Shows the build after the load (a third of a production run): how many of the keys and
+/// indexes recorded for it are built, from its own connection, until aborted.
+async fn watch_build(
+    to: &str,
+    progress: &Progress,
+    conn: &mut PgConnection,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let total = still_to_build(conn).await?;
+    let bar = progress.extra("keys and indexes", total.max(0) as u64);
+    let mut watching = source::connect(to, "target").await?;
+    let progress = progress.clone();
+    Ok(tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut last_line = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let Ok(left) = still_to_build(&mut watching).await else {
+                return;
+            };
+            bar.set_position((total - left).max(0) as u64);
+            if progress.mode() == Mode::Lines && last_line.elapsed() >= progress::PLAIN_EVERY {
+                eprintln!(
+                    "copy: building keys and indexes: {} of {total} built ({})",
+                    total - left,
+                    progress::duration(started.elapsed().as_secs())
+                );
+                last_line = std::time::Instant::now();
+            }
+        }
+    }))
+}
+
+/// Keys and indexes recorded to build after the load and not built yet.
+async fn still_to_build(conn: &mut PgConnection) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "select ((select count(*) from pesachama_migrate.deferred_indexes)
+               + (select count(*) from pesachama_migrate.deferred_constraints))::bigint",
+    )
+    .fetch_one(conn)
+    .await?)
 }
 
 /// A batch read and transformed, with the legacy rows its rejections quote.
@@ -545,7 +594,7 @@ async fn copy_step(
     limit: (i64, &str),
     batches: &AtomicU64,
     stop: &Arc<AtomicBool>,
-    bar: &ProgressBar,
+    (progress, bar): (&Progress, &ProgressBar),
 ) -> anyhow::Result<()> {
     let mut src = source::connect(from, "legacy").await?;
     let mut dst = source::connect(to, "target").await?;
@@ -596,7 +645,7 @@ async fn copy_step(
                 limit,
             )
             .await?;
-            bar.inc(done.batch.source_rows);
+            progress.inc(bar, done.batch.source_rows);
             let n = batches.fetch_add(1, Ordering::SeqCst) + 1;
             if options.stop_after_batches.is_some_and(|limit| n >= limit) {
                 stop.store(true, Ordering::SeqCst);

@@ -20,6 +20,7 @@ pub mod pgbinary;
 pub mod pgtext;
 pub mod pipeline;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod rows;
 pub mod rules;
