@@ -71,13 +71,16 @@ create table if not exists pesachama_migrate.drift (
 alter table pesachama_migrate.drift add column if not exists causes jsonb not null default '[]';
 -- Per legacy row, each fix a person must be able to review (reason ending in (review)):
 -- the legacy key, why (reason) and what changed (detail).
+-- A detail can be long (an opening balance names every row it stands for): the key holds its md5.
 create table if not exists pesachama_migrate.fixed_rows (
+  id bigserial primary key,
   source_table text not null,
   legacy_id text not null,
   reason text not null,
-  detail text not null default '',
-  primary key (source_table, legacy_id, reason, detail)
+  detail text not null default ''
 );
+create unique index if not exists fixed_rows_once
+  on pesachama_migrate.fixed_rows (source_table, legacy_id, reason, md5(detail));
 ";
 
 /// Drops the indexes of `tables` that are no constraint's, after recording them in

@@ -70,7 +70,10 @@ insert into disbursement_requests (id, chama_id, requested_by, recipient_phone, 
    '[{"user_id": "a0000000-0000-4000-8000-000000000001", "approved": "true", "at": "2023-04-01T10:00:00"},
      {"user_id": "a0000000-0000-4000-8000-000000000003", "approved": "maybe"},
      {"user_id": "a0000000-0000-4000-8000-000000000002", "approved": "FALSE", "at": "soon"}]',
-   '2023-04-01 09:00:00', '2023-04-01 09:00:00');
+   '2023-04-01 09:00:00', '2023-04-01 09:00:00'),
+  -- approvals that are no list, too long to be part of an index key when quoted
+  ('d0000000-0000-4000-8000-000000000002', 'c0000000-0000-4000-8000-000000000005', 'a0000000-0000-4000-8000-000000000001', '0712999001', 100.00, 'rent', 'rejected',
+   to_jsonb((select string_agg(md5(i::text), ' ') from generate_series(1, 400) i)), '2023-04-01 09:00:00', '2023-04-01 09:00:00');
 
 insert into notifications (id, user_id, type, title, data, created_at) values
   (900001, 'a0000000-0000-4000-8000-000000000001', 'transaction', 'Zero', '{"transaction_id": 900010, "chama_id": "c0000000-0000-4000-8000-000000000005"}', '2020-03-04 10:00:00'),
@@ -231,6 +234,13 @@ async fn every_dirty_class_is_planned_copied_and_verified_with_nothing_hidden() 
         "time unreadable",
     );
     assert!(detail.contains("soon"), "{detail}");
+    let detail = review(
+        &summary,
+        "disbursement_requests",
+        "d0000000-0000-4000-8000-000000000002",
+        "approvals not a JSON array",
+    );
+    assert!(detail.len() > 8000, "the value is quoted whole");
     // 8 and 9. The trunk-zero number parses, reveals a duplicate, and says who kept it.
     let detail = review(&summary, "users", U_TRUNK_DUPLICATE, "phone shared");
     assert!(
