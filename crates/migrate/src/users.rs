@@ -427,6 +427,29 @@ mod tests {
     }
 
     #[test]
+    fn a_trunk_zero_after_the_country_code_reveals_the_duplicate_it_hides() {
+        let users = vec![
+            user(1, "+254 0712 999 001", None, false, "2023-01-01 00:00:00"),
+            user(2, "0712999001", None, false, "2024-01-01 00:00:00"),
+            user(3, "+2540712999002", None, false, "2024-01-01 00:00:00"),
+        ];
+        let contacts = resolve_contacts(&users);
+        let c = |n: u128| &contacts[&Uuid::from_u128(n).to_string()];
+        assert_eq!(c(2).phone.as_ref().unwrap().as_e164(), "+254712999001");
+        assert!(c(1).phone.is_none(), "one number, one live owner");
+        let fix = c(1)
+            .fixes
+            .iter()
+            .find(|f| f.reason.ends_with("(review)") && f.reason.contains("shared"))
+            .unwrap();
+        assert!(
+            fix.detail.as_deref().unwrap().contains("+254 0712 999 001"),
+            "{fix:?}"
+        );
+        assert_eq!(c(3).phone.as_ref().unwrap().as_e164(), "+254712999002");
+    }
+
+    #[test]
     fn emails_differing_in_case_keep_one_live_owner_and_junk_goes() {
         let users = vec![
             user(
