@@ -46,6 +46,19 @@ async fn generate_plan_copy_verify_status_through_the_binary() {
     let plan = migrate(&["plan", "--report-dir", dir]);
     assert!(plan.status.success(), "{}", stderr(&plan));
     assert!(stdout(&plan).contains("## Rows that cannot move (why)"));
+    assert!(
+        stdout(&plan).contains("will not stop on the quarantine threshold"),
+        "{}",
+        stdout(&plan)
+    );
+    // With a limit below what cannot move, plan says beforehand that copy will stop.
+    let strict = migrate(&["plan", "--report-dir", dir, "--max-quarantine", "1"]);
+    assert!(strict.status.success(), "{}", stderr(&strict));
+    assert!(
+        stdout(&strict).contains("WILL STOP on the quarantine threshold"),
+        "{}",
+        stdout(&strict)
+    );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(reports.path().join("plan.json")).unwrap())
             .unwrap();
@@ -84,6 +97,20 @@ async fn generate_plan_copy_verify_status_through_the_binary() {
     );
     let copied = migrate(&["copy", "--yes", "--batch-size", "500"]);
     assert!(copied.status.success(), "{}", stderr(&copied));
+    // Without a terminal, progress comes as plain lines (issue 28 #13).
+    for line in [
+        "copy: users started",
+        "copy: transactions done, ",
+        "copy: building the keys and indexes dropped for the load",
+        "copy: keys and indexes built in ",
+    ] {
+        assert!(
+            stderr(&copied).contains(line),
+            "{line}: {}",
+            stderr(&copied)
+        );
+    }
+    assert!(!stderr(&copied).contains("ETA 0s"), "{}", stderr(&copied));
     assert!(stdout(&copied).contains("rows/s"), "{}", stdout(&copied));
     let timings = stdout(&copied)
         .lines()

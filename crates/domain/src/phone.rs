@@ -1,7 +1,8 @@
 //! Kenyan mobile numbers in E.164 (`+2547XXXXXXXX`, `+2541XXXXXXXX`).
 //!
 //! People type numbers every way: `0712 345 678`, `712345678`, `254712345678`, `+254-712-345-678`.
-//! All of them parse to the one E.164 form, so a member is one member however they typed it.
+//! All of them parse to the one E.164 form, so a member is one member however they typed it,
+//! including the trunk zero kept after the country code (`+254 0712 345 678`).
 
 use std::fmt;
 
@@ -33,6 +34,9 @@ impl Phone {
         }
         let subscriber = match (plus, digits.len()) {
             (_, 12) if digits.starts_with("254") => &digits[3..],
+            // The trunk zero kept after the country code (`+254 0712 345 678`), as people type
+            // a number they know as `0712...`.
+            (_, 13) if digits.starts_with("2540") => &digits[4..],
             (false, 10) if digits.starts_with('0') => &digits[1..],
             (false, 9) => &digits[..],
             _ => return Err(invalid()),
@@ -95,6 +99,9 @@ mod tests {
             "+254 712 345 678",
             "0712-345-678",
             " (0712) 345.678 ",
+            "+254 0712 345 678",
+            "+2540712345678",
+            "254 0712-345-678",
         ] {
             assert_eq!(
                 Phone::parse(input).unwrap().as_e164(),
@@ -121,6 +128,9 @@ mod tests {
             "0712a45678",
             "254-712",
             "+1 415 555 0100",
+            "+254 0812 345 678",
+            "+254 00712 345 678",
+            "25407123456789",
             "712345678\u{0}",
         ] {
             assert!(Phone::parse(input).is_err(), "{input:?}");

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context as _, bail};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use sqlx::PgConnection;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -24,6 +24,7 @@ use crate::batch::{Batch, Update};
 use crate::pgbinary::{self, Layouts};
 use crate::pgtext::{self, Fields};
 use crate::pipeline::{self, Step};
+use crate::progress::{self, Mode, Progress};
 use crate::source::{self, Context};
 use crate::state;
 use crate::target::{self, Sink, Table};
@@ -34,12 +35,70 @@ const RESTORE_PARALLEL: usize = 3;
 /// What a step says when another step's failure stopped it.
 const STOPPED: &str = "stopped because another step failed";
 
+/// When `copy` stops on the quarantine: once more rows are quarantined than `percent` of the
+/// legacy rows it reads (what moves plus what cannot), or than `rows` when given (the absolute
+/// override). `plan` applies the same rule beforehand, so it says whether `copy` will stop.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct QuarantineLimit {
+    pub percent: f64,
+    pub rows: Option<i64>,
+}
+
+impl Default for QuarantineLimit {
+    /// 1 % of the rows read: real legacy data has quirks "in small numbers" (the generator's
+    /// default rate quarantines about 0.1 %); more means something is wrong with the source.
+    fn default() -> Self {
+        Self {
+            percent: 1.0,
+            rows: None,
+        }
+    }
+}
+
+impl QuarantineLimit {
+    /// An absolute limit, whatever the size of the source.
+    pub fn rows(rows: i64) -> Self {
+        Self {
+            rows: Some(rows),
+            ..Self::default()
+        }
+    }
+
+    /// A limit relative to the rows read.
+    pub fn percent(percent: f64) -> Self {
+        Self {
+            percent,
+            rows: None,
+        }
+    }
+
+    /// The most rows that may be quarantined when `read` legacy rows are read.
+    pub fn limit(&self, read: u64) -> i64 {
+        match self.rows {
+            Some(rows) => rows,
+            None => (read as f64 * self.percent.max(0.0) / 100.0).floor() as i64,
+        }
+    }
+
+    /// The limit for `read` rows, and how it was reached, in words.
+    pub fn describe(&self, read: u64) -> String {
+        match self.rows {
+            Some(rows) => format!("{rows} rows (--max-quarantine)"),
+            None => format!(
+                "{} rows ({}% of the {read} legacy rows read, --max-quarantine-percent)",
+                self.limit(read),
+                self.percent
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
     /// Legacy rows per batch (for the ledger: transactions, whole chamas at a time).
     pub batch_size: usize,
-    /// Stop the run when more rows than this are quarantined.
-    pub max_quarantine: i64,
+    /// Stop the run when more rows than this allows are quarantined.
+    pub max_quarantine: QuarantineLimit,
     /// Test hook: stop (as if killed) after this many committed batches.
     pub stop_after_batches: Option<u64>,
     pub progress: bool,
@@ -49,7 +108,7 @@ impl Default for CopyOptions {
     fn default() -> Self {
         Self {
             batch_size: 5_000,
-            max_quarantine: 10_000,
+            max_quarantine: QuarantineLimit::default(),
             stop_after_batches: None,
             progress: true,
         }
@@ -276,16 +335,15 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         .await?;
     let cx = Arc::new(source::load_context(&mut src).await?);
     drop(src);
+    let read: u64 = pipeline::STEPS.iter().map(|s| s.total(&cx)).sum();
+    let max_quarantine = options.max_quarantine.limit(read);
+    let limit_words = options.max_quarantine.describe(read);
     let loaded: Vec<&str> = target::ALL.iter().map(|t| t.name).collect();
     state::defer_indexes(&mut lock, &loaded).await?;
     state::defer_constraints(&mut lock, state::KEYS_BUILT_AFTER).await?;
     state::suspend_autovacuum(&mut lock, &loaded, true).await?;
 
-    let progress = if options.progress {
-        MultiProgress::new()
-    } else {
-        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
-    };
+    let progress = Progress::new(Mode::detect(options.progress));
     let batches = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let checkpoints = state::checkpoints(&mut lock).await?;
@@ -304,21 +362,19 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         let shards = shards(step, &checkpoints);
         let needs: Vec<watch::Receiver<Option<bool>>> =
             step.needs().iter().map(|n| finished[n].clone()).collect();
-        let bar = progress.add(ProgressBar::new(step.total(&cx)));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>22} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        let bar = progress.step(
+            step.name(),
+            step.total(&cx),
+            shards.iter().map(|s| s.rows_done).sum(),
         );
-        bar.set_prefix(step.name());
-        bar.set_position(shards.iter().map(|s| s.rows_done).sum());
-        let (cx, to, options, batches, stop) = (
+        let progress = progress.clone();
+        let (cx, to, options, batches, stop, limit_words) = (
             cx.clone(),
             to.to_owned(),
             options.clone(),
             batches.clone(),
             stop.clone(),
+            limit_words.clone(),
         );
         let from = from.to_owned();
         tasks.push(async move {
@@ -334,6 +390,7 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                     }
                 }
                 let began = started.elapsed().as_secs_f64();
+                progress.started(step.name());
                 let runs = shards.into_iter().filter(|s| !s.done).map(|shard| {
                     copy_step(
                         step,
@@ -342,9 +399,10 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                         &from,
                         &to,
                         &options,
+                        (max_quarantine, &limit_words),
                         &batches,
                         &stop,
-                        &bar,
+                        (&progress, &bar),
                     )
                 });
                 futures_util::future::try_join_all(runs).await?;
@@ -355,7 +413,11 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
                 })
             }
             .await;
-            bar.finish();
+            if result.is_ok() {
+                progress.finished(step.name());
+            } else {
+                bar.abandon();
+            }
             if result.is_err() {
                 stop.store(true, Ordering::SeqCst);
             }
@@ -363,7 +425,9 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
             result
         });
     }
+    let ticker = progress.ticker();
     let results = futures_util::future::join_all(tasks).await;
+    ticker.abort();
     let mut steps = Vec::new();
     let mut errors: Vec<anyhow::Error> = Vec::new();
     for result in results {
@@ -380,11 +444,17 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         return Err(err);
     }
 
-    if options.progress {
-        eprintln!("building the keys and indexes dropped for the load");
-    }
+    progress.finish();
+    progress.say("copy: building the keys and indexes dropped for the load");
     let building = std::time::Instant::now();
-    let warnings = state::restore_deferred(to, RESTORE_PARALLEL).await?;
+    let watcher = watch_build(to, &progress, &mut lock).await?;
+    let warnings = state::restore_deferred(to, RESTORE_PARALLEL).await;
+    watcher.abort();
+    let warnings = warnings?;
+    progress.say(&format!(
+        "copy: keys and indexes built in {}",
+        progress::duration(building.elapsed().as_secs())
+    ));
     let build_seconds = building.elapsed().as_secs_f64();
     state::suspend_autovacuum(&mut lock, &loaded, false).await?;
 
@@ -426,6 +496,48 @@ pub async fn run(from: &str, to: &str, options: &CopyOptions) -> anyhow::Result<
         steps,
         build_seconds,
     })
+}
+
+/// Shows the build after the load (a third of a production run): how many of the keys and
+/// indexes recorded for it are built, from its own connection, until aborted.
+async fn watch_build(
+    to: &str,
+    progress: &Progress,
+    conn: &mut PgConnection,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let total = still_to_build(conn).await?;
+    let bar = progress.extra("keys and indexes", total.max(0) as u64);
+    let mut watching = source::connect(to, "target").await?;
+    let progress = progress.clone();
+    Ok(tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut last_line = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let Ok(left) = still_to_build(&mut watching).await else {
+                return;
+            };
+            bar.set_position((total - left).max(0) as u64);
+            if progress.mode() == Mode::Lines && last_line.elapsed() >= progress::PLAIN_EVERY {
+                eprintln!(
+                    "copy: building keys and indexes: {} of {total} built ({})",
+                    total - left,
+                    progress::duration(started.elapsed().as_secs())
+                );
+                last_line = std::time::Instant::now();
+            }
+        }
+    }))
+}
+
+/// Keys and indexes recorded to build after the load and not built yet.
+async fn still_to_build(conn: &mut PgConnection) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "select ((select count(*) from pesachama_migrate.deferred_indexes)
+               + (select count(*) from pesachama_migrate.deferred_constraints))::bigint",
+    )
+    .fetch_one(conn)
+    .await?)
 }
 
 /// A batch read and transformed, with the legacy rows its rejections quote.
@@ -479,9 +591,10 @@ async fn copy_step(
     from: &str,
     to: &str,
     options: &CopyOptions,
+    limit: (i64, &str),
     batches: &AtomicU64,
     stop: &Arc<AtomicBool>,
-    bar: &ProgressBar,
+    (progress, bar): (&Progress, &ProgressBar),
 ) -> anyhow::Result<()> {
     let mut src = source::connect(from, "legacy").await?;
     let mut dst = source::connect(to, "target").await?;
@@ -529,10 +642,10 @@ async fn copy_step(
                 &mut layouts,
                 &done,
                 &legacy_rows,
-                options,
+                limit,
             )
             .await?;
-            bar.inc(done.batch.source_rows);
+            progress.inc(bar, done.batch.source_rows);
             let n = batches.fetch_add(1, Ordering::SeqCst) + 1;
             if options.stop_after_batches.is_some_and(|limit| n >= limit) {
                 stop.store(true, Ordering::SeqCst);
@@ -559,7 +672,7 @@ async fn write_prepared(
     layouts: &mut Layouts,
     done: &pipeline::Done,
     legacy_rows: &std::collections::HashMap<(String, String), String>,
-    options: &CopyOptions,
+    (max_quarantine, limit_words): (i64, &str),
 ) -> anyhow::Result<()> {
     let mut tx = sqlx::Connection::begin(&mut *dst).await?;
     sqlx::raw_sql("set local session_replication_role = replica").execute(&mut *tx).await
@@ -579,11 +692,10 @@ async fn write_prepared(
     )
     .await?;
     let quarantined = state::quarantined(&mut tx).await?;
-    if quarantined > options.max_quarantine {
+    if quarantined > max_quarantine {
         drop(tx);
         bail!(
-            "{quarantined} rows quarantined, more than --max-quarantine {}: stopping (see pesachama_migrate.quarantine or run `migrate plan`)",
-            options.max_quarantine
+            "{quarantined} rows quarantined, more than the limit of {limit_words}: stopping (see pesachama_migrate.quarantine; `migrate plan` says beforehand how many rows cannot move)"
         );
     }
     tx.commit().await?;

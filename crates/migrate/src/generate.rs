@@ -531,7 +531,11 @@ pub async fn run(conn: &mut PgConnection, options: &GenerateOptions) -> anyhow::
                 reversed_originals.insert(*id);
             }
             let reference = format!("ws_CO_{id:08}");
-            let reference = if *kind == "reversal" {
+            // A reversal names what it reverses; a second callback for one payment carries
+            // the same checkout id (CheckoutRequestID) as the first.
+            let double_callback =
+                rcpt.is_some() && idx > 0 && history.get(idx - 1).is_some_and(|p| p.6 == *rcpt);
+            let reference = if *kind == "reversal" || double_callback {
                 format!("ws_CO_{:08}", id - 1)
             } else {
                 reference

@@ -183,7 +183,7 @@ impl Cursor {
             Step::Chamas => self.in_memory(
                 &cx.chamas,
                 |c| text(&c.id).to_owned(),
-                |c, out| rows::chama(c, &cx.user_ids, out),
+                |c, out| rows::chama(c, &cx.user_ids, &cx.chairless, out),
             ),
             Step::Members => self.members(cx),
             Step::Ledger => self.ledger(cx, src).await?,
@@ -218,10 +218,11 @@ impl Cursor {
             }
             Step::Notifications => {
                 let rows = self.read::<Notification>(src, "id", "bigint").await?;
+                let refs = references_of(src, cx, &rows).await?;
                 self.rows(
                     rows,
                     |n| text(&n.id).to_owned(),
-                    |n, out| rows::notification(n, &cx.chama_ids, out),
+                    |n, out| rows::notification(n, &refs, out),
                 )
             }
             Step::Audit => {
@@ -415,10 +416,125 @@ pub async fn books_of(
             legacy_balance_cents: cx.legacy_balance.get(chama).copied().unwrap_or_default(),
             members: cx.migrated_members.get(chama).unwrap_or(&empty),
             duplicate_receipts: &cx.duplicate_receipts,
+            receipt_conflicts: &cx.receipt_conflicts,
         };
         drifts.push(ledger::build(&books, &rows, &mut batch));
     }
     Ok((batch, drifts))
+}
+
+/// What the legacy ids inside these notifications' data name: the rows that do not move
+/// (rejected by a transform, or not in legacy at all), read from legacy for this batch.
+pub async fn references_of(
+    src: &mut PgConnection,
+    cx: &Context,
+    notifications: &[Notification],
+) -> anyhow::Result<rows::References> {
+    let mut named: Vec<(&'static str, i64)> = Vec::new();
+    for n in notifications {
+        if let Some(Ok(data)) = n
+            .data
+            .as_deref()
+            .map(serde_json::from_str::<serde_json::Value>)
+        {
+            rows::legacy_references(&data, &mut named);
+        }
+    }
+    let mut refs = rows::References {
+        unmoved: Default::default(),
+        chamas: cx.chama_ids.clone(),
+    };
+    let ids = |table: &str| -> Vec<i64> {
+        let mut ids: Vec<i64> = named
+            .iter()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, id)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let transactions = ids("transactions");
+    if !transactions.is_empty() {
+        let found: Vec<Transaction> = source::copy_out(
+            src,
+            &format!(
+                "select {} from public.transactions where id in ({})",
+                Transaction::select_list(),
+                list(&transactions)
+            ),
+        )
+        .await?
+        .into_iter()
+        .map(Transaction::from_fields)
+        .collect();
+        let mut present = std::collections::HashSet::new();
+        for row in &found {
+            let id: i64 = text(&row.id).parse().unwrap_or_default();
+            present.insert(id);
+            if let Some(why) = ledger::rejection(row) {
+                refs.unmoved
+                    .insert(("transactions", id), format!("quarantined: {why}"));
+            }
+        }
+        for id in transactions.iter().filter(|id| !present.contains(*id)) {
+            refs.unmoved
+                .insert(("transactions", *id), "no such row in legacy".into());
+        }
+    }
+    let members = ids("chama_members");
+    if !members.is_empty() {
+        let found = source::copy_out(
+            src,
+            &format!(
+                "select id, chama_id, joined_at from public.chama_members where id in ({})",
+                list(&members)
+            ),
+        )
+        .await?;
+        let mut present = std::collections::HashSet::new();
+        for f in found {
+            let field = |i: usize| f.get(i).cloned().flatten().unwrap_or_default();
+            let id: i64 = field(0).parse().unwrap_or_default();
+            present.insert(id);
+            let chama_exists = field(1)
+                .parse::<Uuid>()
+                .is_ok_and(|c| cx.chama_ids.contains(&c));
+            if !chama_exists {
+                refs.unmoved.insert(
+                    ("chama_members", id),
+                    "quarantined: chama does not exist (hard-deleted in legacy)".into(),
+                );
+            } else if let Err(why) = crate::clean::nairobi_to_utc(&field(2)) {
+                refs.unmoved
+                    .insert(("chama_members", id), format!("quarantined: {why}"));
+            }
+        }
+        for id in members.iter().filter(|id| !present.contains(*id)) {
+            refs.unmoved
+                .insert(("chama_members", *id), "no such row in legacy".into());
+        }
+    }
+    let notes = ids("notifications");
+    if !notes.is_empty() {
+        let present: std::collections::HashSet<i64> = source::copy_out(
+            src,
+            &format!(
+                "select id from public.notifications where id in ({})",
+                list(&notes)
+            ),
+        )
+        .await?
+        .into_iter()
+        .filter_map(|f| f.first()?.as_deref()?.parse().ok())
+        .collect();
+        for id in notes.iter().filter(|id| !present.contains(*id)) {
+            refs.unmoved
+                .insert(("notifications", *id), "no such row in legacy".into());
+        }
+    }
+    Ok(refs)
 }
 
 /// A key as an SQL literal (keys are uuids and integers we produced, but quote anyway).

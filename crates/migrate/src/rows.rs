@@ -45,15 +45,23 @@ fn join_code(chama: &str) -> String {
     ids::derived(&format!("join:{chama}")).simple().to_string()[..10].to_ascii_uppercase()
 }
 
-pub fn chama(row: &Chama, users: &HashSet<Uuid>, out: &mut Batch) {
+/// `chairless`: the active chamas no active membership of which moves (no members, or all
+/// left): the target wants an active chairperson in every active chama, so such a chama is
+/// carried as `suspended` (dormant), reported for review.
+pub fn chama(row: &Chama, users: &HashSet<Uuid>, chairless: &HashSet<Uuid>, out: &mut Batch) {
     let table = Chama::TABLE;
     let id = text(&row.id).to_owned();
-    if let Err(reason) = chama_inner(row, users, out) {
+    if let Err(reason) = chama_inner(row, users, chairless, out) {
         out.issue(Issue::rejected(table, &id, reason));
     }
 }
 
-fn chama_inner(row: &Chama, users: &HashSet<Uuid>, out: &mut Batch) -> Result<(), String> {
+fn chama_inner(
+    row: &Chama,
+    users: &HashSet<Uuid>,
+    chairless: &HashSet<Uuid>,
+    out: &mut Batch,
+) -> Result<(), String> {
     let table = Chama::TABLE;
     let id = text(&row.id).to_owned();
     let (created, updated) = stamps(table, &id, &row.created_at, &row.updated_at, out)?;
@@ -82,11 +90,11 @@ fn chama_inner(row: &Chama, users: &HashSet<Uuid>, out: &mut Batch) -> Result<()
         fix("contribution frequency spelled differently: normalised");
     }
     let mut amount = clean::kes_to_cents(text(&row.contribution_amount))?;
-    if amount <= 0 {
-        fix("contribution amount not positive: set to KES 1.00 (review)");
+    let amount_fixed = amount <= 0;
+    if amount_fixed {
         amount = 100;
     }
-    let status = clean::chama_status(text(&row.status)).unwrap_or_else(|| {
+    let mut status = clean::chama_status(text(&row.status)).unwrap_or_else(|| {
         fix("unknown status: active");
         "active"
     });
@@ -105,6 +113,33 @@ fn chama_inner(row: &Chama, users: &HashSet<Uuid>, out: &mut Batch) -> Result<()
         .as_deref()
         .and_then(|u| u.parse::<Uuid>().ok())
         .filter(|u| users.contains(u));
+    if amount_fixed {
+        out.issue(
+            Issue::fixed(
+                table,
+                &id,
+                "contribution amount not positive: set to KES 1.00 (review)",
+            )
+            .with_detail(format!(
+                "contribution amount {:?} is not positive: KES 1.00 until the officials set it",
+                text(&row.contribution_amount)
+            )),
+        );
+    }
+    if status == "active" && id.parse::<Uuid>().is_ok_and(|c| chairless.contains(&c)) {
+        status = "suspended";
+        out.issue(
+            Issue::fixed(
+                table,
+                &id,
+                "active chama without an active member to chair it: carried as suspended (dormant) (review)",
+            )
+            .with_detail(format!(
+                "legacy status {:?}, no active membership: the target needs an active chairperson in every active chama, so it is suspended; reactivate it once a member joins and takes the chair",
+                text(&row.status)
+            )),
+        );
+    }
     let deleted = utc_opt(&row.deleted_at)?;
     out.push(
         target::CHAMAS,
@@ -380,20 +415,48 @@ fn disbursement_inner(
         reason = "(no reason recorded in legacy)".into();
     }
     let reason: String = reason.chars().take(500).collect();
-    let approvals: Vec<Value> = serde_json::from_str(text(&row.approvals)).unwrap_or_default();
+    let approvals: Vec<Value> = match serde_json::from_str::<Value>(text(&row.approvals)) {
+        Ok(Value::Array(items)) => items,
+        other => {
+            out.issue(
+                Issue::fixed(
+                    table,
+                    &id,
+                    "approvals not a JSON array: none carried (review)",
+                )
+                .with_detail(format!(
+                    "approvals {}: not a list of decisions",
+                    match other {
+                        Ok(value) => value.to_string(),
+                        Err(_) => format!("{:?}", text(&row.approvals)),
+                    }
+                )),
+            );
+            Vec::new()
+        }
+    };
     let mut seen = HashSet::new();
     let (mut approved, mut rejected) = (0, 0);
     for approval in approvals {
+        let Value::Object(approval) = approval else {
+            out.issue(
+                Issue::fixed(table, &id, "approval not a JSON object: dropped (review)")
+                    .with_detail(format!("approval {approval}: not an object")),
+            );
+            continue;
+        };
         let Some(user) = approval
             .get("user_id")
             .and_then(Value::as_str)
-            .and_then(|u| u.parse::<Uuid>().ok())
+            .and_then(|u| u.trim().parse::<Uuid>().ok())
         else {
-            out.issue(Issue::fixed(
-                table,
-                &id,
-                "approval without an approver: dropped",
-            ));
+            out.issue(
+                Issue::fixed(table, &id, "approval without an approver: dropped (review)")
+                    .with_detail(format!(
+                        "approval {}: \"user_id\" is not a user id",
+                        Value::Object(approval.clone())
+                    )),
+            );
             continue;
         };
         if !cx.users.contains(&user) {
@@ -404,6 +467,34 @@ fn disbursement_inner(
             ));
             continue;
         }
+        let yes = match decision(approval.get("approved")) {
+            Some((yes, as_bool)) => {
+                if !as_bool {
+                    out.issue(Issue::fixed(
+                        table,
+                        &id,
+                        "approval decision written as text or a number: read as a decision",
+                    ));
+                }
+                yes
+            }
+            None => {
+                out.issue(
+                    Issue::fixed(
+                        table,
+                        &id,
+                        "approval decision unreadable: not carried, not counted (review)",
+                    )
+                    .with_detail(format!(
+                        "approver {user}: \"approved\" is {}, neither a yes nor a no",
+                        approval
+                            .get("approved")
+                            .map_or_else(|| "missing".to_owned(), Value::to_string)
+                    )),
+                );
+                continue;
+            }
+        };
         if !seen.insert(user) {
             out.issue(Issue::fixed(
                 table,
@@ -412,20 +503,49 @@ fn disbursement_inner(
             ));
             continue;
         }
-        let yes = approval
-            .get("approved")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
         if yes {
             approved += 1
         } else {
             rejected += 1
         }
-        let at = approval
-            .get("at")
-            .and_then(Value::as_str)
-            .and_then(|a| clean::nairobi_to_utc(a).ok())
-            .unwrap_or_else(|| created.clone());
+        let at = match approval.get("at") {
+            None | Some(Value::Null) => {
+                out.issue(Issue::fixed(
+                    table,
+                    &id,
+                    "approval without a time: the request's creation time",
+                ));
+                created.clone()
+            }
+            Some(value) => match value.as_str().and_then(approval_time) {
+                Some(at) => at,
+                None => {
+                    out.issue(
+                        Issue::fixed(
+                            table,
+                            &id,
+                            "approval time unreadable: the request's creation time (review)",
+                        )
+                        .with_detail(format!(
+                            "approver {user}: \"at\" is {value}, not a time; {created} used"
+                        )),
+                    );
+                    created.clone()
+                }
+            },
+        };
+        let comment = match approval.get("comment") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(other) => {
+                out.issue(Issue::fixed(
+                    table,
+                    &id,
+                    "approval comment not text: kept as its JSON",
+                ));
+                Some(other.to_string())
+            }
+        };
         out.push(
             target::APPROVALS,
             vec![
@@ -434,10 +554,7 @@ fn disbursement_inner(
                 some(chama),
                 some(user),
                 some(if yes { "approve" } else { "reject" }),
-                approval
-                    .get("comment")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                comment,
                 some(at),
             ],
         );
@@ -449,11 +566,16 @@ fn disbursement_inner(
         .and_then(|t| {
             let moved = cx.moved_transactions.contains(&t);
             if !moved {
-                out.issue(Issue::fixed(
-                    table,
-                    &id,
-                    "its transaction did not move: link dropped",
-                ));
+                out.issue(
+                    Issue::fixed(
+                        table,
+                        &id,
+                        "its transaction did not move: link dropped (review)",
+                    )
+                    .with_detail(format!(
+                        "transaction_id {t} did not move (see the quarantine): the request no longer names its transaction"
+                    )),
+                );
             }
             moved.then(|| ids::legacy("transactions", t).to_string())
         });
@@ -492,40 +614,136 @@ fn disbursement_inner(
     Ok(())
 }
 
+/// A legacy approval's `approved`: a boolean, or the same written as text or a number
+/// (`"true"`, `"FALSE"`, `"yes"`, `1`). The second value says whether it was a boolean.
+/// Anything else is no decision (`None`), never a default.
+pub fn decision(value: Option<&Value>) -> Option<(bool, bool)> {
+    match value? {
+        Value::Bool(yes) => Some((*yes, true)),
+        Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "y" | "1" | "approved" | "approve" => Some((true, false)),
+            "false" | "f" | "no" | "n" | "0" | "rejected" | "reject" => Some((false, false)),
+            _ => None,
+        },
+        Value::Number(n) => match n.as_i64() {
+            Some(1) => Some((true, false)),
+            Some(0) => Some((false, false)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A legacy approval's `at`: Nairobi local time without a zone (as the app wrote it), or a
+/// time with its offset (RFC 3339), in UTC.
+fn approval_time(at: &str) -> Option<String> {
+    if let Ok(utc) = clean::nairobi_to_utc(at) {
+        return Some(utc);
+    }
+    let zoned = chrono::DateTime::parse_from_rfc3339(at.trim()).ok()?;
+    Some(format!(
+        "{}+00",
+        zoned.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f")
+    ))
+}
+
 /// Legacy ids inside notification data that name bigint rows, and the table they name.
-const LEGACY_REFERENCES: &[(&str, &str)] = &[
+pub const LEGACY_REFERENCES: &[(&str, &str)] = &[
     ("transaction_id", "transactions"),
     ("member_id", "chama_members"),
     ("notification_id", "notifications"),
 ];
 
+/// The legacy rows named inside notification data that do not move, and why (read per batch
+/// from legacy by [`crate::pipeline::references_of`]).
+#[derive(Debug, Default, Clone)]
+pub struct References {
+    pub unmoved: HashMap<(&'static str, i64), String>,
+    /// The chamas that exist (a `chama_id` inside data is linked only to one of them).
+    pub chamas: HashSet<Uuid>,
+}
+
+/// A reference inside data that could not be rewritten to a migrated row: why, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dangling {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// The legacy ids inside `data` at any depth, by the table they name (for [`References`]).
+pub fn legacy_references(data: &Value, found: &mut Vec<(&'static str, i64)>) {
+    if let Value::Object(map) = data {
+        for (key, table) in LEGACY_REFERENCES {
+            if let Some(legacy) = map.get(*key).and_then(legacy_id) {
+                found.push((table, legacy));
+            }
+        }
+        for value in map.values() {
+            legacy_references(value, found);
+        }
+    }
+}
+
+fn legacy_id(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+}
+
 /// Rewrites references to legacy bigint ids inside notification data to the target's uuids,
-/// keeping the legacy value beside it as `legacy_<key>`.
-pub fn rewrite_references(data: &mut Value) -> usize {
+/// keeping the legacy value beside it as `legacy_<key>`. A reference to a row that did not
+/// move (quarantined, or not in legacy at all) becomes `null`, its legacy value kept, and is
+/// answered as dangling; so is a value that is no id. Answers how many were rewritten.
+pub fn rewrite_references(
+    data: &mut Value,
+    refs: &References,
+    dangling: &mut Vec<Dangling>,
+) -> usize {
     let mut rewritten = 0;
     if let Value::Object(map) = data {
         for (key, table) in LEGACY_REFERENCES {
-            let legacy = match map.get(*key) {
-                Some(Value::Number(n)) => n.as_i64(),
-                Some(Value::String(s)) => s.parse::<i64>().ok(),
-                _ => None,
+            let Some(value) = map.get(*key) else {
+                continue;
             };
-            if let Some(legacy) = legacy {
-                map.insert(format!("legacy_{key}"), json!(legacy));
-                map.insert((*key).to_owned(), json!(ids::legacy(table, legacy)));
-                rewritten += 1;
+            if value.is_null() {
+                continue;
+            }
+            let Some(legacy) = legacy_id(value) else {
+                dangling.push(Dangling {
+                    reason: "legacy reference inside data is no id: kept as it was (review)",
+                    detail: format!("{key} is {value}, not a legacy id of {table}"),
+                });
+                continue;
+            };
+            map.insert(format!("legacy_{key}"), json!(legacy));
+            match refs.unmoved.get(&(*table, legacy)) {
+                Some(why) => {
+                    map.insert((*key).to_owned(), Value::Null);
+                    dangling.push(Dangling {
+                        reason: "data names a row that did not move: reference set to null, legacy id kept (review)",
+                        detail: format!(
+                            "{key} {legacy}: {table} row {legacy} did not move ({why}); legacy_{key} keeps {legacy}"
+                        ),
+                    });
+                }
+                None => {
+                    map.insert((*key).to_owned(), json!(ids::legacy(table, legacy)));
+                    rewritten += 1;
+                }
             }
         }
-        for value in map.values_mut() {
-            if value.is_object() {
-                rewritten += rewrite_references(value);
+        for (key, value) in map.iter_mut() {
+            if value.is_object() && !key.starts_with("legacy_") {
+                rewritten += rewrite_references(value, refs, dangling);
             }
         }
     }
     rewritten
 }
 
-pub fn notification(row: &Notification, chamas: &HashSet<Uuid>, out: &mut Batch) {
+pub fn notification(row: &Notification, refs: &References, out: &mut Batch) {
     let table = Notification::TABLE;
     let legacy = text(&row.id).to_owned();
     let created = match clean::nairobi_to_utc(text(&row.created_at)) {
@@ -550,18 +768,34 @@ pub fn notification(row: &Notification, chamas: &HashSet<Uuid>, out: &mut Batch)
         Some(Ok(other)) => json!({ "legacy": other }),
         Some(Err(_)) => json!({ "legacy_text": text(&row.data) }),
     };
-    if rewrite_references(&mut data) > 0 {
+    let mut dangling = Vec::new();
+    if rewrite_references(&mut data, refs, &mut dangling) > 0 {
         out.issue(Issue::fixed(
             table,
             &legacy,
             "legacy ids inside data rewritten to uuids",
         ));
     }
-    let chama = data
-        .get("chama_id")
+    for d in dangling {
+        out.issue(Issue::fixed(table, &legacy, d.reason).with_detail(d.detail));
+    }
+    let named_chama = data.get("chama_id").filter(|c| !c.is_null());
+    let chama = named_chama
         .and_then(Value::as_str)
-        .and_then(|c| c.parse::<Uuid>().ok())
-        .filter(|c| chamas.contains(c));
+        .and_then(|c| c.trim().parse::<Uuid>().ok())
+        .filter(|c| refs.chamas.contains(c));
+    if let (Some(value), None) = (named_chama, chama) {
+        out.issue(
+            Issue::fixed(
+                table,
+                &legacy,
+                "data names a chama that does not exist: not linked to a chama (review)",
+            )
+            .with_detail(format!(
+                "chama_id {value} is no chama of legacy: the notification is linked to none"
+            )),
+        );
+    }
     let channels: Vec<String> = pgtext::parse_simple_array(text(&row.sent_via))
         .into_iter()
         .map(|c| c.to_ascii_lowercase())
@@ -656,7 +890,12 @@ mod tests {
     fn bigint_references_in_json_become_uuids_and_keep_the_legacy_value() {
         let mut data =
             json!({ "transaction_id": 123, "chama_id": "x", "nested": { "member_id": "7" } });
-        assert_eq!(rewrite_references(&mut data), 2);
+        let mut dangling = Vec::new();
+        assert_eq!(
+            rewrite_references(&mut data, &References::default(), &mut dangling),
+            2
+        );
+        assert!(dangling.is_empty());
         assert_eq!(
             data["transaction_id"],
             json!(ids::legacy("transactions", 123))
@@ -666,6 +905,67 @@ mod tests {
             data["nested"]["member_id"],
             json!(ids::legacy("chama_members", 7))
         );
+    }
+
+    #[test]
+    fn references_to_rows_that_did_not_move_are_nulled_and_reported_every_one() {
+        let refs = References {
+            unmoved: [
+                (("transactions", 5), "amount 0 moves no money".to_owned()),
+                (("chama_members", 9), "chama does not exist".to_owned()),
+            ]
+            .into(),
+            chamas: HashSet::new(),
+        };
+        let mut data = json!({
+            "transaction_id": 5,
+            "nested": { "member_id": 9, "transaction_id": 6 },
+            "notification_id": "abc",
+        });
+        let mut dangling = Vec::new();
+        assert_eq!(rewrite_references(&mut data, &refs, &mut dangling), 1);
+        assert_eq!(data["transaction_id"], Value::Null);
+        assert_eq!(data["legacy_transaction_id"], json!(5));
+        assert_eq!(data["nested"]["member_id"], Value::Null);
+        assert_eq!(
+            data["nested"]["transaction_id"],
+            json!(ids::legacy("transactions", 6))
+        );
+        assert_eq!(data["notification_id"], json!("abc"), "kept as it was");
+        assert_eq!(dangling.len(), 3, "{dangling:#?}");
+        assert!(dangling.iter().any(|d| {
+            d.detail
+                .contains("transactions row 5 did not move (amount 0")
+        }));
+        assert!(
+            dangling
+                .iter()
+                .any(|d| d.detail.contains("chama_members row 9"))
+        );
+        assert!(dangling.iter().any(|d| d.reason.contains("no id")));
+    }
+
+    #[test]
+    fn approval_decisions_written_as_text_are_read_and_unreadable_ones_are_not_guessed() {
+        assert_eq!(decision(Some(&json!(true))), Some((true, true)));
+        assert_eq!(decision(Some(&json!("true"))), Some((true, false)));
+        assert_eq!(decision(Some(&json!(" FALSE "))), Some((false, false)));
+        assert_eq!(decision(Some(&json!("yes"))), Some((true, false)));
+        assert_eq!(decision(Some(&json!(0))), Some((false, false)));
+        assert_eq!(decision(Some(&json!("maybe"))), None);
+        assert_eq!(decision(Some(&json!(null))), None);
+        assert_eq!(decision(None), None);
+        assert_eq!(
+            approval_time("2023-04-01T10:00:00").as_deref(),
+            Some("2023-04-01 07:00:00.000000+00"),
+            "Nairobi local, as the app wrote it"
+        );
+        assert_eq!(
+            approval_time("2023-04-01T10:00:00Z").as_deref(),
+            Some("2023-04-01 10:00:00.000000+00"),
+            "a time with its zone is read as such"
+        );
+        assert_eq!(approval_time("last tuesday"), None);
     }
 
     fn member(id: i64, user: u128, role: &str, status: &str) -> Member {
@@ -746,6 +1046,7 @@ mod tests {
                     {"user_id": a, "approved": true, "at": "2023-04-01T10:00:00"},
                     {"user_id": a, "approved": true},
                     {"user_id": Uuid::from_u128(3), "approved": false},
+                    {"user_id": b, "approved": "true"},
                 ])
                 .to_string(),
             ),
@@ -755,10 +1056,16 @@ mod tests {
         };
         let mut out = Batch::default();
         disbursement(&row, &cx, &mut out);
-        assert_eq!(out.rows_of(&target::APPROVALS).len(), 1);
+        let decisions: Vec<_> = out
+            .rows_of(&target::APPROVALS)
+            .iter()
+            .map(|a| a[4].clone().unwrap())
+            .collect();
+        assert_eq!(decisions, ["approve", "approve"], "\"true\" is a yes");
         let request = &out.rows_of(&target::DISBURSEMENTS)[0];
         assert_eq!(request[6].as_deref(), Some("completed"));
-        assert_eq!(request[8].as_deref(), Some("1"));
+        assert_eq!(request[8].as_deref(), Some("2"));
+        assert_eq!(request[9].as_deref(), Some("0"));
         assert_eq!(request[3].as_deref(), Some("+254712000001"));
 
         let meeting_row = Meeting {

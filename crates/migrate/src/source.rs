@@ -8,6 +8,7 @@ use sqlx::{Connection as _, PgConnection};
 use uuid::Uuid;
 
 use crate::clean;
+use crate::ledger::ReceiptConflict;
 use crate::model::{Chama, Member, User, text};
 use crate::pgtext::{self, Fields};
 use crate::users::{self, Contact};
@@ -65,6 +66,11 @@ pub struct Context {
     pub migrated_members: HashMap<Uuid, Vec<Uuid>>,
     pub transactions_per_chama: HashMap<Uuid, u64>,
     pub duplicate_receipts: HashSet<i64>,
+    /// The duplicates of a receipt whose amount or checkout id (reference) differs from the
+    /// first row's: not a double callback but a conflict, by the duplicate's legacy id.
+    pub receipt_conflicts: HashMap<i64, ReceiptConflict>,
+    /// Active chamas with no active membership that moves: carried as suspended (dormant).
+    pub chairless: HashSet<Uuid>,
     pub superseded_devices: HashSet<i64>,
     pub moved_transactions: HashSet<i64>,
     /// Rows per legacy table.
@@ -167,9 +173,62 @@ pub async fn load_context(conn: &mut PgConnection) -> anyhow::Result<Context> {
     }) {
         cx.transactions_per_chama.insert(chama, n);
     }
+    for chama in &cx.chamas {
+        let Ok(id) = text(&chama.id).parse::<Uuid>() else {
+            continue;
+        };
+        let can_chair = cx
+            .members_by_chama
+            .get(text(&chama.id))
+            .is_some_and(|members| {
+                members.iter().any(|m| {
+                    clean::member_status(text(&m.status)).unwrap_or("active") == "active"
+                        && clean::nairobi_to_utc(text(&m.joined_at)).is_ok()
+                        && text(&m.user_id).parse::<Uuid>().is_ok()
+                })
+            });
+        if cx.chama_active.get(&id) == Some(&true) && !can_chair {
+            cx.chairless.insert(id);
+        }
+    }
     // The first row with a receipt keeps it; later rows with the same receipt are duplicates
-    // (double M-Pesa callbacks).
-    cx.duplicate_receipts = ids_of(conn, "select id from (select id, row_number() over (partition by upper(btrim(mpesa_receipt)) order by id) as n from transactions where mpesa_receipt is not null) d where n > 1").await?;
+    // (double M-Pesa callbacks), or conflicts when their amount or checkout id differs.
+    let duplicates = copy_out(
+        conn,
+        "select d.id, d.receipt, f.id, f.chama_id, f.amount, f.reference, d.chama_id, d.amount, d.reference,
+                (f.amount <> d.amount or f.reference is distinct from d.reference)
+           from (select id, chama_id, amount, reference, upper(btrim(mpesa_receipt)) as receipt,
+                        first_value(id) over w as first_id, row_number() over w as n
+                   from transactions where mpesa_receipt is not null
+                 window w as (partition by upper(btrim(mpesa_receipt)) order by id)) d
+           join transactions f on f.id = d.first_id
+          where d.n > 1",
+    )
+    .await?;
+    for f in duplicates {
+        let field = |i: usize| f.get(i).cloned().flatten();
+        let Some(id) = field(0).and_then(|i| i.parse::<i64>().ok()) else {
+            continue;
+        };
+        cx.duplicate_receipts.insert(id);
+        if field(9).as_deref() == Some("t") {
+            let payment = |id: i64, at: usize| crate::ledger::LegacyPayment {
+                id,
+                chama_id: field(at).unwrap_or_default(),
+                amount: field(at + 1).unwrap_or_default(),
+                reference: field(at + 2),
+            };
+            let first = field(2).and_then(|i| i.parse().ok()).unwrap_or_default();
+            cx.receipt_conflicts.insert(
+                id,
+                ReceiptConflict {
+                    receipt: field(1).unwrap_or_default(),
+                    first: payment(first, 3),
+                    duplicate: payment(id, 6),
+                },
+            );
+        }
+    }
     cx.superseded_devices = ids_of(conn, "select id from (select id, row_number() over (partition by btrim(fcm_token) order by created_at desc, id desc) as n from user_devices) d where n > 1").await?;
     let referenced = copy_out(conn, "select t.id, t.type, t.status, t.amount, t.created_at, t.updated_at from transactions t where t.id in (select transaction_id from disbursement_requests)").await?;
     for f in referenced {

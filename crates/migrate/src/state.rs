@@ -66,6 +66,21 @@ create table if not exists pesachama_migrate.drift (
   migrated_balance bigint not null,
   opening_balance bigint not null
 );
+-- Why each chama's legacy balance and migrated balance differ: [{cause, amount, legacy_rows}],
+-- amounts (legacy minus migrated, cents) adding up to the difference.
+alter table pesachama_migrate.drift add column if not exists causes jsonb not null default '[]';
+-- Per legacy row, each fix a person must be able to review (reason ending in (review)):
+-- the legacy key, why (reason) and what changed (detail).
+-- A detail can be long (an opening balance names every row it stands for): the key holds its md5.
+create table if not exists pesachama_migrate.fixed_rows (
+  id bigserial primary key,
+  source_table text not null,
+  legacy_id text not null,
+  reason text not null,
+  detail text not null default ''
+);
+create unique index if not exists fixed_rows_once
+  on pesachama_migrate.fixed_rows (source_table, legacy_id, reason, md5(detail));
 ";
 
 /// Drops the indexes of `tables` that are no constraint's, after recording them in
@@ -513,6 +528,29 @@ pub async fn record_batch(
             }
         }
     }
+    let review: Vec<&Issue> = issues.iter().filter(|i| i.for_review()).collect();
+    sqlx::query(
+        "insert into pesachama_migrate.fixed_rows (source_table, legacy_id, reason, detail)
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[])
+         on conflict do nothing",
+    )
+    .bind(review.iter().map(|i| i.table).collect::<Vec<_>>())
+    .bind(
+        review
+            .iter()
+            .map(|i| i.legacy_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(review.iter().map(|i| i.reason.as_str()).collect::<Vec<_>>())
+    .bind(
+        review
+            .iter()
+            .map(|i| i.detail.as_deref().unwrap_or(""))
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *conn)
+    .await
+    .context("recording the fixed rows to review")?;
     sqlx::query(
         "insert into pesachama_migrate.quarantine (source_table, legacy_id, reason, legacy_row)
          select t, i, r, j::jsonb from unnest($1::text[], $2::text[], $3::text[], $4::text[]) as u(t, i, r, j)
@@ -544,8 +582,10 @@ pub async fn record_batch(
     .execute(&mut *conn)
     .await?;
     for d in drifts {
-        sqlx::query("insert into pesachama_migrate.drift values ($1, $2, $3, $4, $5) on conflict (chama_id) do nothing")
+        sqlx::query("insert into pesachama_migrate.drift (chama_id, legacy_balance, legacy_sum, migrated_balance, opening_balance, causes)
+                     values ($1, $2, $3, $4, $5, $6) on conflict (chama_id) do nothing")
             .bind(d.chama_id).bind(d.legacy_balance).bind(d.legacy_sum).bind(d.migrated_balance).bind(d.opening_balance)
+            .bind(serde_json::to_value(&d.causes)?)
             .execute(&mut *conn).await?;
     }
     Ok(())

@@ -325,7 +325,7 @@ async fn derive(keys: &Keys, cx: &Context, src: &mut PgConnection) -> anyhow::Re
         .iter()
         .filter(|c| keys.chamas.contains(text(&c.id)))
     {
-        rows::chama(chama, &cx.user_ids, &mut b);
+        rows::chama(chama, &cx.user_ids, &cx.chairless, &mut b);
     }
     batches.push(std::mem::take(&mut b));
     for chama in &keys.members {
@@ -360,8 +360,10 @@ async fn derive(keys: &Keys, cx: &Context, src: &mut PgConnection) -> anyhow::Re
     for d in read_keyed::<Disbursement>(src, &keys.disbursements, "uuid").await? {
         rows::disbursement(&d, &dcx, &mut b);
     }
-    for n in read_keyed::<Notification>(src, &keys.notifications, "bigint").await? {
-        rows::notification(&n, &cx.chama_ids, &mut b);
+    let notifications = read_keyed::<Notification>(src, &keys.notifications, "bigint").await?;
+    let refs = pipeline::references_of(src, cx, &notifications).await?;
+    for n in &notifications {
+        rows::notification(n, &refs, &mut b);
     }
     for a in read_keyed::<AuditLog>(src, &keys.audit, "bigint").await? {
         rows::audit(&a, &mut b);

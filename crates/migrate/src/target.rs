@@ -349,6 +349,9 @@ pub struct Issue {
     pub severity: Severity,
     /// A short, stable reason (reports group by it).
     pub reason: String,
+    /// What changed in this row, for a person to review (kept per row for the fixes whose
+    /// reason ends in "(review)", in `pesachama_migrate.fixed_rows` and the reports).
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -369,6 +372,7 @@ impl Issue {
             legacy_id: id.to_string(),
             severity: Severity::Fixed,
             reason: reason.into(),
+            detail: None,
         }
     }
     pub fn rejected(table: &'static str, id: impl ToString, reason: impl Into<String>) -> Self {
@@ -377,6 +381,18 @@ impl Issue {
             legacy_id: id.to_string(),
             severity: Severity::Rejected,
             reason: reason.into(),
+            detail: None,
         }
+    }
+
+    /// This issue, saying what changed in the row.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// A fix a person must be able to review row by row (the reason ends in "(review)").
+    pub fn for_review(&self) -> bool {
+        self.severity == Severity::Fixed && self.reason.ends_with("(review)")
     }
 }

@@ -26,7 +26,23 @@ const INSTANCE: &str = "00000000-0000-0000-0000-000000000000";
 pub struct Contact {
     pub email: Option<String>,
     pub phone: Option<Phone>,
-    pub fixes: Vec<String>,
+    pub fixes: Vec<ContactFix>,
+}
+
+/// One change to a user's contact: why (the report groups by it) and what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactFix {
+    pub reason: String,
+    pub detail: Option<String>,
+}
+
+impl Contact {
+    fn fix(&mut self, reason: &str, detail: Option<String>) {
+        self.fixes.push(ContactFix {
+            reason: reason.to_owned(),
+            detail,
+        });
+    }
 }
 
 /// Who keeps a contact shared by several live users: the one who signed in last, then the
@@ -39,45 +55,57 @@ fn keeper_rank(user: &User) -> (std::cmp::Reverse<String>, std::cmp::Reverse<Str
     )
 }
 
+/// How a user signed in last, for a person deciding who a contact belongs to.
+fn last_sign_in(user: &User) -> &str {
+    user.last_login_at.as_deref().unwrap_or("never")
+}
+
 /// Cleans every user's email and phone and resolves the duplicates cleaning reveals: two live
 /// users whose numbers are one number once in E.164 (or whose emails differ only in case)
-/// cannot both keep it, so the keeper keeps it and the other loses it (reported for review).
+/// cannot both keep it, so the keeper keeps it and the other loses it (reported for review,
+/// with the spellings and who kept it).
 pub fn resolve_contacts(users: &[User]) -> HashMap<String, Contact> {
     let mut contacts: HashMap<String, Contact> = HashMap::with_capacity(users.len());
     let mut live_phones: HashMap<String, Vec<&User>> = HashMap::new();
     let mut live_emails: HashMap<String, Vec<&User>> = HashMap::new();
-    let mut deleted_phones: HashMap<String, usize> = HashMap::new();
+    let mut deleted_phones: HashMap<String, Vec<&User>> = HashMap::new();
     for user in users {
         let id = text(&user.id).to_owned();
         let mut contact = Contact::default();
         match clean::email(user.email.as_deref()) {
             EmailOutcome::None => {}
             EmailOutcome::Valid(email) => contact.email = Some(email),
-            EmailOutcome::Invalid(_) => contact.fixes.push("invalid email dropped".into()),
+            EmailOutcome::Invalid(typed) => contact.fix(
+                "invalid email dropped (review)",
+                Some(format!("email {typed:?} is not an address: not carried")),
+            ),
         }
         match clean::phone(text(&user.phone)) {
             Some(phone) => {
                 if phone.as_e164() != text(&user.phone) {
-                    contact.fixes.push("phone rewritten to E.164".into());
+                    contact.fix("phone rewritten to E.164", None);
                 }
                 contact.phone = Some(phone)
             }
-            None => contact
-                .fixes
-                .push("phone is not a Kenyan mobile number: dropped".into()),
+            None => contact.fix(
+                "phone is not a Kenyan mobile number: dropped (review)",
+                Some(format!(
+                    "phone {:?} is not a Kenyan mobile number: not carried (no sign-in by phone)",
+                    text(&user.phone)
+                )),
+            ),
         }
         let live = user.deleted_at.is_none();
         if let Some(phone) = &contact.phone {
-            if live {
-                live_phones
-                    .entry(phone.as_e164().to_owned())
-                    .or_default()
-                    .push(user);
+            let by_phone = if live {
+                &mut live_phones
             } else {
-                *deleted_phones
-                    .entry(phone.as_e164().to_owned())
-                    .or_default() += 1;
-            }
+                &mut deleted_phones
+            };
+            by_phone
+                .entry(phone.as_e164().to_owned())
+                .or_default()
+                .push(user);
         }
         if let (true, Some(email)) = (live, &contact.email) {
             live_emails.entry(email.clone()).or_default().push(user);
@@ -85,11 +113,21 @@ pub fn resolve_contacts(users: &[User]) -> HashMap<String, Contact> {
         contacts.insert(id, contact);
     }
     for (phone, mut group) in live_phones {
-        if deleted_phones.contains_key(&phone) {
+        if let Some(deleted) = deleted_phones.get(&phone) {
+            let others = deleted
+                .iter()
+                .map(|d| format!("{} (typed {:?})", text(&d.id), text(&d.phone)))
+                .collect::<Vec<_>>()
+                .join(", ");
             for user in &group {
                 if let Some(c) = contacts.get_mut(text(&user.id)) {
-                    c.fixes
-                        .push("same number as a soft-deleted user (duplicate spelling)".into());
+                    c.fix(
+                        "same number as a soft-deleted user (duplicate spelling) (review)",
+                        Some(format!(
+                            "phone {:?} is {phone}, also on soft-deleted user {others}: kept here, the deleted user gets no login",
+                            text(&user.phone)
+                        )),
+                    );
                 }
             }
         }
@@ -97,25 +135,43 @@ pub fn resolve_contacts(users: &[User]) -> HashMap<String, Contact> {
             continue;
         }
         group.sort_by_key(|u| keeper_rank(u));
+        let keeper = group[0];
         for loser in &group[1..] {
             if let Some(c) = contacts.get_mut(text(&loser.id)) {
                 c.phone = None;
-                c.fixes.push(
-                    "phone shared with another live user once in E.164: cleared (review)".into(),
+                c.fix(
+                    "phone shared with another live user once in E.164: cleared (review)",
+                    Some(format!(
+                        "phone {:?} is {phone}, which live user {} (typed {:?}, last sign-in {}) keeps; this user (last sign-in {}) has no phone now",
+                        text(&loser.phone),
+                        text(&keeper.id),
+                        text(&keeper.phone),
+                        last_sign_in(keeper),
+                        last_sign_in(loser),
+                    )),
                 );
             }
         }
     }
-    for (_, mut group) in live_emails {
+    for (email, mut group) in live_emails {
         if group.len() < 2 {
             continue;
         }
         group.sort_by_key(|u| keeper_rank(u));
+        let keeper = group[0];
         for loser in &group[1..] {
             if let Some(c) = contacts.get_mut(text(&loser.id)) {
                 c.email = None;
-                c.fixes.push(
-                    "email shared with another live user (case differs): cleared (review)".into(),
+                c.fix(
+                    "email shared with another live user (case differs): cleared (review)",
+                    Some(format!(
+                        "email {:?} is {email}, which live user {} (typed {:?}, last sign-in {}) keeps; this user (last sign-in {}) has no email now",
+                        text(&loser.email),
+                        text(&keeper.id),
+                        text(&keeper.email),
+                        last_sign_in(keeper),
+                        last_sign_in(loser),
+                    )),
                 );
             }
         }
@@ -161,7 +217,11 @@ pub fn transform(user: &User, contact: &Contact, out: &mut Batch) {
         ));
     }
     for fix in &contact.fixes {
-        out.issue(Issue::fixed(table, &id, fix.clone()));
+        let issue = Issue::fixed(table, &id, fix.reason.clone());
+        out.issue(match &fix.detail {
+            Some(detail) => issue.with_detail(detail.clone()),
+            None => issue,
+        });
     }
     let live = deleted.is_none();
     // Deleted users keep their profile but no login: their email and phone may belong to the
@@ -349,12 +409,44 @@ mod tests {
             "last sign-in keeps it"
         );
         assert!(c(1).phone.is_none());
-        assert!(c(1).fixes.iter().any(|f| f.contains("shared")));
+        let shared = c(1)
+            .fixes
+            .iter()
+            .find(|f| f.reason.contains("shared"))
+            .unwrap();
+        let detail = shared.detail.as_deref().unwrap();
+        assert!(
+            detail.contains(&Uuid::from_u128(2).to_string()) && detail.contains("0712345678"),
+            "names who kept it and the spelling: {detail}"
+        );
         assert_eq!(
             c(3).phone.as_ref().unwrap().as_e164(),
             "+254712345678",
             "deleted rows keep theirs"
         );
+    }
+
+    #[test]
+    fn a_trunk_zero_after_the_country_code_reveals_the_duplicate_it_hides() {
+        let users = vec![
+            user(1, "+254 0712 999 001", None, false, "2023-01-01 00:00:00"),
+            user(2, "0712999001", None, false, "2024-01-01 00:00:00"),
+            user(3, "+2540712999002", None, false, "2024-01-01 00:00:00"),
+        ];
+        let contacts = resolve_contacts(&users);
+        let c = |n: u128| &contacts[&Uuid::from_u128(n).to_string()];
+        assert_eq!(c(2).phone.as_ref().unwrap().as_e164(), "+254712999001");
+        assert!(c(1).phone.is_none(), "one number, one live owner");
+        let fix = c(1)
+            .fixes
+            .iter()
+            .find(|f| f.reason.ends_with("(review)") && f.reason.contains("shared"))
+            .unwrap();
+        assert!(
+            fix.detail.as_deref().unwrap().contains("+254 0712 999 001"),
+            "{fix:?}"
+        );
+        assert_eq!(c(3).phone.as_ref().unwrap().as_e164(), "+254712999002");
     }
 
     #[test]
@@ -381,7 +473,8 @@ mod tests {
         assert_eq!(c(1).email.as_deref(), Some("jane@example.com"));
         assert_eq!(c(2).email, None);
         assert_eq!(c(3).email, None);
-        assert!(c(3).fixes.iter().any(|f| f.contains("invalid email")));
+        assert!(c(3).fixes.iter().any(|f| f.reason.contains("invalid email")
+            && f.detail.as_deref().is_some_and(|d| d.contains("n/a"))));
     }
 
     #[test]

@@ -28,7 +28,7 @@ async fn legacy_db(scale: f64, rate: f64) -> TestDb {
 fn options(stop: Option<u64>) -> copy::CopyOptions {
     copy::CopyOptions {
         batch_size: BATCH,
-        max_quarantine: 10_000,
+        max_quarantine: copy::QuarantineLimit::rows(10_000),
         stop_after_batches: stop,
         progress: false,
     }
@@ -38,7 +38,9 @@ fn options(stop: Option<u64>) -> copy::CopyOptions {
 async fn every_quirk_is_planned_copied_resumed_and_verified() {
     let legacy = legacy_db(0.002, 0.2).await;
 
-    let summary = plan::run(&legacy.url, BATCH).await.unwrap();
+    let summary = plan::run(&legacy.url, BATCH, copy::QuarantineLimit::rows(10_000))
+        .await
+        .unwrap();
     let reasons: Vec<String> = summary
         .tables
         .values()
@@ -352,7 +354,9 @@ async fn bad_input_is_refused_with_a_clear_message() {
     let legacy = legacy_db(0.001, 0.05).await;
     // A source that is not the legacy schema.
     let not_legacy = TestDb::new().await;
-    let err = plan::run(&not_legacy.url, BATCH).await.unwrap_err();
+    let err = plan::run(&not_legacy.url, BATCH, copy::QuarantineLimit::default())
+        .await
+        .unwrap_err();
     assert!(
         format!("{err:#}").contains("not the legacy PesaChama v1 schema"),
         "{err:#}"

@@ -11,7 +11,7 @@ use sqlx::Connection as _;
 fn options(stop: Option<u64>) -> copy::CopyOptions {
     copy::CopyOptions {
         batch_size: 300,
-        max_quarantine: 10_000,
+        max_quarantine: copy::QuarantineLimit::rows(10_000),
         stop_after_batches: stop,
         progress: false,
     }

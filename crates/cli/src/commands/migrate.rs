@@ -30,6 +30,26 @@ pub struct Endpoints {
     pub batch_size: usize,
 }
 
+/// When `copy` stops on rows that cannot move (`plan` says beforehand whether it will).
+#[derive(Debug, Args)]
+pub struct QuarantineArgs {
+    /// Stop when more than this percentage of the legacy rows read cannot move.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_quarantine_percent: f64,
+    /// Stop when more than this many rows cannot move (overrides the percentage).
+    #[arg(long)]
+    pub max_quarantine: Option<i64>,
+}
+
+impl QuarantineArgs {
+    fn limit(&self) -> copy::QuarantineLimit {
+        match self.max_quarantine {
+            Some(rows) => copy::QuarantineLimit::rows(rows),
+            None => copy::QuarantineLimit::percent(self.max_quarantine_percent),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
     /// Create the legacy schema in an empty database and fill it with realistic data with every known quirk.
@@ -56,14 +76,15 @@ pub enum MigrateCommand {
         /// Folder for plan.md and plan.json.
         #[arg(long, default_value = "migration-report")]
         report_dir: PathBuf,
+        #[command(flatten)]
+        quarantine: QuarantineArgs,
     },
     /// Copy the legacy data into the target in resumable batches.
     Copy {
         #[command(flatten)]
         endpoints: Endpoints,
-        /// Stop when more rows than this are quarantined.
-        #[arg(long, default_value_t = 10_000)]
-        max_quarantine: i64,
+        #[command(flatten)]
+        quarantine: QuarantineArgs,
         /// Testing: stop after this many committed batches, as a killed run would.
         #[arg(long, hide = true)]
         stop_after_batches: Option<u64>,
@@ -176,12 +197,13 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
         MigrateCommand::Plan {
             endpoints,
             report_dir,
+            quarantine,
         } => {
             let from = need(
                 endpoints.from.as_ref(),
                 "legacy (--from or LEGACY_DATABASE_URL)",
             )?;
-            let summary = plan::run(&from, endpoints.batch_size).await?;
+            let summary = plan::run(&from, endpoints.batch_size, quarantine.limit()).await?;
             let markdown = summary.markdown("Migration plan");
             report::write(
                 report_dir,
@@ -194,11 +216,30 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
                 "written: {}/plan.md and plan.json",
                 report_dir.display()
             ));
+            if let Some(q) = &summary.quarantine {
+                output::line(&format!(
+                    "{} rows cannot move; limit {}: copy {}",
+                    q.rows_to_quarantine,
+                    q.limit_rule,
+                    if q.copy_stops {
+                        "WILL STOP on the quarantine threshold"
+                    } else {
+                        "will not stop on the quarantine threshold"
+                    }
+                ));
+            }
+            for (rule, v) in summary.broken_rules() {
+                output::line(&format!(
+                    "the target's rule {rule} would fail for {} rows (first: {}): verify will report it",
+                    v.count,
+                    v.sample.join(", ")
+                ));
+            }
             Ok(ExitCode::SUCCESS)
         }
         MigrateCommand::Copy {
             endpoints,
-            max_quarantine,
+            quarantine,
             stop_after_batches,
             yes,
         } => {
@@ -217,7 +258,7 @@ pub async fn run(global: &Global, args: &MigrateArgs) -> anyhow::Result<ExitCode
             )?;
             let options = copy::CopyOptions {
                 batch_size: endpoints.batch_size,
-                max_quarantine: *max_quarantine,
+                max_quarantine: quarantine.limit(),
                 stop_after_batches: *stop_after_batches,
                 progress: true,
             };
