@@ -30,7 +30,7 @@ async fn a_few_differences_are_each_named_in_about_the_time_of_a_clean_verify() 
     let target = TestDb::new().await;
     let options = copy::CopyOptions {
         batch_size: 5000,
-        max_quarantine: 1_000_000,
+        max_quarantine: copy::QuarantineLimit::rows(1_000_000),
         progress: false,
         ..Default::default()
     };
