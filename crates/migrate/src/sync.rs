@@ -221,6 +221,29 @@ pub async fn cycle(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Re
             _ => {}
         }
     }
+    // A notification naming a row legacy deleted now names a row that did not move: it is
+    // derived again, as a copy would write it (the reference null, the legacy id kept).
+    for (_, table, op, id, _) in &changes {
+        let Some((key, _)) = rows::LEGACY_REFERENCES.iter().find(|(_, t)| t == table) else {
+            continue;
+        };
+        let Ok(legacy) = id.parse::<i64>() else {
+            continue;
+        };
+        if op != "DELETE" {
+            continue;
+        }
+        let naming: Vec<String> = sqlx::query_scalar(
+            "select id::text from notifications
+              where jsonb_path_exists(data::jsonb, ('strict $.**.' || $1 || ' ? (@ == $n || @ == $s)')::jsonpath,
+                                      jsonb_build_object('n', $2::bigint, 's', $2::text))",
+        )
+        .bind(key)
+        .bind(legacy)
+        .fetch_all(&mut *src)
+        .await?;
+        keys.notifications.extend(naming);
+    }
     if !changes.is_empty() {
         let cx = source::load_context(src).await?;
         let batches = derive(&keys, &cx, src).await?;

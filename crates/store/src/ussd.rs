@@ -194,45 +194,16 @@ pub async fn memberships(
     .await?)
 }
 
-/// The profile of a user registered on USSD.
-pub async fn insert_profile(
+/// The profile of a USSD registration, audited as a sign-up. Made over an account nobody
+/// confirmed (`took_over`), the name, language and number given now replace whatever the
+/// unconfirmed sign-up wrote.
+pub async fn save_profile(
     conn: &mut PgConnection,
     user_id: Uuid,
     phone: &str,
-    first_name: &str,
-    last_name: Option<&str>,
+    (first_name, last_name): (&str, Option<&str>),
     language: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "insert into public.users (id, phone, first_name, last_name, language)
-         values ($1, $2, $3, $4, $5)",
-    )
-    .bind(user_id)
-    .bind(phone)
-    .bind(first_name)
-    .bind(last_name)
-    .bind(language)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "select internal.audit_log('auth.signup', 'auth.users', $1::text, null,
-                                   jsonb_build_object('provider', 'ussd'), $1)",
-    )
-    .bind(user_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// The profile of a USSD registration made over an account nobody confirmed: the name,
-/// language and number given now replace whatever the unconfirmed sign-up wrote.
-pub async fn upsert_profile(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-    phone: &str,
-    first_name: &str,
-    last_name: Option<&str>,
-    language: &str,
+    took_over: bool,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "insert into public.users (id, phone, first_name, last_name, language)
@@ -249,9 +220,10 @@ pub async fn upsert_profile(
     .await?;
     sqlx::query(
         "select internal.audit_log('auth.signup', 'auth.users', $1::text, null,
-                                   jsonb_build_object('provider', 'ussd', 'took_over_unconfirmed', true), $1)",
+                                   jsonb_build_object('provider', 'ussd', 'took_over_unconfirmed', $2::boolean), $1)",
     )
     .bind(user_id)
+    .bind(took_over)
     .execute(conn)
     .await?;
     Ok(())

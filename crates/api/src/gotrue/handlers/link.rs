@@ -17,7 +17,7 @@ use serde_json::json;
 use super::audit;
 use crate::AppState;
 use crate::gotrue::session::TokenResponse;
-use crate::gotrue::{AuthError, AuthSettings, ClientIp, ratelimit, session};
+use crate::gotrue::{AuthError, AuthSettings, ClientIp, ratelimit};
 
 /// Where a link may send the browser: a place on this site, else the site itself (GoTrue's
 /// redirect allow-list, with the site as its only entry).
@@ -133,28 +133,18 @@ async fn spend_hash(
     let user = auth::find_user_by_id(&mut *tx, user_id)
         .await?
         .ok_or_else(invalid_link)?;
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
     let method = if kind == "recovery" {
         "recovery"
     } else {
         "otp"
     };
-    let tokens = session::start(
+    let tokens = super::sign_in(
         &mut tx,
-        &state.auth,
+        state,
         &user,
         method,
-        user_agent,
-        ip.text().as_deref(),
-    )
-    .await?;
-    audit(
-        &mut tx,
-        "auth.login",
-        Some(user.id),
-        json!({ "method": method, "via": "link" }),
+        (headers, ip),
+        json!({ "via": "link" }),
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;

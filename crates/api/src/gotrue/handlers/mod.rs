@@ -101,6 +101,36 @@ impl Identifier {
     }
 }
 
+/// Signs `user` in: a session started by `method` from the request's user agent and address,
+/// and its `auth.login` audit row, `{"method": method}` with `details` merged over it.
+pub(crate) async fn sign_in(
+    tx: &mut PgConnection,
+    state: &crate::AppState,
+    user: &pesachama_store::auth::AuthUser,
+    method: &str,
+    (headers, ip): (&axum::http::HeaderMap, &super::ClientIp),
+    details: Value,
+) -> Result<super::session::TokenResponse, AuthError> {
+    let user_agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let tokens = super::session::start(
+        tx,
+        &state.auth,
+        user,
+        method,
+        user_agent,
+        ip.text().as_deref(),
+    )
+    .await?;
+    let mut metadata = serde_json::json!({ "method": method });
+    if let (Value::Object(fields), Value::Object(extra)) = (&mut metadata, details) {
+        fields.extend(extra);
+    }
+    audit(tx, "auth.login", Some(user.id), metadata).await?;
+    Ok(tokens)
+}
+
 /// Writes an audit row for an auth event; never a secret in `metadata`.
 pub(crate) async fn audit(
     conn: &mut PgConnection,

@@ -10,7 +10,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use pesachama_store::StoreError;
 use pesachama_store::auth::{self, CodePurpose, Contact, NewUser};
@@ -21,7 +21,7 @@ use super::codes::{self, Template};
 use super::{Identifier, audit, ensure_profile, json_body};
 use crate::AppState;
 use crate::gotrue::session::TokenResponse;
-use crate::gotrue::{AuthError, ClientIp, ratelimit, session};
+use crate::gotrue::{AuthError, ClientIp, ratelimit};
 
 #[derive(Debug, Deserialize)]
 struct RecoverBody {
@@ -242,30 +242,12 @@ pub async fn verify(
         .await?
         .ok_or_else(invalid_code)?;
     ensure_profile(&mut tx, &user).await?;
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
     let method = if kind == "recovery" {
         "recovery"
     } else {
         "otp"
     };
-    let tokens = session::start(
-        &mut tx,
-        &state.auth,
-        &user,
-        method,
-        user_agent,
-        ip.text().as_deref(),
-    )
-    .await?;
-    audit(
-        &mut tx,
-        "auth.login",
-        Some(user.id),
-        json!({ "method": method }),
-    )
-    .await?;
+    let tokens = super::sign_in(&mut tx, &state, &user, method, (&headers, &ip), json!({})).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(Json(tokens))
 }

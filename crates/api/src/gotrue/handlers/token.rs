@@ -362,22 +362,12 @@ async fn id_token_grant(
     let user = super::google_account::find_or_create(&mut tx, settings, &google).await?;
     check_may_sign_in(state, &user)?;
     ensure_profile(&mut tx, &user).await?;
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let tokens = session::start(
+    let tokens = super::sign_in(
         &mut tx,
-        &state.auth,
+        state,
         &user,
         "oauth",
-        user_agent,
-        ip.text().as_deref(),
-    )
-    .await?;
-    audit(
-        &mut tx,
-        "auth.login",
-        Some(user.id),
+        (headers, &ip),
         json!({ "method": "google" }),
     )
     .await?;

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
 use pesachama_store::StoreError;
@@ -21,7 +21,7 @@ use super::exchange::{self, Exchange, ExchangeError};
 use super::{PROVIDER, nonce_for, provider_disabled, redirect, web_client};
 use crate::AppState;
 use crate::gotrue::handlers::{audit, check_may_sign_in, ensure_profile, google_account};
-use crate::gotrue::{AuthError, ClientIp, session};
+use crate::gotrue::{AuthError, ClientIp};
 
 /// Why the flow did not end in a sign-in.
 #[derive(Debug)]
@@ -245,22 +245,12 @@ async fn finish(
         return Ok(target.to_string());
     }
 
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let session = session::start(
+    let session = crate::gotrue::handlers::sign_in(
         &mut tx,
-        &state.auth,
+        state,
         &user,
         "oauth",
-        user_agent,
-        ip.text().as_deref(),
-    )
-    .await?;
-    audit(
-        &mut tx,
-        "auth.login",
-        Some(user.id),
+        (headers, &ip),
         json!({ "method": "google", "flow": "implicit" }),
     )
     .await?;

@@ -437,13 +437,13 @@ fn register<'a>(
                 return Ok(Outcome::Refused(Refusal::NotAllowed));
             }
             auth_store::take_over_unconfirmed(conn, existing.id, &metadata).await?;
-            store::upsert_profile(
+            store::save_profile(
                 conn,
                 existing.id,
                 phone.as_e164(),
-                first_name,
-                last_name,
+                (first_name, last_name),
                 language,
+                true,
             )
             .await?;
             pesachama_store::pins::set(&mut *conn, existing.id, pin_hash).await?;
@@ -466,13 +466,13 @@ fn register<'a>(
             json!({ "sub": user.id.to_string(), "phone": phone.msisdn(), "phone_verified": false });
         auth_store::insert_identity(conn, user.id, "phone", &user.id.to_string(), &identity)
             .await?;
-        store::insert_profile(
+        store::save_profile(
             conn,
             user.id,
             phone.as_e164(),
-            first_name,
-            last_name,
+            (first_name, last_name),
             language,
+            false,
         )
         .await?;
         pesachama_store::pins::set(&mut *conn, user.id, pin_hash).await?;
