@@ -456,3 +456,45 @@ async fn a_profile_phone_is_not_set_with_the_profile() {
             .unwrap();
     assert_ne!(phone, "+254799000111");
 }
+
+/// A member's ID number is theirs to set through the API as through the Data API (whose grant
+/// is listed in `data_api_attacks.rs`), in the schema's format; anything else is a 422 naming
+/// it, and nothing is written.
+#[tokio::test]
+async fn a_member_sets_their_id_number_in_the_schemas_format() {
+    let app = demo().await;
+    let chebet = app.demo_token("chebet.langat@example.co.ke").await;
+    let stored = || async {
+        sqlx::query_scalar::<_, Option<String>>(
+            "select id_number from public.users where id = $1::uuid",
+        )
+        .bind(CHEBET_ID)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+    };
+    let before = stored().await;
+    for bad in ["12", "1234-5678", "ab 12345", &"9".repeat(21)] {
+        let (status, error) = app
+            .call(
+                Method::PATCH,
+                &chebet,
+                "/users/me",
+                Some(json!({ "id_number": bad })),
+            )
+            .await;
+        assert_eq!(status, 422, "{bad}: {error}");
+        assert_eq!(error["error"]["details"]["field"], "id_number");
+    }
+    assert_eq!(stored().await, before);
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &chebet,
+            "/users/me",
+            Some(json!({ "id_number": " a1234567 " })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(stored().await.as_deref(), Some("A1234567"));
+}

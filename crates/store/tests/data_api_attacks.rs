@@ -853,3 +853,106 @@ async fn names_that_hide_or_reorder_text_are_refused_in_the_database_too() {
     .unwrap();
     assert_eq!((first, email.as_deref()), (None, Some("rlo@example.co.ke")));
 }
+
+/// The inventory of what a client may write through the Data API (issue 29: "a client can write
+/// only what the API itself would accept, or not at all"). Every INSERT, UPDATE and DELETE that
+/// `anon` or `authenticated` holds on a public table is listed here with what makes it the
+/// API's own write; a grant added without a line here (and a test of its own) fails this test.
+#[tokio::test]
+async fn every_write_the_data_api_allows_is_one_the_api_would_accept() {
+    let db = TestDb::new().await;
+    let granted: Vec<(String, String, String, String)> = sqlx::query_as(
+        "select grantee::text, table_name::text, privilege_type::text,
+                coalesce(string_agg(column_name::text, ',' order by column_name), '')
+           from information_schema.column_privileges
+          where table_schema = 'public' and grantee in ('anon', 'authenticated', 'PUBLIC')
+            and privilege_type in ('INSERT', 'UPDATE')
+          group by 1, 2, 3
+         union all
+         select grantee::text, table_name::text, privilege_type::text, '*'
+           from information_schema.table_privileges
+          where table_schema = 'public' and grantee in ('anon', 'authenticated', 'PUBLIC')
+            and privilege_type = 'DELETE'
+          order by 1, 2, 3",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let granted: Vec<String> = granted
+        .into_iter()
+        .map(|(who, table, what, columns)| format!("{who} {what} {table}({columns})"))
+        .collect();
+    println!("{}", granted.join("\n"));
+    assert_eq!(
+        granted,
+        INVENTORY
+            .iter()
+            .map(|(grant, _)| *grant)
+            .collect::<Vec<_>>()
+    );
+}
+
+/// What the Data API may write, and what makes each write the API's own (the test that shows
+/// it). Money never moves through a direct write: contributions, withdrawals, approvals,
+/// memberships and invitations are `rpc` functions only.
+const INVENTORY: &[(&str, &str)] = &[
+    (
+        "authenticated INSERT chamas(chama_type,contribution_amount,contribution_frequency,created_by,description,name,registration_number,required_approvals)",
+        "POST /chamas: created_by is the caller (policy); a trigger makes them chairperson, as the API does; names visible \
+         (a_chama_created_through_the_data_api_is_born_as_through_the_api, names_that_hide_or_reorder_text_...)",
+    ),
+    (
+        "authenticated UPDATE chamas(chama_type,contribution_amount,contribution_frequency,description,name,registration_number,required_approvals)",
+        "PATCH /chamas/{id}: officials only (policy); the approval threshold only by the chairperson, never lowered over money \
+         (only_the_chairperson_changes_the_approval_threshold_and_never_lowers_it_over_money)",
+    ),
+    (
+        "authenticated DELETE device_tokens(*)",
+        "DELETE /devices/{token}: one's own devices only (policy; members.rs notifications_are_the_callers_own_...)",
+    ),
+    (
+        "authenticated INSERT device_tokens(platform,token,user_id)",
+        "POST /devices: user_id is the caller (policy)",
+    ),
+    (
+        "authenticated UPDATE device_tokens(last_seen_at,platform)",
+        "POST /devices again: one's own devices only (policy)",
+    ),
+    (
+        "authenticated INSERT meeting_attendance(chama_id,checked_in_at,meeting_id,recorded_by,status,user_id)",
+        "the register of a meeting: officials, or a member checking themself in, as the API \
+         (meetings_and_registers_written_directly_meet_the_apis_checks)",
+    ),
+    (
+        "authenticated UPDATE meeting_attendance(checked_in_at,recorded_by,status)",
+        "as above (meetings_and_registers_written_directly_meet_the_apis_checks)",
+    ),
+    (
+        "authenticated INSERT meetings(agenda,chama_id,created_by,duration_minutes,meeting_type,scheduled_for,title,venue)",
+        "POST /chamas/{id}/meetings: officials only, created_by the caller \
+         (meetings_and_registers_written_directly_meet_the_apis_checks)",
+    ),
+    (
+        "authenticated UPDATE meetings(agenda,duration_minutes,meeting_type,minutes,minutes_object_id,recording_object_id,scheduled_for,status,title,venue)",
+        "PATCH meetings, minutes and recordings linked: officials only \
+         (meetings_and_registers_written_directly_meet_the_apis_checks)",
+    ),
+    (
+        "authenticated DELETE notifications(*)",
+        "one's own notifications only (policy; members.rs notifications_are_the_callers_own_...)",
+    ),
+    (
+        "authenticated UPDATE notifications(read_at)",
+        "marking one's own notifications read, as the API does (policy)",
+    ),
+    (
+        "authenticated INSERT users(avatar_url,first_name,id,id_number,language,last_name)",
+        "the caller's own profile (policy id = auth.uid()), without email or phone, which are the confirmed ones of \
+         the sign-in (a_profile_phone_is_the_verified_phone_of_the_sign_in); names visible",
+    ),
+    (
+        "authenticated UPDATE users(avatar_url,first_name,id_number,language,last_name)",
+        "PATCH /users/me, the same columns and formats (members.rs a_member_sets_their_id_number_in_the_schemas_format, \
+         names_that_hide_or_reorder_text_are_refused_in_the_database_too)",
+    ),
+];

@@ -67,6 +67,8 @@ pub struct ProfileUpdate {
     /// `en` or `sw`.
     pub language: Option<String>,
     pub avatar_url: Option<String>,
+    /// The national ID or passport number: 5 to 20 digits or capital letters.
+    pub id_number: Option<String>,
     /// Not accepted here (a 422): the profile's phone is the verified phone of the sign-in,
     /// changed through `PUT /auth/v1/user`, which confirms the new number with a code.
     pub phone: Option<String>,
@@ -107,6 +109,21 @@ pub async fn update_me(
         }
         super::visible_name(field, value.as_deref().map(str::trim))?;
     }
+    let id_number = update
+        .id_number
+        .as_deref()
+        .map(|id| id.trim().to_ascii_uppercase());
+    if id_number.as_deref().is_some_and(|id| {
+        !(5..=20).contains(&id.len())
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    }) {
+        return Err(invalid(
+            "id_number",
+            "id_number must be 5 to 20 digits or letters",
+        ));
+    }
     if update.phone.is_some() {
         return Err(invalid(
             "phone",
@@ -120,7 +137,8 @@ pub async fn update_me(
             first_name = coalesce($2, first_name),
             last_name = coalesce($3, last_name),
             language = coalesce($4, language),
-            avatar_url = coalesce($5, avatar_url)
+            avatar_url = coalesce($5, avatar_url),
+            id_number = coalesce($6, id_number)
          where id = $1
          returning {PROFILE_COLUMNS}"
     );
@@ -130,6 +148,7 @@ pub async fn update_me(
         .bind(update.last_name.as_deref().map(str::trim))
         .bind(&update.language)
         .bind(&update.avatar_url)
+        .bind(&id_number)
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;
