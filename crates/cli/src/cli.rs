@@ -382,6 +382,23 @@ pub enum DbCommand {
     /// Stop the embedded cluster of the data folder, whoever started it (for example one left
     /// running by a `serve` that was killed).
     Stop,
+    /// Write the whole database to FILE in PostgreSQL's own dump format (`pg_dump -Fc`, the
+    /// cluster's tools): schema, data, grants. For the embedded default; on a Supabase project
+    /// its own backups and point-in-time recovery do this (docs/operations.md).
+    Backup {
+        /// The file to write (refused if it exists).
+        file: std::path::PathBuf,
+    },
+    /// Load a backup made by `db backup` into the database (for the embedded default, an empty
+    /// data folder gets its cluster first). A database that already holds PesaChama's schema is
+    /// refused unless `--force`, which replaces what it holds with the backup.
+    Restore {
+        /// The backup to load.
+        file: std::path::PathBuf,
+        /// Replace a database that already holds data.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -295,3 +295,91 @@ async fn serve_without_demo_requires_confirmation() {
     server.kill().unwrap();
     let _ = server.wait();
 }
+
+/// The chamas' balances and the members' totals, to compare two databases by.
+async fn books(pool: &sqlx::PgPool) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "select c.id::text, c.balance from public.chamas c
+         union all
+         select m.id::text, m.contributed_total from public.chama_members m
+         order by 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// `db backup` then `db restore` into an empty database: the restore passes `check` and holds
+/// the same books; restoring over data is refused unless `--force`; a backup never overwrites
+/// a file.
+#[tokio::test]
+async fn a_backup_restores_into_an_empty_database_with_the_same_books() {
+    if pesachama_testkit::supabase_mode() {
+        // A Supabase project's database is backed up by the project (docs/operations.md); its
+        // `auth` and `storage` belong to Supabase's roles, which a restore cannot recreate.
+        return;
+    }
+    let source = TestDb::new().await;
+    pesachama_store::seed_demo(&source.pool).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pesachama.dump");
+    let file_arg = file.to_str().unwrap();
+
+    let backed = run(&["--database-url", &source.url, "db", "backup", file_arg]);
+    assert!(backed.status.success(), "{}", stderr(&backed));
+    assert!(stdout(&backed).contains("backed up"), "{}", stdout(&backed));
+    let again = run(&["--database-url", &source.url, "db", "backup", file_arg]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("never overwrites"),
+        "{}",
+        stderr(&again)
+    );
+
+    let target = TestDb::empty().await;
+    let restored = run(&["--database-url", &target.url, "db", "restore", file_arg]);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    let check = run(&["--database-url", &target.url, "check"]);
+    assert!(
+        check.status.success(),
+        "{}\n{}",
+        stdout(&check),
+        stderr(&check)
+    );
+    assert!(stdout(&check).contains(" 0 failed"), "{}", stdout(&check));
+    assert_eq!(books(&target.pool).await, books(&source.pool).await);
+    assert!(!books(&target.pool).await.is_empty());
+
+    // Over data: refused, nothing touched; with --force, replaced by the backup.
+    sqlx::query("update public.users set first_name = 'Changed' where first_name = 'Wanjiku'")
+        .execute(&target.pool)
+        .await
+        .unwrap();
+    let refused = run(&["--database-url", &target.url, "db", "restore", file_arg]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--force"), "{}", stderr(&refused));
+    let changed: i64 =
+        sqlx::query_scalar("select count(*) from public.users where first_name = 'Changed'")
+            .fetch_one(&target.pool)
+            .await
+            .unwrap();
+    assert_eq!(changed, 1, "a refused restore touches nothing");
+    target.pool.close().await;
+    let forced = run(&[
+        "--database-url",
+        &target.url,
+        "db",
+        "restore",
+        "--force",
+        file_arg,
+    ]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let pool = pesachama_store::connect(&target.url, 1).await.unwrap();
+    let changed: i64 =
+        sqlx::query_scalar("select count(*) from public.users where first_name = 'Changed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(changed, 0, "the backup replaced the database");
+    assert_eq!(books(&pool).await, books(&source.pool).await);
+}
