@@ -206,3 +206,43 @@ fn a_malformed_log_level_names_the_setting() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("LOG_LEVEL"), "{}", stderr(&output));
 }
+
+/// A backup restored into an empty data folder: the folder gets its cluster, the restore passes
+/// `check`, and the cluster is stopped again afterwards (issue 32 #4).
+#[tokio::test]
+async fn a_backup_restores_into_an_empty_data_folder_which_gets_its_cluster() {
+    if pesachama_testkit::supabase_mode() {
+        return; // a Supabase database is backed up by the project (docs/operations.md)
+    }
+    let source = pesachama_testkit::TestDb::new().await;
+    pesachama_store::seed_demo(&source.pool).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.dump");
+    let backed = run(&[
+        "--database-url",
+        &source.url,
+        "db",
+        "backup",
+        file.to_str().unwrap(),
+    ]);
+    assert!(backed.status.success(), "{}", stderr(&backed));
+
+    let data_dir = dir.path().join("state");
+    let data = data_dir.to_str().unwrap();
+    let restored = run(&["--data-dir", data, "db", "restore", file.to_str().unwrap()]);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    let check = run(&["--data-dir", data, "check"]);
+    assert!(
+        check.status.success(),
+        "{}\n{}",
+        stdout(&check),
+        stderr(&check)
+    );
+    assert!(stdout(&check).contains(" 0 failed"), "{}", stdout(&check));
+    let running = run(&["--data-dir", data, "db", "url"]);
+    assert!(
+        !running.status.success(),
+        "the commands stopped the cluster they started"
+    );
+    remove_cluster_files(&data_dir);
+}
