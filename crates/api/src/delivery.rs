@@ -314,10 +314,14 @@ pub struct Swept {
     pub reminders: i32,
     /// USSD sessions past the telco's 180 seconds, marked timed out.
     pub ussd_sessions: i32,
+    /// Counters of wrong passwords quiet for a week, forgotten (they would count from one again
+    /// anyway after `forget_after_seconds`, a day by default).
+    pub throttles: i32,
 }
 
-/// Expires withdrawal requests, invitations and USSD sessions past their time and sends the
-/// reminders of meetings starting within a day.
+/// Expires withdrawal requests, invitations and USSD sessions past their time, sends the
+/// reminders of meetings starting within a day, and forgets wrong-password counters quiet for a
+/// week.
 pub async fn sweep_once(pool: &PgPool) -> Result<Swept, StoreError> {
     let requests: i32 = sqlx::query_scalar("select internal.expire_disbursements()")
         .fetch_one(pool)
@@ -329,14 +333,33 @@ pub async fn sweep_once(pool: &PgPool) -> Result<Swept, StoreError> {
     let ussd_sessions: i32 = sqlx::query_scalar("select internal.expire_ussd_sessions()")
         .fetch_one(pool)
         .await?;
+    // Wrong USSD PINs are forgotten by `expire_ussd_sessions` above.
+    let throttles: i32 = sqlx::query_scalar(
+        "with forgotten as (
+            delete from internal.login_failures
+             where last_failure_at < now() - interval '7 days'
+               and (locked_until is null or locked_until < now())
+            returning 1)
+         select count(*)::int from forgotten",
+    )
+    .fetch_one(pool)
+    .await?;
     let swept = Swept {
         requests,
         invitations,
         reminders,
         ussd_sessions,
+        throttles,
     };
     if swept != Swept::default() {
-        tracing::info!(requests, invitations, reminders, ussd_sessions, "swept");
+        tracing::info!(
+            requests,
+            invitations,
+            reminders,
+            ussd_sessions,
+            throttles,
+            "swept"
+        );
     }
     Ok(swept)
 }

@@ -152,7 +152,7 @@ async fn two_workers_never_deliver_the_same_message() {
 }
 
 #[tokio::test]
-async fn the_sweep_expires_stale_withdrawal_requests_invitations_and_ussd_sessions_only() {
+async fn the_sweep_expires_stale_requests_invitations_ussd_sessions_and_quiet_throttles_only() {
     let db = TestDb::new().await;
     pesachama_store::seed_demo(&db.pool).await.unwrap();
     // The demo's pending request, made stale; a fresh invitation and a stale one.
@@ -177,13 +177,40 @@ async fn the_sweep_expires_stale_withdrawal_requests_invitations_and_ussd_sessio
     .execute(&db.pool)
     .await
     .unwrap();
+    // Throttle counters: quiet for a week (forgotten), recent, and old but still locked (kept).
+    sqlx::raw_sql(
+        "insert into internal.login_failures (bucket, failures, last_failure_at, locked_until) values
+           ('old', 3, now() - interval '8 days', null),
+           ('recent', 3, now() - interval '1 hour', null),
+           ('locked', 30, now() - interval '8 days', now() + interval '1 hour');
+         insert into internal.ussd_pin_tries (phone, source, failures, last_failed_at) values
+           ('+254712345001', '10.0.0.1', 2, now() - interval '9 days'),
+           ('+254712345001', '10.0.0.2', 2, now())",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let swept = pesachama_api::delivery::sweep_once(&db.pool).await.unwrap();
+    let kept: Vec<String> =
+        sqlx::query_scalar("select bucket from internal.login_failures order by bucket")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, ["locked", "recent"]);
+    let sources: Vec<String> =
+        sqlx::query_scalar("select source from internal.ussd_pin_tries order by source")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(sources, ["10.0.0.2"]);
     assert_eq!(
-        pesachama_api::delivery::sweep_once(&db.pool).await.unwrap(),
+        swept,
         pesachama_api::delivery::Swept {
             requests: 1,
             invitations: 1,
             reminders: 0,
-            ussd_sessions: 1
+            ussd_sessions: 1,
+            throttles: 1,
         }
     );
     assert_eq!(
