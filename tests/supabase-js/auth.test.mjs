@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AuthApiError, isAuthApiError, isAuthSessionMissingError, isAuthWeakPasswordError } from '@supabase/supabase-js';
-import { client, codeSentTo, demo, DEMO_PASSWORD, lastMailboxId, newPhone, newUser, unique } from './helpers.mjs';
+import { client, codeSentTo, demo, DEMO_PASSWORD, lastMailboxId, newPhone, newUser, serviceKey, unique } from './helpers.mjs';
 
 /** The claims of an access token, as any JWT library would read them. */
 function claims(token) {
@@ -225,4 +225,37 @@ test('auth.resend is served (re-sending a sign-up or phone-change code)', { todo
   const { error } = await supabase.auth.resend({ type: 'signup', email });
   // GoTrue answers either {} or a refusal about this user's state; never "no such route"
   assert.notEqual(error?.status, 404, `${error?.code}: ${error?.message}`);
+});
+
+test('auth.admin with the service key: createUser, getUserById, listUsers, updateUserById, deleteUser', async () => {
+  const admin = client(serviceKey).auth.admin;
+  const email = `js-admin-${unique()}@example.com`;
+  const created = await admin.createUser({ email, password: `pw-${unique()}-long`, email_confirm: true, user_metadata: { first_name: 'Amani' } });
+  assert.equal(created.error, null, created.error?.message);
+  assert.equal(created.data.user.email, email);
+  assert.ok(created.data.user.email_confirmed_at);
+  const id = created.data.user.id;
+
+  const found = await admin.getUserById(id);
+  assert.equal(found.data.user.id, id);
+  const listed = await admin.listUsers({ page: 1, perPage: 1000 });
+  assert.equal(listed.error, null);
+  assert.ok(listed.data.users.some((u) => u.id === id));
+  assert.ok(listed.data.total >= listed.data.users.length);
+
+  const updated = await admin.updateUserById(id, { user_metadata: { first_name: 'Amani', last_name: 'Kariuki' } });
+  assert.equal(updated.data.user.user_metadata.last_name, 'Kariuki');
+
+  const deleted = await admin.deleteUser(id);
+  assert.equal(deleted.error, null, deleted.error?.message);
+  const gone = await admin.getUserById(id);
+  assert.ok(isAuthApiError(gone.error));
+  assert.equal(gone.error.status, 404);
+});
+
+test('auth.admin with the anon key is refused as GoTrue refuses it (403 not_admin)', async () => {
+  const { error } = await client().auth.admin.listUsers();
+  assert.ok(isAuthApiError(error));
+  assert.equal(error.status, 403);
+  assert.equal(error.code, 'not_admin');
 });

@@ -263,3 +263,31 @@ test('buckets are under RLS: a user sees none, the service role sees them all', 
   const documents = all.data.find((b) => b.id === 'documents');
   assert.equal(documents.public, false);
 });
+
+test('createSignedUploadUrl by an official, uploadToSignedUrl with no session; a member gets no URL', async () => {
+  const path = `${demo.umoja}/js-signed-${unique()}.txt`;
+  const signed = await official.supabase.storage.from('documents').createSignedUploadUrl(path);
+  assert.equal(signed.error, null, `sign: ${signed.error?.message}`);
+  assert.equal(signed.data.path, path);
+  assert.ok(signed.data.token);
+
+  const anonymous = client(); // whoever holds the URL: no sign-in
+  const uploaded = await anonymous.storage
+    .from('documents')
+    .uploadToSignedUrl(path, signed.data.token, new Blob([text], { type: 'text/plain' }));
+  assert.equal(uploaded.error, null, `upload: ${uploaded.error?.message}`);
+  assert.equal(uploaded.data.path, path);
+  const download = await member.supabase.storage.from('documents').download(path);
+  assert.equal(await download.data.text(), text);
+
+  const again = await anonymous.storage
+    .from('documents')
+    .uploadToSignedUrl(path, signed.data.token, new Blob(['second'], { type: 'text/plain' }));
+  assert.ok(again.error instanceof StorageApiError, 'a URL without upsert works once');
+
+  const refused = await member.supabase.storage
+    .from('documents')
+    .createSignedUploadUrl(`${demo.umoja}/js-signed-${unique()}.txt`);
+  assert.ok(refused.error instanceof StorageApiError, 'a member may not write Umoja documents');
+  assert.equal(refused.data, null);
+});
