@@ -57,6 +57,14 @@ begin
   insert into pesachama_migrate.target_changes (table_name, op, row)
     values (tg_table_schema || '.' || tg_table_name, tg_op,
             case when tg_op = 'DELETE' then to_jsonb(old) else to_jsonb(new) end);
+  -- A write that waited on a rollback (which locks this table) finds it done: refused, so
+  -- the app is never told a write was kept that legacy will not have.
+  if exists (select from pesachama_migrate.cutover c
+              where c.id = (select max(id) from pesachama_migrate.cutover)
+                and c.rolled_back_at is not null) then
+    raise exception 'the cut-over was rolled back: write to the legacy database'
+      using errcode = '55000';
+  end if;
   return null;
 end
 $$;
@@ -375,10 +383,17 @@ pub async fn rollback(from: &str, to: &str) -> anyhow::Result<Rollback> {
             ..Default::default()
         });
     }
+    // Writes to the target wait from here to the end: a write in flight is in what is read
+    // (the lock waits for it), and one that arrives meanwhile is refused once this is done
+    // (`capture` sees the rollback), never acknowledged and lost.
+    let mut hold = sqlx::Connection::begin(&mut dst).await?;
+    sqlx::raw_sql("lock table pesachama_migrate.target_changes in exclusive mode")
+        .execute(&mut *hold)
+        .await?;
     let changes: Vec<(i64, String, String, Value)> = sqlx::query_as(
         "select id, table_name, op, row from pesachama_migrate.target_changes order by id",
     )
-    .fetch_all(&mut dst)
+    .fetch_all(&mut *hold)
     .await?;
     // Each row once, as it is last: an insert later updated is one insert of the last state.
     let mut last = std::collections::HashMap::new();
@@ -469,9 +484,8 @@ pub async fn rollback(from: &str, to: &str) -> anyhow::Result<Rollback> {
             "drop trigger if exists pesachama_rollback_capture on {table};"
         ));
     }
-    sqlx::raw_sql(&format!("begin; {stop} commit;"))
-        .execute(&mut dst)
-        .await?;
+    sqlx::raw_sql(&stop).execute(&mut *hold).await?;
+    hold.commit().await?;
     Ok(report)
 }
 

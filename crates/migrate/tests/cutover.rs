@@ -834,3 +834,45 @@ async fn rollback_replays_target_writes_of_every_kind_and_legacy_stays_whole() {
     assert_eq!(captured, 0);
     drop_role(&legacy, &role).await;
 }
+
+/// A write the target is still committing when `rollback` starts is waited for and replayed;
+/// before, rollback read the captured changes at once and the write, acknowledged a moment
+/// later, was neither replayed nor reported (found by scripts/bench-cutover).
+#[tokio::test]
+async fn a_target_write_in_flight_when_rollback_starts_is_replayed_not_lost() {
+    let (legacy, target, _role, _app_url) = copied(17).await;
+    cutover::cutover(&legacy.url, &target.url, 500)
+        .await
+        .unwrap();
+    let notification: uuid::Uuid = sqlx::query_scalar(
+        "select id from public.notifications where legacy_id is not null order by id limit 1",
+    )
+    .fetch_one(&target.pool)
+    .await
+    .unwrap();
+    let mut writer = target.pool.begin().await.unwrap();
+    sqlx::query("update public.notifications set read_at = now() where id = $1")
+        .bind(notification)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+
+    // The write commits while rollback runs (a join, not a spawn: the rollback future holds
+    // connections across awaits).
+    let commit_later = async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        writer.commit().await.unwrap();
+    };
+    let (back, ()) = tokio::join!(cutover::rollback(&legacy.url, &target.url), commit_later);
+    let back = back.unwrap();
+    assert_eq!(back.replayed, 1, "{back:?}");
+
+    // After the rollback the target no longer records writes for legacy.
+    let captured: bool = sqlx::query_scalar(
+        "select exists (select from pg_trigger where tgname = 'pesachama_rollback_capture')",
+    )
+    .fetch_one(&target.pool)
+    .await
+    .unwrap();
+    assert!(!captured);
+}
